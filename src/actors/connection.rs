@@ -1,0 +1,403 @@
+//! One actor per WebSocket: parses frames, answers requests in order, keeps the socket alive, and
+//! ends every membership when the socket goes away, for whatever reason.
+//!
+//! Requests are handled one at a time (`ctx.wait`), so replies leave in request order and a
+//! request's reply always precedes the events of later changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, StreamHandler, WrapFuture,
+};
+use actix_web_actors::ws;
+
+use super::ToClient;
+use super::session::{EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile};
+use super::supervisor::{Connect, Disconnect, Join, Supervisor};
+use crate::model::{LeaveReason, Member};
+use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::reply::{ServerMessage, ViewBody};
+use crate::protocol::request::{self, ParseLimits, Patch, Request, RequestId};
+
+/// Who is on the other end of a connection, as established before the upgrade.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub user: Option<String>,
+    /// Default display name (the token's `name` claim).
+    pub name: Option<String>,
+    /// Sessions this connection may join; `None` means any.
+    pub sessions: Option<Vec<String>>,
+}
+
+/// Per-connection settings.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    pub instance_name: String,
+    pub ping_interval: Duration,
+    pub client_timeout: Duration,
+    pub parse: ParseLimits,
+    pub max_sessions: usize,
+}
+
+pub struct ConnectionActor {
+    id: String,
+    identity: Identity,
+    settings: Arc<ConnectionSettings>,
+    supervisor: Addr<Supervisor>,
+    /// Live connections of this instance; decremented when this actor stops.
+    open_connections: Arc<AtomicUsize>,
+    sessions: HashMap<String, Addr<SessionActor>>,
+    name: Option<String>,
+    avatar: Option<String>,
+    last_seen: Instant,
+    end_reason: LeaveReason,
+}
+
+impl ConnectionActor {
+    pub fn new(
+        identity: Identity,
+        settings: Arc<ConnectionSettings>,
+        supervisor: Addr<Supervisor>,
+        open_connections: Arc<AtomicUsize>,
+    ) -> ConnectionActor {
+        ConnectionActor {
+            id: uuid::Uuid::new_v4().to_string(),
+            identity,
+            settings,
+            supervisor,
+            open_connections,
+            sessions: HashMap::new(),
+            name: None,
+            avatar: None,
+            last_seen: Instant::now(),
+            end_reason: LeaveReason::Disconnected,
+        }
+    }
+
+    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, message: ServerMessage) {
+        ctx.text(&*message.encode());
+    }
+
+    fn send_error(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        id: Option<RequestId>,
+        err: &ApiError,
+    ) {
+        self.send(ctx, ServerMessage::error(id, err));
+    }
+
+    fn display_name(&self, requested: Option<String>) -> String {
+        requested
+            .or_else(|| self.name.clone())
+            .or_else(|| self.identity.name.clone())
+            .or_else(|| self.identity.user.clone())
+            .unwrap_or_else(|| "Guest".to_owned())
+    }
+
+    fn session_addr(&self, session: &str) -> Result<Addr<SessionActor>, ApiError> {
+        self.sessions
+            .get(session)
+            .cloned()
+            .ok_or_else(|| ApiError::not_member(session))
+    }
+
+    fn dispatch(
+        &mut self,
+        id: Option<RequestId>,
+        request: Request,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        match request {
+            Request::Ping => self.send(ctx, ServerMessage::Pong { id }),
+            Request::Join {
+                session,
+                name,
+                avatar,
+            } => self.join(id, session, name, avatar, ctx),
+            Request::Leave { session } => {
+                let Some(addr) = self.sessions.remove(&session) else {
+                    return self.send_error(ctx, id, &ApiError::not_member(&session));
+                };
+                let leave = Leave {
+                    connection: self.id.clone(),
+                    reason: LeaveReason::Left,
+                };
+                ctx.wait(addr.send(leave).into_actor(self).map(
+                    move |res, act, ctx| match flatten(res) {
+                        Ok(()) => act.send(ctx, ServerMessage::Left { id, session }),
+                        Err(e) => act.send_error(ctx, id, &e),
+                    },
+                ));
+            }
+            Request::Profile { name, avatar } => {
+                if let Some(name) = name {
+                    self.name = Some(name);
+                }
+                match avatar {
+                    Patch::Keep => {}
+                    Patch::Clear => self.avatar = None,
+                    Patch::Set(url) => self.avatar = Some(url),
+                }
+                let name = self.display_name(None);
+                let updates: Vec<_> = self
+                    .sessions
+                    .values()
+                    .map(|addr| {
+                        addr.send(UpdateProfile {
+                            connection: self.id.clone(),
+                            name: name.clone(),
+                            avatar: self.avatar.clone(),
+                        })
+                    })
+                    .collect();
+                let all = futures_util::future::join_all(updates);
+                ctx.wait(all.into_actor(self).map(move |results, act, ctx| {
+                    let failed = results.into_iter().map(flatten).find_map(Result::err);
+                    match failed {
+                        None => act.send(ctx, ServerMessage::ProfileUpdated { id }),
+                        Some(e) => act.send_error(ctx, id, &e),
+                    }
+                }));
+            }
+            Request::Publish { session, data } => {
+                let addr = match self.session_addr(&session) {
+                    Ok(addr) => addr,
+                    Err(e) => return self.send_error(ctx, id, &e),
+                };
+                let publish = Publish {
+                    connection: self.id.clone(),
+                    data,
+                };
+                ctx.wait(addr.send(publish).into_actor(self).map(
+                    move |res, act, ctx| match flatten(res) {
+                        Ok(()) => act.send(ctx, ServerMessage::Published { id, session }),
+                        Err(e) => act.send_error(ctx, id, &e),
+                    },
+                ));
+            }
+            Request::Members { session } => {
+                let addr = match self.session_addr(&session) {
+                    Ok(addr) => addr,
+                    Err(e) => return self.send_error(ctx, id, &e),
+                };
+                let read = ReadMembers {
+                    connection: self.id.clone(),
+                };
+                ctx.wait(
+                    addr.send(read)
+                        .into_actor(self)
+                        .map(move |res, act, ctx| match flatten(res) {
+                            Ok(view) => act.send(
+                                ctx,
+                                ServerMessage::Members {
+                                    id,
+                                    session,
+                                    view: ViewBody::from(&view),
+                                },
+                            ),
+                            Err(e) => act.send_error(ctx, id, &e),
+                        }),
+                );
+            }
+            Request::End { session, epoch } => {
+                let addr = match self.session_addr(&session) {
+                    Ok(addr) => addr,
+                    Err(e) => return self.send_error(ctx, id, &e),
+                };
+                let end = EndSession {
+                    connection: self.id.clone(),
+                    epoch,
+                };
+                ctx.wait(addr.send(end).into_actor(self).map(move |res, act, ctx| {
+                    match flatten(res) {
+                        Ok(()) => {
+                            act.sessions.remove(&session);
+                            act.send(ctx, ServerMessage::Ended { id, session });
+                        }
+                        Err(e) => act.send_error(ctx, id, &e),
+                    }
+                }));
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        id: Option<RequestId>,
+        session: String,
+        name: Option<String>,
+        avatar: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if let Some(allowed) = &self.identity.sessions
+            && !allowed.iter().any(|s| *s == session)
+        {
+            let err = ApiError::new(
+                ErrorCode::Forbidden,
+                "your token does not allow this session",
+            );
+            return self.send_error(ctx, id, &err);
+        }
+        if !self.sessions.contains_key(&session)
+            && self.sessions.len() >= self.settings.max_sessions
+        {
+            let err = ApiError::new(
+                ErrorCode::TooManySessions,
+                format!(
+                    "a connection may be in at most {} sessions",
+                    self.settings.max_sessions
+                ),
+            );
+            return self.send_error(ctx, id, &err);
+        }
+        let member = Member {
+            connection: self.id.clone(),
+            user: self.identity.user.clone(),
+            name: self.display_name(name),
+            avatar: avatar.or_else(|| self.avatar.clone()),
+            joined_at: 0,
+            instance: String::new(),
+        };
+        let join = Join {
+            session: session.clone(),
+            member,
+            client: ctx.address().recipient(),
+        };
+        ctx.wait(self.supervisor.send(join).into_actor(self).map(
+            move |res, act, ctx| match flatten(res) {
+                Ok(joined) => {
+                    act.sessions.insert(session.clone(), joined.actor);
+                    let reply = ServerMessage::Joined {
+                        id,
+                        session,
+                        you: act.id.clone(),
+                        view: ViewBody::from(&joined.view),
+                    };
+                    act.send(ctx, reply);
+                }
+                Err(e) => act.send_error(ctx, id, &e),
+            },
+        ));
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        match request::parse(text, self.settings.parse) {
+            Ok((id, request)) => self.dispatch(id, request, ctx),
+            Err(rejected) => self.send_error(ctx, rejected.id, &rejected.error),
+        }
+    }
+}
+
+/// Folds a mailbox failure (the target actor is gone) into the reply error.
+fn flatten<T>(res: Result<Result<T, ApiError>, actix::MailboxError>) -> Result<T, ApiError> {
+    res.map_err(|e| ApiError::new(ErrorCode::Internal, format!("session unavailable: {e}")))?
+}
+
+impl Actor for ConnectionActor {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.supervisor.do_send(Connect {
+            connection: self.id.clone(),
+            client: ctx.address().recipient(),
+        });
+        let welcome = ServerMessage::Welcome {
+            connection: self.id.clone(),
+            user: self.identity.user.clone(),
+            instance: self.settings.instance_name.clone(),
+            protocol: PROTOCOL_VERSION,
+            heartbeat_ms: self.settings.ping_interval.as_millis() as u64,
+        };
+        self.send(ctx, welcome);
+        ctx.run_interval(self.settings.ping_interval, |_act, ctx| ctx.ping(b""));
+        let check = (self.settings.client_timeout / 10)
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        ctx.run_interval(check, |act, ctx| {
+            if act.last_seen.elapsed() > act.settings.client_timeout {
+                tracing::info!(connection = %act.id, "client silent past the timeout; closing");
+                act.end_reason = LeaveReason::Timeout;
+                ctx.stop();
+            }
+        });
+        tracing::debug!(connection = %self.id, user = ?self.identity.user, "connected");
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        for (_, addr) in self.sessions.drain() {
+            addr.do_send(Leave {
+                connection: self.id.clone(),
+                reason: self.end_reason,
+            });
+        }
+        self.supervisor.do_send(Disconnect {
+            connection: self.id.clone(),
+        });
+        self.open_connections.fetch_sub(1, Ordering::SeqCst);
+        tracing::debug!(connection = %self.id, reason = self.end_reason.as_str(), "disconnected");
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
+                let err = ApiError::bad_request("frames must be UTF-8 JSON text");
+                self.send_error(ctx, None, &err);
+            }
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(ws::ProtocolError::Overflow) => {
+                tracing::info!(connection = %self.id, "frame over the size limit; closing with 1009");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some("frame too large".into()),
+                }));
+                ctx.stop();
+            }
+            Err(e) => {
+                tracing::info!(connection = %self.id, error = %e, "WebSocket protocol error; closing");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some(e.to_string()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<ToClient> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        match msg {
+            ToClient::Frame(frame) => ctx.text(&*frame),
+            ToClient::MembershipEnded { session } => {
+                self.sessions.remove(&session);
+            }
+            ToClient::Close { code, reason } => {
+                self.end_reason = LeaveReason::Shutdown;
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::from(code),
+                    description: Some(reason),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}

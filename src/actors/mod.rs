@@ -1,0 +1,26 @@
+//! The actors of DESIGN.md §1: one [`connection::ConnectionActor`] per socket, one
+//! [`session::SessionActor`] per session with local members, one [`supervisor::Supervisor`] per
+//! instance. Each message type lives next to the actor that handles it.
+//!
+//! Connections are reached only through a `Recipient<ToClient>`, so tests can stand in for a socket
+//! with any actor that handles [`ToClient`].
+
+pub mod connection;
+pub mod session;
+pub mod supervisor;
+
+use std::sync::Arc;
+
+use actix::Message;
+
+/// What the engine sends to a client (a socket, or a test recipient standing in for one).
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub enum ToClient {
+    /// One encoded JSON frame.
+    Frame(Arc<str>),
+    /// The connection is no longer a member of this session (ended, shut down, or lost).
+    MembershipEnded { session: String },
+    /// Close the connection with this WebSocket close code (1012 on graceful shutdown).
+    Close { code: u16, reason: String },
+}

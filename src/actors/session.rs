@@ -1,0 +1,579 @@
+//! One actor per session with members on this instance.
+//!
+//! It applies every change of its session through the store, one at a time, so the view it delivers
+//! advances in version order. Changes made elsewhere arrive from the supervisor as [`RemoteChange`];
+//! a change that does not directly follow the current version is never guessed at: the actor reads a
+//! snapshot and sends it to its local clients instead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
+    Recipient, WrapFuture,
+};
+use serde_json::Value;
+
+use super::ToClient;
+use super::supervisor::{LocalCount, Supervisor};
+use crate::model::{Change, Event, LeaveReason, Member, SessionView};
+use crate::protocol::error::ApiError;
+use crate::protocol::reply::{ServerMessage, ViewBody};
+use crate::store::{Floor, Store, StoreError};
+
+struct LocalMember {
+    member: Member,
+    client: Recipient<ToClient>,
+}
+
+pub struct SessionActor {
+    session: String,
+    store: Arc<dyn Store>,
+    supervisor: Addr<Supervisor>,
+    max_members: usize,
+    view: SessionView,
+    local: HashMap<String, LocalMember>,
+    /// Local connections whose removal the store has not confirmed yet (it was unreachable).
+    pending_removals: Vec<(String, LeaveReason)>,
+}
+
+impl SessionActor {
+    pub fn new(
+        session: String,
+        store: Arc<dyn Store>,
+        supervisor: Addr<Supervisor>,
+        max_members: usize,
+    ) -> SessionActor {
+        SessionActor {
+            session,
+            store,
+            supervisor,
+            max_members,
+            view: SessionView::default(),
+            local: HashMap::new(),
+            pending_removals: Vec::new(),
+        }
+    }
+
+    fn send_frame(&self, frame: &Arc<str>, skip: Option<&str>) {
+        for (connection, local) in &self.local {
+            if Some(connection.as_str()) != skip {
+                local.client.do_send(ToClient::Frame(frame.clone()));
+            }
+        }
+    }
+
+    fn report_count(&self) {
+        self.supervisor.do_send(LocalCount {
+            session: self.session.clone(),
+            count: self.local.len(),
+        });
+    }
+
+    fn snapshot_frame(&self) -> Arc<str> {
+        ServerMessage::Snapshot {
+            session: self.session.clone(),
+            view: ViewBody::from(&self.view),
+        }
+        .encode()
+    }
+
+    /// Applies a change whose events every local member except `skip` should see.
+    fn absorb(&mut self, change: &Change, skip: Option<&str>, ctx: &mut Context<Self>) {
+        if change.version <= self.view.version {
+            return;
+        }
+        if change.version != self.view.version + 1 {
+            self.resync(ctx);
+            return;
+        }
+        self.view.apply(change);
+        for frame in ServerMessage::from_change(&self.session, change) {
+            self.send_frame(&frame.encode(), skip);
+        }
+        self.after_change(change, ctx);
+    }
+
+    /// Consequences of a change for local connections: removed by `end`, or lost by the store.
+    fn after_change(&mut self, change: &Change, ctx: &mut Context<Self>) {
+        let mut lost_local = false;
+        for event in &change.events {
+            match event {
+                Event::SessionEnded { .. } => {
+                    for (_, local) in self.local.drain() {
+                        local.client.do_send(ToClient::MembershipEnded {
+                            session: self.session.clone(),
+                        });
+                    }
+                    self.report_count();
+                }
+                Event::MemberLeft { connection, .. } if self.local.contains_key(connection) => {
+                    lost_local = true;
+                }
+                _ => {}
+            }
+        }
+        if lost_local {
+            // Another instance removed members that are alive here (we were thought dead).
+            ctx.notify(Reconcile { reassert: true });
+        }
+    }
+
+    /// Reads the shared view and sends it to every local client as a `snapshot`.
+    fn resync(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        ctx.wait(
+            async move { store.view(&session).await }
+                .into_actor(self)
+                .map(|result, act, _ctx| match result {
+                    Ok(Some(view)) if view.version >= act.view.version => {
+                        act.view = view;
+                        act.send_frame(&act.snapshot_frame(), None);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(session = %act.session, error = %e, "resync failed"),
+                }),
+        );
+    }
+
+    fn floor(&self) -> Floor {
+        Floor {
+            version: self.view.version,
+            epoch: self.view.epoch,
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        tracing::debug!(session = %self.session, "session actor started");
+    }
+}
+
+/// Join a local connection (sent by the supervisor, which routes every join).
+#[derive(Message)]
+#[rtype(result = "Result<SessionView, ApiError>")]
+pub struct JoinLocal {
+    pub member: Member,
+    pub client: Recipient<ToClient>,
+}
+
+impl Handler<JoinLocal> for SessionActor {
+    type Result = AtomicResponse<Self, Result<SessionView, ApiError>>;
+
+    fn handle(&mut self, msg: JoinLocal, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let max_members = self.max_members;
+        let member = msg.member.clone();
+        AtomicResponse::new(Box::pin(
+            async move { store.join(&session, member, max_members).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let outcome = result?;
+                    let connection = msg.member.connection.clone();
+                    let joined = outcome
+                        .view
+                        .member(&connection)
+                        .cloned()
+                        .unwrap_or(msg.member);
+                    act.local.insert(
+                        connection.clone(),
+                        LocalMember {
+                            member: joined,
+                            client: msg.client,
+                        },
+                    );
+                    if let Some(change) = &outcome.change {
+                        if change.version == act.view.version + 1 {
+                            act.absorb(change, Some(&connection), ctx);
+                        } else if outcome.view.version > act.view.version {
+                            let first = act.local.len() == 1;
+                            act.view = outcome.view.clone();
+                            if !first {
+                                let frame = act.snapshot_frame();
+                                act.send_frame(&frame, Some(&connection));
+                            }
+                        }
+                    } else if outcome.view.version > act.view.version {
+                        act.view = outcome.view.clone();
+                    }
+                    act.report_count();
+                    Ok(outcome.view)
+                }),
+        ))
+    }
+}
+
+/// End one local membership.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Leave {
+    pub connection: String,
+    pub reason: LeaveReason,
+}
+
+impl Handler<Leave> for SessionActor {
+    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+
+    fn handle(&mut self, msg: Leave, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.local.remove(&msg.connection).is_none() {
+            let session = self.session.clone();
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ApiError::not_member(
+                &session,
+            )))));
+        }
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let connection = msg.connection.clone();
+        AtomicResponse::new(Box::pin(
+            async move { store.leave(&session, &connection, msg.reason).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let outcome = match result {
+                        Ok(Some(change)) => {
+                            act.absorb(&change, None, ctx);
+                            Ok(())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => {
+                            tracing::warn!(session = %act.session, connection = %msg.connection, error = %e,
+                                "leave not confirmed by the store; will retry on reconcile");
+                            act.pending_removals.push((msg.connection, msg.reason));
+                            Err(ApiError::from(e))
+                        }
+                    };
+                    act.report_count();
+                    outcome
+                }),
+        ))
+    }
+}
+
+/// Replace the name and avatar of a local member.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct UpdateProfile {
+    pub connection: String,
+    pub name: String,
+    pub avatar: Option<String>,
+}
+
+impl Handler<UpdateProfile> for SessionActor {
+    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+
+    fn handle(&mut self, msg: UpdateProfile, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(local) = self.local.get(&msg.connection) else {
+            let err = ApiError::not_member(&self.session);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))));
+        };
+        let mut member = local.member.clone();
+        member.name = msg.name;
+        member.avatar = msg.avatar;
+        let store = self.store.clone();
+        let session = self.session.clone();
+        AtomicResponse::new(Box::pin(
+            async move { store.update_member(&session, member).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    if let Some(change) = result? {
+                        for event in &change.events {
+                            if let Event::MemberUpdated { member } = event
+                                && let Some(local) = act.local.get_mut(&member.connection)
+                            {
+                                local.member = member.clone();
+                            }
+                        }
+                        // The updater sees its own `member_updated` too: it is how every
+                        // session it is in confirms the new profile.
+                        act.absorb(&change, None, ctx);
+                    }
+                    Ok(())
+                }),
+        ))
+    }
+}
+
+/// Send a `message` to the other members of the session.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Publish {
+    pub connection: String,
+    pub data: Value,
+}
+
+impl Handler<Publish> for SessionActor {
+    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(local) = self.local.get(&msg.connection) else {
+            let err = ApiError::not_member(&self.session);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))));
+        };
+        let user = local.member.user.clone();
+        let frame = ServerMessage::Message {
+            session: self.session.clone(),
+            from: msg.connection.clone(),
+            user: user.clone(),
+            data: msg.data.clone(),
+        }
+        .encode();
+        self.send_frame(&frame, Some(&msg.connection));
+        let store = self.store.clone();
+        let session = self.session.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                store
+                    .publish(&session, &msg.connection, user.as_deref(), &msg.data)
+                    .await
+                    .map_err(ApiError::from)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Read the authoritative view (the `members` request). Requires membership.
+#[derive(Message)]
+#[rtype(result = "Result<SessionView, ApiError>")]
+pub struct ReadMembers {
+    pub connection: String,
+}
+
+impl Handler<ReadMembers> for SessionActor {
+    type Result = AtomicResponse<Self, Result<SessionView, ApiError>>;
+
+    fn handle(&mut self, msg: ReadMembers, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.local.contains_key(&msg.connection) {
+            let err = ApiError::not_member(&self.session);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))));
+        }
+        let store = self.store.clone();
+        let session = self.session.clone();
+        AtomicResponse::new(Box::pin(
+            async move { store.view(&session).await }
+                .into_actor(self)
+                .map(|result, act, _ctx| {
+                    let view = result?.unwrap_or_default();
+                    if view.version > act.view.version {
+                        act.view = view.clone();
+                    }
+                    Ok(view)
+                }),
+        ))
+    }
+}
+
+/// End the session (leader only, fenced by epoch).
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct EndSession {
+    pub connection: String,
+    pub epoch: u64,
+}
+
+impl Handler<EndSession> for SessionActor {
+    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+
+    fn handle(&mut self, msg: EndSession, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.local.contains_key(&msg.connection) {
+            let err = ApiError::not_member(&self.session);
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))));
+        }
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let connection = msg.connection.clone();
+        AtomicResponse::new(Box::pin(
+            async move { store.end(&session, &connection, msg.epoch).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let change = result?;
+                    // The ender gets `ended` as its reply, not `session_ended`.
+                    if let Some(local) = act.local.remove(&msg.connection) {
+                        local.client.do_send(ToClient::MembershipEnded {
+                            session: act.session.clone(),
+                        });
+                    }
+                    act.absorb(&change, None, ctx);
+                    if !act.local.is_empty() {
+                        // A gap made `absorb` resync instead of delivering `session_ended`.
+                        act.after_change(&change, ctx);
+                    }
+                    act.report_count();
+                    Ok(())
+                }),
+        ))
+    }
+}
+
+/// A change made by another instance (or by this instance's reaper), to apply in version order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteChange(pub Change);
+
+impl Handler<RemoteChange> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteChange, ctx: &mut Context<Self>) {
+        self.absorb(&msg.0, None, ctx);
+    }
+}
+
+/// A `message` published by a member on another instance.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteMessage {
+    pub from: String,
+    pub user: Option<String>,
+    pub data: Value,
+}
+
+impl Handler<RemoteMessage> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteMessage, _ctx: &mut Context<Self>) {
+        let frame = ServerMessage::Message {
+            session: self.session.clone(),
+            from: msg.from,
+            user: msg.user,
+            data: msg.data,
+        }
+        .encode();
+        self.send_frame(&frame, None);
+    }
+}
+
+/// Re-read the shared view; with `reassert`, first put local members back if the store lost them.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Reconcile {
+    pub reassert: bool,
+}
+
+impl Handler<Reconcile> for SessionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Reconcile, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let members: Vec<Member> = self.local.values().map(|l| l.member.clone()).collect();
+        let floor = self.floor();
+        let pending = std::mem::take(&mut self.pending_removals);
+        AtomicResponse::new(Box::pin(
+            async move {
+                let mut unconfirmed = Vec::new();
+                for (connection, reason) in pending {
+                    if let Err(e) = store.leave(&session, &connection, reason).await {
+                        tracing::warn!(%session, %connection, error = %e, "leave still not confirmed");
+                        unconfirmed.push((connection, reason));
+                    }
+                }
+                let mut reasserted = false;
+                if msg.reassert && !members.is_empty() {
+                    reasserted = store.reassert(&session, members, floor).await?.is_some();
+                }
+                let view = store.view(&session).await?;
+                Ok::<_, StoreError>((unconfirmed, reasserted, view))
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| match result {
+                Ok((unconfirmed, reasserted, view)) => {
+                    act.pending_removals.extend(unconfirmed);
+                    let view = view.unwrap_or_default();
+                    let missing = act.local.keys().any(|c| view.member(c).is_none());
+                    if missing && !msg.reassert && view.ended_at.is_none() {
+                        ctx.notify(Reconcile { reassert: true });
+                    }
+                    if reasserted || view.version != act.view.version || view.leader != act.view.leader {
+                        act.view = view;
+                        act.send_frame(&act.snapshot_frame(), None);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(session = %act.session, error = %e, "reconcile failed; will retry");
+                }
+            }),
+        ))
+    }
+}
+
+/// Graceful stop: remove every local member with reason `shutdown` in one store step.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShutdownSession;
+
+impl Handler<ShutdownSession> for SessionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: ShutdownSession, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let me = store.instance().incarnation.clone();
+        let had_members = !self.local.is_empty();
+        for (_, local) in self.local.drain() {
+            local.client.do_send(ToClient::MembershipEnded {
+                session: self.session.clone(),
+            });
+        }
+        AtomicResponse::new(Box::pin(
+            async move {
+                if had_members {
+                    store
+                        .remove_instance_members(&session, &me, LeaveReason::Shutdown)
+                        .await
+                } else {
+                    Ok(None)
+                }
+            }
+            .into_actor(self)
+            .map(|result, act, _ctx| {
+                if let Err(e) = result {
+                    tracing::error!(session = %act.session, error = %e,
+                        "could not remove members at shutdown; the reaper will after the lease");
+                }
+                act.report_count();
+            }),
+        ))
+    }
+}
+
+/// Stop: the supervisor saw no local member and no join on its way here, and has already dropped
+/// this actor from its registry. Removals the store has not confirmed are handed back to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
+        use actix::ActorContext;
+        if !self.local.is_empty() {
+            tracing::error!(session = %self.session, "retire requested with local members; staying");
+            return;
+        }
+        if !self.pending_removals.is_empty() {
+            self.supervisor.do_send(super::supervisor::Orphaned {
+                session: self.session.clone(),
+                removals: std::mem::take(&mut self.pending_removals),
+            });
+        }
+        ctx.stop();
+    }
+}
+
+/// The view this actor last delivered, for tests and diagnostics.
+#[derive(Message)]
+#[rtype(result = "SessionView")]
+pub struct CurrentView;
+
+impl Handler<CurrentView> for SessionActor {
+    type Result = actix::MessageResult<CurrentView>;
+
+    fn handle(&mut self, _msg: CurrentView, _ctx: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.view.clone())
+    }
+}

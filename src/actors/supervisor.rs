@@ -1,0 +1,558 @@
+//! One per instance: the session registry, the heartbeat (lease renewal, store-loss detection) and
+//! the reaper (removing the members of instances that died without a goodbye).
+//!
+//! Every join goes through the supervisor, so it always knows whether a join is on its way to a
+//! session actor; it retires a session actor only when it has no local members and none is.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
+    Recipient, ResponseActFuture, StreamHandler, WrapFuture,
+};
+
+use super::ToClient;
+use super::session::{
+    JoinLocal, Reconcile, RemoteChange, RemoteMessage, Retire, SessionActor, ShutdownSession,
+};
+use crate::model::{Change, LeaveReason, Member, SessionView};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store, StoreError};
+
+/// Close code sent to every client on a graceful shutdown.
+pub const CLOSE_RESTARTING: u16 = 1012;
+
+/// Timings and limits the supervisor enforces.
+#[derive(Clone, Debug)]
+pub struct SupervisorSettings {
+    pub heartbeat: Duration,
+    pub max_members_per_session: usize,
+    pub max_connections: usize,
+    /// Refresh the backstop TTL of session keys every this many heartbeats.
+    pub touch_every_ticks: u64,
+}
+
+struct SessionEntry {
+    addr: Addr<SessionActor>,
+    pending_joins: usize,
+    local: usize,
+}
+
+/// What `/readyz` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub store: &'static str,
+    pub store_reachable: bool,
+    pub lease_held: bool,
+    pub shutting_down: bool,
+}
+
+pub struct Supervisor {
+    store: Arc<dyn Store>,
+    settings: SupervisorSettings,
+    sessions: HashMap<String, SessionEntry>,
+    clients: HashMap<String, Recipient<ToClient>>,
+    orphans: Vec<(String, String, LeaveReason)>,
+    store_reachable: bool,
+    lease_held: bool,
+    shutting_down: bool,
+    tick_running: bool,
+    ticks: u64,
+}
+
+impl Supervisor {
+    pub fn new(store: Arc<dyn Store>, settings: SupervisorSettings) -> Supervisor {
+        Supervisor {
+            store,
+            settings,
+            sessions: HashMap::new(),
+            clients: HashMap::new(),
+            orphans: Vec::new(),
+            store_reachable: true,
+            lease_held: true,
+            shutting_down: false,
+            tick_running: false,
+            ticks: 0,
+        }
+    }
+
+    fn me(&self) -> &str {
+        &self.store.instance().incarnation
+    }
+
+    fn reconcile_all(&self, reassert: bool) {
+        for entry in self.sessions.values() {
+            entry.addr.do_send(Reconcile { reassert });
+        }
+    }
+
+    fn retire_if_idle(&mut self, session: &str) {
+        let idle = self
+            .sessions
+            .get(session)
+            .is_some_and(|e| e.local == 0 && e.pending_joins == 0);
+        if !idle {
+            return;
+        }
+        if let Some(entry) = self.sessions.remove(session) {
+            entry.addr.do_send(Retire);
+            let store = self.store.clone();
+            let session = session.to_owned();
+            actix::spawn(async move {
+                if let Err(e) = store.unsubscribe(&session).await {
+                    tracing::debug!(%session, error = %e, "unsubscribe failed");
+                }
+            });
+        }
+    }
+
+    fn store_state(&mut self, reachable: bool) {
+        if reachable != self.store_reachable {
+            if reachable {
+                tracing::info!(store = self.store.kind(), "shared store reachable again");
+            } else {
+                tracing::error!(store = self.store.kind(), "shared store unreachable");
+            }
+            self.store_reachable = reachable;
+        }
+    }
+
+    fn route(&self, session: &str, change: Change) {
+        if let Some(entry) = self.sessions.get(session) {
+            entry.addr.do_send(RemoteChange(change));
+        }
+    }
+
+    /// One heartbeat: renew the lease, then reap dead instances.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.tick_running || self.shutting_down {
+            return;
+        }
+        self.tick_running = true;
+        self.ticks += 1;
+        let store = self.store.clone();
+        let touch: Vec<String> = if self.ticks % self.settings.touch_every_ticks.max(1) == 0 {
+            self.sessions.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let orphans = std::mem::take(&mut self.orphans);
+        ctx.spawn(
+            async move {
+                let lease = store.renew_lease().await;
+                let mut reaped = Vec::new();
+                let mut unconfirmed = Vec::new();
+                if lease.is_ok() {
+                    for session in &touch {
+                        if let Err(e) = store.touch(session).await {
+                            tracing::debug!(%session, error = %e, "touch failed");
+                        }
+                    }
+                    for (session, connection, reason) in orphans {
+                        if store.leave(&session, &connection, reason).await.is_err() {
+                            unconfirmed.push((session, connection, reason));
+                        }
+                    }
+                    reaped = reap_expired(store.as_ref()).await;
+                } else {
+                    unconfirmed = orphans;
+                }
+                (lease, reaped, unconfirmed)
+            }
+            .into_actor(self)
+            .map(|(lease, reaped, unconfirmed), act, _ctx| {
+                act.tick_running = false;
+                act.orphans.extend(unconfirmed);
+                match lease {
+                    Ok(status) => {
+                        let was_down = !act.store_reachable;
+                        act.store_state(true);
+                        act.lease_held = true;
+                        match status {
+                            LeaseStatus::Held if !was_down => {}
+                            LeaseStatus::Held => act.reconcile_all(true),
+                            LeaseStatus::WasLost => {
+                                tracing::warn!("this instance had been declared dead; re-asserting its members");
+                                act.reconcile_all(true);
+                            }
+                            LeaseStatus::StoreReset => {
+                                tracing::warn!("the shared store lost its data; re-asserting every local member");
+                                act.reconcile_all(true);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "lease renewal failed");
+                        act.store_state(false);
+                        act.lease_held = false;
+                    }
+                }
+                for (session, change) in reaped {
+                    act.route(&session, change);
+                }
+            }),
+        );
+    }
+}
+
+/// Reaps every instance whose lease expired; returns the changes made, per session.
+pub(crate) async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
+    let mut changes = Vec::new();
+    let expired = match store.expired_instances().await {
+        Ok(expired) => expired,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not list expired instances");
+            return changes;
+        }
+    };
+    for dead in expired {
+        if dead == store.instance().incarnation {
+            continue;
+        }
+        match reap_instance(store, &dead).await {
+            Ok(mut reaped) => changes.append(&mut reaped),
+            Err(e) => tracing::warn!(instance = %dead, error = %e, "reaping failed; will retry"),
+        }
+    }
+    changes
+}
+
+/// Removes every member of `dead` from every session it was in, then forgets it.
+pub(crate) async fn reap_instance(
+    store: &dyn Store,
+    dead: &str,
+) -> Result<Vec<(String, Change)>, StoreError> {
+    if !store.claim_reap(dead).await? {
+        return Ok(Vec::new());
+    }
+    let started = std::time::Instant::now();
+    let mut changes = Vec::new();
+    let mut members = 0usize;
+    for session in store.sessions_of(dead).await? {
+        if let Some(change) = store
+            .remove_instance_members(&session, dead, LeaveReason::InstanceLost)
+            .await?
+        {
+            members += change
+                .events
+                .iter()
+                .filter(|e| matches!(e, crate::model::Event::MemberLeft { .. }))
+                .count();
+            changes.push((session, change));
+        }
+    }
+    store.forget_instance(dead).await?;
+    tracing::warn!(instance = %dead, members, sessions = changes.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64, "reaped a dead instance");
+    Ok(changes)
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.settings.heartbeat, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl StreamHandler<FeedEvent> for Supervisor {
+    fn handle(&mut self, event: FeedEvent, _ctx: &mut Context<Self>) {
+        match event {
+            FeedEvent::Broadcast(broadcast) => {
+                if broadcast.origin == self.me() {
+                    return;
+                }
+                let Some(entry) = self.sessions.get(&broadcast.session) else {
+                    return;
+                };
+                match broadcast.body {
+                    BroadcastBody::Change(change) => entry.addr.do_send(RemoteChange(change)),
+                    BroadcastBody::Message { from, user, data } => {
+                        entry.addr.do_send(RemoteMessage { from, user, data })
+                    }
+                }
+            }
+            FeedEvent::Resumed => {
+                tracing::info!("event feed resumed; reconciling every local session");
+                self.reconcile_all(false);
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        tracing::debug!("store feed closed");
+    }
+}
+
+/// A session actor's address and the view after a join.
+pub struct Joined {
+    pub view: SessionView,
+    pub actor: Addr<SessionActor>,
+}
+
+/// Join `member` to `session`, creating the session actor if needed.
+#[derive(Message)]
+#[rtype(result = "Result<Joined, ApiError>")]
+pub struct Join {
+    pub session: String,
+    pub member: Member,
+    pub client: Recipient<ToClient>,
+}
+
+impl Handler<Join> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Joined, ApiError>>;
+
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Box::pin(actix::fut::ready(Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "this instance is shutting down; reconnect to another",
+            ))));
+        }
+        let session = msg.session.clone();
+        let (addr, created) = match self.sessions.get_mut(&session) {
+            Some(entry) => {
+                entry.pending_joins += 1;
+                (entry.addr.clone(), false)
+            }
+            None => {
+                let addr = SessionActor::new(
+                    session.clone(),
+                    self.store.clone(),
+                    ctx.address(),
+                    self.settings.max_members_per_session,
+                )
+                .start();
+                self.sessions.insert(
+                    session.clone(),
+                    SessionEntry {
+                        addr: addr.clone(),
+                        pending_joins: 1,
+                        local: 0,
+                    },
+                );
+                (addr, true)
+            }
+        };
+        let store = self.store.clone();
+        let actor = addr.clone();
+        Box::pin(
+            async move {
+                if created {
+                    store.subscribe(&msg.session).await?;
+                }
+                let joined = actor
+                    .send(JoinLocal {
+                        member: msg.member,
+                        client: msg.client,
+                    })
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(ErrorCode::Internal, format!("session actor: {e}"))
+                    })?;
+                joined
+            }
+            .into_actor(self)
+            .map(move |result, act, _ctx| {
+                if let Some(entry) = act.sessions.get_mut(&session) {
+                    entry.pending_joins = entry.pending_joins.saturating_sub(1);
+                }
+                if result.is_err() {
+                    act.retire_if_idle(&session);
+                }
+                result.map(|view| Joined { view, actor: addr })
+            }),
+        )
+    }
+}
+
+/// A session actor's number of local members changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LocalCount {
+    pub session: String,
+    pub count: usize,
+}
+
+impl Handler<LocalCount> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LocalCount, _ctx: &mut Context<Self>) {
+        if let Some(entry) = self.sessions.get_mut(&msg.session) {
+            entry.local = msg.count;
+        }
+        if msg.count == 0 {
+            self.retire_if_idle(&msg.session);
+        }
+    }
+}
+
+/// Removals a retired session actor could not get confirmed; retried on every heartbeat.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Orphaned {
+    pub session: String,
+    pub removals: Vec<(String, LeaveReason)>,
+}
+
+impl Handler<Orphaned> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Orphaned, _ctx: &mut Context<Self>) {
+        for (connection, reason) in msg.removals {
+            self.orphans.push((msg.session.clone(), connection, reason));
+        }
+    }
+}
+
+/// A client connected; refused when the instance is full or shutting down.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Connect {
+    pub connection: String,
+    pub client: Recipient<ToClient>,
+}
+
+impl Handler<Connect> for Supervisor {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: Connect, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Err(ApiError::new(ErrorCode::Unavailable, "shutting down"));
+        }
+        if self.clients.len() >= self.settings.max_connections {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "this instance has reached its connection limit",
+            ));
+        }
+        self.clients.insert(msg.connection, msg.client);
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub connection: String,
+}
+
+impl Handler<Disconnect> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _ctx: &mut Context<Self>) {
+        self.clients.remove(&msg.connection);
+    }
+}
+
+/// Number of connected clients.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ClientCount;
+
+impl Handler<ClientCount> for Supervisor {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: ClientCount, _ctx: &mut Context<Self>) -> usize {
+        self.clients.len()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Health")]
+pub struct GetHealth;
+
+impl Handler<GetHealth> for Supervisor {
+    type Result = actix::MessageResult<GetHealth>;
+
+    fn handle(&mut self, _msg: GetHealth, _ctx: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(Health {
+            store: self.store.kind(),
+            store_reachable: self.store_reachable,
+            lease_held: self.lease_held,
+            shutting_down: self.shutting_down,
+        })
+    }
+}
+
+/// The session actor of `session` on this instance, if any.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub struct LookupSession(pub String);
+
+impl Handler<LookupSession> for Supervisor {
+    type Result = Option<Addr<SessionActor>>;
+
+    fn handle(&mut self, msg: LookupSession, _ctx: &mut Context<Self>) -> Self::Result {
+        self.sessions.get(&msg.0).map(|e| e.addr.clone())
+    }
+}
+
+/// Tell every session actor to reconcile with the store now (tests, and after feed interruptions).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReconcileAll {
+    pub reassert: bool,
+}
+
+impl Handler<ReconcileAll> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReconcileAll, _ctx: &mut Context<Self>) {
+        self.reconcile_all(msg.reassert);
+    }
+}
+
+/// Graceful stop: every membership ends with `shutdown` (leaders handed over), every client is
+/// closed with 1012, and the lease is removed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let sessions: Vec<Addr<SessionActor>> =
+            self.sessions.values().map(|e| e.addr.clone()).collect();
+        let clients: Vec<Recipient<ToClient>> = self.clients.values().cloned().collect();
+        let store = self.store.clone();
+        tracing::info!(
+            sessions = sessions.len(),
+            clients = clients.len(),
+            "graceful shutdown"
+        );
+        AtomicResponse::new(Box::pin(
+            async move {
+                futures_util::future::join_all(sessions.iter().map(|s| s.send(ShutdownSession)))
+                    .await;
+                for client in &clients {
+                    client.do_send(ToClient::Close {
+                        code: CLOSE_RESTARTING,
+                        reason: "server restarting".into(),
+                    });
+                }
+                if let Err(e) = store.deregister().await {
+                    tracing::error!(error = %e, "could not remove this instance's lease");
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Start-up: register the lease, reap the previous incarnation of this name at once, then any other
+/// dead instance. Returns the number of sessions whose members were reaped.
+pub async fn register_and_reap(store: &dyn Store) -> Result<usize, StoreError> {
+    let previous = store.register().await?;
+    let mut reaped = 0;
+    if let Some(previous) = previous {
+        tracing::info!(previous = %previous, "reaping the previous incarnation of this instance name");
+        reaped += reap_instance(store, &previous).await?.len();
+    }
+    reaped += reap_expired(store).await.len();
+    Ok(reaped)
+}

@@ -1,0 +1,139 @@
+//! Command line and environment configuration (PROTOCOL.md §3). Every flag also reads an
+//! environment variable; the defaults run a single instance with no external server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rollcall",
+    version,
+    about = "Real-time session engine with no ghost participants"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// HTTP and WebSocket listen address.
+    #[arg(long, env = "ROLLCALL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Shared store; unset = in-process store (one instance only).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Stable name of this instance (restart fast path). Default: host name + pid.
+    #[arg(long, env = "ROLLCALL_INSTANCE_NAME")]
+    pub instance_name: Option<String>,
+    /// Instance lease renewal and reaper tick, in milliseconds.
+    #[arg(long, env = "ROLLCALL_HEARTBEAT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub heartbeat_ms: u64,
+    /// An instance not renewing its lease for this long is dead, in milliseconds.
+    #[arg(long, env = "ROLLCALL_LEASE_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(20..))]
+    pub lease_ms: u64,
+    /// Interval of WebSocket pings to clients, in milliseconds.
+    #[arg(long, env = "ROLLCALL_CLIENT_PING_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub client_ping_ms: u64,
+    /// A client silent for this long is closed, in milliseconds.
+    #[arg(long, env = "ROLLCALL_CLIENT_TIMEOUT_MS", default_value_t = 15000, value_parser = clap::value_parser!(u64).range(20..))]
+    pub client_timeout_ms: u64,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "ROLLCALL_KEY_PREFIX", default_value = "rollcall")]
+    pub key_prefix: String,
+    /// Log format.
+    #[arg(long, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Largest WebSocket frame accepted, in bytes; larger frames close the connection with 1009.
+    #[arg(long, env = "ROLLCALL_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Sessions one connection may be in at once.
+    #[arg(
+        long,
+        env = "ROLLCALL_MAX_SESSIONS_PER_CONNECTION",
+        default_value_t = 8
+    )]
+    pub max_sessions_per_connection: usize,
+    /// Members one session may have.
+    #[arg(
+        long,
+        env = "ROLLCALL_MAX_MEMBERS_PER_SESSION",
+        default_value_t = 10_000
+    )]
+    pub max_members_per_session: usize,
+    /// Serialized size limit of `publish` data, in bytes.
+    #[arg(long, env = "ROLLCALL_MAX_PUBLISH_BYTES", default_value_t = 16 * 1024)]
+    pub max_publish_bytes: usize,
+    /// Connections this instance accepts; more are refused with HTTP 503 before the upgrade.
+    #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// How long a graceful stop may take before the process exits anyway, in milliseconds.
+    #[arg(long, env = "ROLLCALL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    /// The arguments with every default, as `rollcall serve` with no flags and no environment.
+    pub fn defaults() -> ServeArgs {
+        Cli::parse_from(["rollcall"]).serve
+    }
+
+    pub fn instance_name(&self) -> String {
+        self.instance_name.clone().unwrap_or_else(|| {
+            let host = hostname_or_localhost();
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+}
+
+fn hostname_or_localhost() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_protocol_table() {
+        let args = ServeArgs::defaults();
+        assert_eq!(args.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.heartbeat_ms, 1000);
+        assert_eq!(args.lease_ms, 3000);
+        assert_eq!(args.client_ping_ms, 5000);
+        assert_eq!(args.client_timeout_ms, 15000);
+        assert_eq!(args.key_prefix, "rollcall");
+        assert_eq!(args.max_frame_bytes, 65536);
+        assert_eq!(args.max_sessions_per_connection, 8);
+        assert_eq!(args.max_publish_bytes, 16384);
+        assert!(args.redis_url.is_none());
+    }
+}

@@ -1,0 +1,120 @@
+//! The engine without HTTP: a store, a supervisor and the settings connections need.
+//!
+//! [`Engine::start`] is the public way in for integration tests and embedders: join and leave
+//! sessions by sending the supervisor and session actors their messages, with any actor that
+//! handles [`crate::actors::ToClient`] standing in for a socket.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use actix::{Actor, Addr, AsyncContext};
+
+use crate::actors::connection::ConnectionSettings;
+use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings, register_and_reap};
+use crate::config::ServeArgs;
+use crate::protocol::request::ParseLimits;
+use crate::store::memory::MemoryBackend;
+use crate::store::{Feed, InstanceId, Store, StoreError};
+
+/// Everything the engine needs to know, derived from the command line or built by tests.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub instance_name: String,
+    pub lease: Duration,
+    pub max_frame_bytes: usize,
+    pub supervisor: SupervisorSettings,
+    pub connection: ConnectionSettings,
+}
+
+impl EngineSettings {
+    pub fn from_args(args: &ServeArgs) -> EngineSettings {
+        let instance_name = args.instance_name();
+        EngineSettings {
+            lease: args.lease(),
+            max_frame_bytes: args.max_frame_bytes,
+            supervisor: SupervisorSettings {
+                heartbeat: args.heartbeat(),
+                max_members_per_session: args.max_members_per_session,
+                max_connections: args.max_connections,
+                touch_every_ticks: 60,
+            },
+            connection: ConnectionSettings {
+                instance_name: instance_name.clone(),
+                ping_interval: Duration::from_millis(args.client_ping_ms),
+                client_timeout: Duration::from_millis(args.client_timeout_ms),
+                parse: ParseLimits {
+                    max_publish_bytes: args.max_publish_bytes,
+                },
+                max_sessions: args.max_sessions_per_connection,
+            },
+            instance_name,
+        }
+    }
+}
+
+/// A running engine. Cloning shares it.
+#[derive(Clone)]
+pub struct Engine {
+    supervisor: Addr<Supervisor>,
+    store: Arc<dyn Store>,
+    connection_settings: Arc<ConnectionSettings>,
+    open_connections: Arc<AtomicUsize>,
+}
+
+impl Engine {
+    /// Registers this instance with the store, reaps its previous incarnation and any dead
+    /// instance, and starts the supervisor. Must run inside an actix system.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        feed: Feed,
+        settings: &EngineSettings,
+    ) -> Result<Engine, StoreError> {
+        register_and_reap(store.as_ref()).await?;
+        let supervisor_store = store.clone();
+        let supervisor_settings = settings.supervisor.clone();
+        let supervisor = Supervisor::create(move |ctx| {
+            let mut feed = feed;
+            ctx.add_stream(futures_util::stream::poll_fn(move |cx| feed.poll_recv(cx)));
+            Supervisor::new(supervisor_store, supervisor_settings)
+        });
+        tracing::info!(instance = %store.instance().incarnation, store = store.kind(), "engine started");
+        Ok(Engine {
+            supervisor,
+            store,
+            connection_settings: Arc::new(settings.connection.clone()),
+            open_connections: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// An engine on a fresh in-process store.
+    pub async fn start_in_memory(settings: &EngineSettings) -> Result<Engine, StoreError> {
+        let backend = MemoryBackend::new(settings.lease);
+        let (store, feed) = backend.connect(InstanceId::new(settings.instance_name.clone()));
+        Engine::start(Arc::new(store), feed, settings).await
+    }
+
+    pub fn supervisor(&self) -> &Addr<Supervisor> {
+        &self.supervisor
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn connection_settings(&self) -> &Arc<ConnectionSettings> {
+        &self.connection_settings
+    }
+
+    /// Live WebSocket connections of this instance.
+    pub fn open_connections(&self) -> &Arc<AtomicUsize> {
+        &self.open_connections
+    }
+
+    /// Graceful stop: members leave with `shutdown`, clients are closed with 1012, the lease goes.
+    pub async fn shutdown(&self) {
+        if self.supervisor.send(Shutdown).await.is_err() {
+            tracing::warn!("supervisor already stopped");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The `rollcall` binary: parses the command line, sets up logging, serves until SIGTERM/SIGINT.
+
+use anyhow::Context;
+use clap::Parser;
+use rollcall::config::{Cli, Command, LogFormat, ServeArgs};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => *args,
+        None => cli.serve,
+    };
+    init_logging(args.log_format);
+    actix_web::rt::System::new().block_on(serve(args))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let server = rollcall::server::start(&args)
+        .await
+        .context("starting rollcall")?;
+    tracing::info!(addr = %server.addr, "rollcall is serving; Ctrl-C or SIGTERM stops it gracefully");
+    wait_for_signal().await?;
+    tracing::info!("stop signal received; shutting down gracefully");
+    server.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

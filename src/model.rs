@@ -1,0 +1,180 @@
+//! Domain types shared by the store, the actors and the wire protocol.
+//!
+//! A session's state is a list of [`Member`]s plus a header (version, leader, epoch). Every change
+//! the store makes is described as a [`Change`]: the new header and the [`Event`]s that lead to it,
+//! all carrying the same version. Keeping these types in one place is what lets the Memory and Redis
+//! stores, the session actors and the WebSocket encoder agree on one meaning.
+
+use serde::{Deserialize, Serialize};
+
+/// One live membership: a connection in a session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub connection: String,
+    pub user: Option<String>,
+    pub name: String,
+    pub avatar: Option<String>,
+    /// Milliseconds since the Unix epoch; the leader election order.
+    pub joined_at: i64,
+    /// The instance (incarnation) that holds this connection. A compatible extension of the
+    /// protocol's `Member` object, useful to operators.
+    pub instance: String,
+}
+
+/// Why a membership ended. Serialized as the protocol's `reason` strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    Timeout,
+    InstanceLost,
+    Shutdown,
+    Ended,
+}
+
+impl LeaveReason {
+    pub const ALL: [LeaveReason; 6] = [
+        LeaveReason::Left,
+        LeaveReason::Disconnected,
+        LeaveReason::Timeout,
+        LeaveReason::InstanceLost,
+        LeaveReason::Shutdown,
+        LeaveReason::Ended,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Disconnected => "disconnected",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::InstanceLost => "instance_lost",
+            LeaveReason::Shutdown => "shutdown",
+            LeaveReason::Ended => "ended",
+        }
+    }
+}
+
+/// Live counts of a session: connections, and distinct users (anonymous connections count one each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub connections: u64,
+    pub users: u64,
+}
+
+impl Counts {
+    pub fn of(members: &[Member]) -> Counts {
+        let mut users = std::collections::HashSet::new();
+        let mut anonymous = 0u64;
+        for member in members {
+            match &member.user {
+                Some(user) => {
+                    users.insert(user.as_str());
+                }
+                None => anonymous += 1,
+            }
+        }
+        Counts {
+            connections: members.len() as u64,
+            users: users.len() as u64 + anonymous,
+        }
+    }
+}
+
+/// One thing that happened to a session, as part of a [`Change`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    MemberJoined {
+        member: Member,
+    },
+    MemberLeft {
+        connection: String,
+        reason: LeaveReason,
+    },
+    MemberUpdated {
+        member: Member,
+    },
+    LeaderChanged {
+        leader: Option<String>,
+        epoch: u64,
+    },
+    SessionEnded {
+        by: String,
+    },
+}
+
+/// The result of one atomic change of a session: its new header and the events that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub version: u64,
+    pub leader: Option<String>,
+    pub epoch: u64,
+    pub events: Vec<Event>,
+}
+
+/// The whole shared state of a session at one version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub version: u64,
+    pub leader: Option<String>,
+    pub epoch: u64,
+    /// Sorted by `joined_at`, then connection id: the election order.
+    pub members: Vec<Member>,
+    /// Milliseconds since the Unix epoch, when the session was ended.
+    pub ended_at: Option<i64>,
+}
+
+impl SessionView {
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.members)
+    }
+
+    pub fn member(&self, connection: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.connection == connection)
+    }
+
+    /// Advances this view by a change whose version directly follows it.
+    pub fn apply(&mut self, change: &Change) {
+        for event in &change.events {
+            match event {
+                Event::MemberJoined { member } => {
+                    self.members.retain(|m| m.connection != member.connection);
+                    self.members.push(member.clone());
+                    sort_members(&mut self.members);
+                }
+                Event::MemberLeft { connection, .. } => {
+                    self.members.retain(|m| &m.connection != connection)
+                }
+                Event::MemberUpdated { member } => {
+                    if let Some(existing) = self
+                        .members
+                        .iter_mut()
+                        .find(|m| m.connection == member.connection)
+                    {
+                        *existing = member.clone();
+                    }
+                }
+                Event::LeaderChanged { .. } => {}
+                Event::SessionEnded { .. } => self.members.clear(),
+            }
+        }
+        self.version = change.version;
+        self.leader = change.leader.clone();
+        self.epoch = change.epoch;
+    }
+}
+
+/// Election order: earliest `joined_at` first, ties broken by connection id.
+pub fn sort_members(members: &mut [Member]) {
+    members.sort_by(|a, b| {
+        a.joined_at
+            .cmp(&b.joined_at)
+            .then_with(|| a.connection.cmp(&b.connection))
+    });
+}
+
+/// Milliseconds since the Unix epoch, from this process's clock.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

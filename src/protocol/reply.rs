@@ -1,0 +1,188 @@
+//! Server → client frames of PROTOCOL.md §1.3.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::request::RequestId;
+use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView};
+
+/// Every frame the server sends, tagged by `type`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome {
+        connection: String,
+        user: Option<String>,
+        instance: String,
+        protocol: u32,
+        heartbeat_ms: u64,
+    },
+    Joined {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        session: String,
+        you: String,
+        #[serde(flatten)]
+        view: ViewBody,
+    },
+    Left {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        session: String,
+    },
+    Members {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        session: String,
+        #[serde(flatten)]
+        view: ViewBody,
+    },
+    Snapshot {
+        session: String,
+        #[serde(flatten)]
+        view: ViewBody,
+    },
+    MemberJoined {
+        session: String,
+        version: u64,
+        member: Member,
+    },
+    MemberLeft {
+        session: String,
+        version: u64,
+        connection: String,
+        reason: LeaveReason,
+    },
+    MemberUpdated {
+        session: String,
+        version: u64,
+        member: Member,
+    },
+    LeaderChanged {
+        session: String,
+        version: u64,
+        leader: Option<String>,
+        epoch: u64,
+    },
+    Message {
+        session: String,
+        from: String,
+        user: Option<String>,
+        data: Value,
+    },
+    SessionEnded {
+        session: String,
+        by: String,
+    },
+    ProfileUpdated {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+    Published {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        session: String,
+    },
+    Ended {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        session: String,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// The fields a full view carries in `joined`, `members` and `snapshot`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ViewBody {
+    pub version: u64,
+    pub leader: Option<String>,
+    pub epoch: u64,
+    pub members: Vec<Member>,
+    pub counts: Counts,
+}
+
+impl From<&SessionView> for ViewBody {
+    fn from(view: &SessionView) -> ViewBody {
+        ViewBody {
+            version: view.version,
+            leader: view.leader.clone(),
+            epoch: view.epoch,
+            members: view.members.clone(),
+            counts: view.counts(),
+        }
+    }
+}
+
+impl ServerMessage {
+    pub fn error(id: Option<RequestId>, err: &ApiError) -> ServerMessage {
+        ServerMessage::Error {
+            id,
+            code: err.code.as_str(),
+            message: err.message.clone(),
+        }
+    }
+
+    /// The event frames of one change, in order.
+    pub fn from_change(session: &str, change: &Change) -> Vec<ServerMessage> {
+        change
+            .events
+            .iter()
+            .map(|event| ServerMessage::from_event(session, change.version, event))
+            .collect()
+    }
+
+    pub fn from_event(session: &str, version: u64, event: &Event) -> ServerMessage {
+        let session = session.to_owned();
+        match event {
+            Event::MemberJoined { member } => ServerMessage::MemberJoined {
+                session,
+                version,
+                member: member.clone(),
+            },
+            Event::MemberLeft { connection, reason } => ServerMessage::MemberLeft {
+                session,
+                version,
+                connection: connection.clone(),
+                reason: *reason,
+            },
+            Event::MemberUpdated { member } => ServerMessage::MemberUpdated {
+                session,
+                version,
+                member: member.clone(),
+            },
+            Event::LeaderChanged { leader, epoch } => ServerMessage::LeaderChanged {
+                session,
+                version,
+                leader: leader.clone(),
+                epoch: *epoch,
+            },
+            Event::SessionEnded { by } => ServerMessage::SessionEnded {
+                session,
+                by: by.clone(),
+            },
+        }
+    }
+
+    /// Serializes once, so one frame can be fanned out to many sockets without copying.
+    pub fn encode(&self) -> Arc<str> {
+        match serde_json::to_string(self) {
+            Ok(text) => text.into(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a server message");
+                r#"{"type":"error","code":"internal","message":"encoding failed"}"#.into()
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Client → server frames: parsing and validation into [`Request`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{ApiError, ErrorCode};
+use super::validate;
+
+/// The `id` a client may put on a request; echoed on the direct reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Int(serde_json::Number),
+    Str(String),
+}
+
+/// A profile field that may be absent (keep), null (clear) or set.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Patch<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+/// One validated request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    Join {
+        session: String,
+        name: Option<String>,
+        avatar: Option<String>,
+    },
+    Leave {
+        session: String,
+    },
+    Profile {
+        name: Option<String>,
+        avatar: Patch<String>,
+    },
+    Publish {
+        session: String,
+        data: Value,
+    },
+    Members {
+        session: String,
+    },
+    End {
+        session: String,
+        epoch: u64,
+    },
+    Ping,
+}
+
+/// A frame that failed, with the id to echo if the frame had a usable one.
+#[derive(Debug)]
+pub struct Rejected {
+    pub id: Option<RequestId>,
+    pub error: ApiError,
+}
+
+/// Limits the parser enforces on its own.
+#[derive(Clone, Copy, Debug)]
+pub struct ParseLimits {
+    /// Serialized size limit of `publish.data`, in bytes.
+    pub max_publish_bytes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum RawRequest {
+    Join {
+        session: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        avatar: Option<String>,
+    },
+    Leave {
+        session: String,
+    },
+    Profile {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "patch")]
+        avatar: Patch<String>,
+    },
+    Publish {
+        session: String,
+        data: Value,
+    },
+    Members {
+        session: String,
+    },
+    End {
+        session: String,
+        epoch: u64,
+    },
+    Ping,
+}
+
+fn patch<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Patch<String>, D::Error> {
+    Ok(match Option::<String>::deserialize(de)? {
+        None => Patch::Clear,
+        Some(value) => Patch::Set(value),
+    })
+}
+
+/// Parses and validates one text frame.
+pub fn parse(text: &str, limits: ParseLimits) -> Result<(Option<RequestId>, Request), Rejected> {
+    let value: Value = serde_json::from_str(text).map_err(|e| Rejected {
+        id: None,
+        error: ApiError::bad_request(format!("frame is not valid JSON: {e}")),
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(Rejected {
+            id: None,
+            error: ApiError::bad_request("a frame must be a JSON object"),
+        });
+    };
+    let id = match object.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(raw) => Some(request_id(raw).map_err(|error| Rejected { id: None, error })?),
+    };
+    let reject = |error: ApiError| Rejected {
+        id: id.clone(),
+        error,
+    };
+    let raw: RawRequest = serde_json::from_value(Value::Object(object))
+        .map_err(|e| reject(ApiError::bad_request(format!("invalid request: {e}"))))?;
+    let request = validate_request(raw, limits).map_err(reject)?;
+    Ok((id, request))
+}
+
+fn request_id(raw: Value) -> Result<RequestId, ApiError> {
+    match raw {
+        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(RequestId::Int(n)),
+        Value::String(s) if s.chars().count() <= validate::MAX_STRING_ID => Ok(RequestId::Str(s)),
+        _ => Err(ApiError::bad_request(
+            "id must be an integer or a string of at most 64 characters",
+        )),
+    }
+}
+
+fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, ApiError> {
+    Ok(match raw {
+        RawRequest::Join {
+            session,
+            name,
+            avatar,
+        } => {
+            validate::session_id(&session)?;
+            if let Some(name) = &name {
+                validate::display_name(name)?;
+            }
+            if let Some(avatar) = &avatar {
+                validate::avatar_url(avatar)?;
+            }
+            Request::Join {
+                session,
+                name,
+                avatar,
+            }
+        }
+        RawRequest::Leave { session } => {
+            validate::session_id(&session)?;
+            Request::Leave { session }
+        }
+        RawRequest::Profile { name, avatar } => {
+            if let Some(name) = &name {
+                validate::display_name(name)?;
+            }
+            if let Patch::Set(avatar) = &avatar {
+                validate::avatar_url(avatar)?;
+            }
+            Request::Profile { name, avatar }
+        }
+        RawRequest::Publish { session, data } => {
+            validate::session_id(&session)?;
+            let size = serde_json::to_vec(&data)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if size > limits.max_publish_bytes {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "publish data is {size} bytes serialized; the limit is {}",
+                        limits.max_publish_bytes
+                    ),
+                ));
+            }
+            Request::Publish { session, data }
+        }
+        RawRequest::Members { session } => {
+            validate::session_id(&session)?;
+            Request::Members { session }
+        }
+        RawRequest::End { session, epoch } => {
+            validate::session_id(&session)?;
+            Request::End { session, epoch }
+        }
+        RawRequest::Ping => Request::Ping,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ParseLimits = ParseLimits {
+        max_publish_bytes: 16 * 1024,
+    };
+
+    fn code(text: &str) -> ErrorCode {
+        parse(text, LIMITS).unwrap_err().error.code
+    }
+
+    #[test]
+    fn parses_every_request_type() {
+        let (id, req) = parse(
+            r#"{"type":"join","session":"s1","id":7,"name":"Ada"}"#,
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(id, Some(RequestId::Int(7.into())));
+        assert_eq!(
+            req,
+            Request::Join {
+                session: "s1".into(),
+                name: Some("Ada".into()),
+                avatar: None
+            }
+        );
+        assert!(matches!(
+            parse(r#"{"type":"leave","session":"s"}"#, LIMITS)
+                .unwrap()
+                .1,
+            Request::Leave { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"members","session":"s"}"#, LIMITS)
+                .unwrap()
+                .1,
+            Request::Members { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"end","session":"s","epoch":3}"#, LIMITS)
+                .unwrap()
+                .1,
+            Request::End { epoch: 3, .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"type":"publish","session":"s","data":[1]}"#, LIMITS)
+                .unwrap()
+                .1,
+            Request::Publish { .. }
+        ));
+        assert_eq!(
+            parse(r#"{"type":"ping","id":"a"}"#, LIMITS).unwrap().1,
+            Request::Ping
+        );
+    }
+
+    #[test]
+    fn profile_avatar_distinguishes_absent_null_and_set() {
+        let get = |t: &str| match parse(t, LIMITS).unwrap().1 {
+            Request::Profile { avatar, .. } => avatar,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(get(r#"{"type":"profile","name":"x"}"#), Patch::Keep);
+        assert_eq!(get(r#"{"type":"profile","avatar":null}"#), Patch::Clear);
+        assert_eq!(
+            get(r#"{"type":"profile","avatar":"https://a.b/c"}"#),
+            Patch::Set("https://a.b/c".into())
+        );
+    }
+
+    #[test]
+    fn rejects_with_the_documented_codes() {
+        assert_eq!(code("not json"), ErrorCode::BadRequest);
+        assert_eq!(code("[1]"), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"fly"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"join","session":5}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"type":"join","session":"a:b"}"#),
+            ErrorCode::InvalidSession
+        );
+        assert_eq!(
+            code(r#"{"type":"join","session":"a","name":""}"#),
+            ErrorCode::InvalidProfile
+        );
+        assert_eq!(code(r#"{"type":"ping","id":1.5}"#), ErrorCode::BadRequest);
+        assert_eq!(
+            code(r#"{"type":"end","session":"a","epoch":-1}"#),
+            ErrorCode::BadRequest
+        );
+        let big = format!(
+            r#"{{"type":"publish","session":"a","data":"{}"}}"#,
+            "x".repeat(17000)
+        );
+        assert_eq!(code(&big), ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn a_rejected_frame_keeps_its_id() {
+        let rejected = parse(r#"{"type":"join","session":"a b","id":"r1"}"#, LIMITS).unwrap_err();
+        assert_eq!(rejected.id, Some(RequestId::Str("r1".into())));
+    }
+}

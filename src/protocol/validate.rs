@@ -1,0 +1,129 @@
+//! Field validators of PROTOCOL.md §1.2. Invalid input is refused here, before any store access.
+
+use super::error::{ApiError, ErrorCode};
+
+pub const MAX_SESSION_ID: usize = 128;
+pub const MAX_NAME: usize = 64;
+pub const MAX_AVATAR: usize = 512;
+pub const MAX_STRING_ID: usize = 64;
+
+/// Session ids: 1–128 chars of `[A-Za-z0-9_-]`.
+pub fn session_id(id: &str) -> Result<(), ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_SESSION_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidSession,
+            "session ids are 1-128 characters of A-Z, a-z, 0-9, '_' and '-'",
+        ))
+    }
+}
+
+/// Display names: 1–64 characters, no control characters, not only white space.
+pub fn display_name(name: &str) -> Result<(), ApiError> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME {
+        return Err(ApiError::new(
+            ErrorCode::InvalidProfile,
+            "name must be 1-64 characters",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidProfile,
+            "name must not contain control characters",
+        ));
+    }
+    if name.trim().is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidProfile,
+            "name must not be only white space",
+        ));
+    }
+    Ok(())
+}
+
+/// Avatars: an absolute http(s) URL of at most 512 characters, no white space or control characters.
+pub fn avatar_url(url: &str) -> Result<(), ApiError> {
+    let err = |msg: &str| Err(ApiError::new(ErrorCode::InvalidProfile, msg));
+    if url.len() > MAX_AVATAR {
+        return err("avatar must be at most 512 characters");
+    }
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else {
+        return err("avatar must be an http or https URL");
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return err("avatar URL has no host");
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return err("avatar URL must not contain white space or control characters");
+    }
+    Ok(())
+}
+
+/// User ids from tokens: 1–128 characters, no control characters.
+pub fn user_id(user: &str) -> bool {
+    let chars = user.chars().count();
+    (1..=128).contains(&chars) && !user.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_follow_the_charset_and_length() {
+        assert!(session_id("board-7_A").is_ok());
+        assert!(session_id(&"a".repeat(128)).is_ok());
+        for bad in ["", "a b", "a:b", "{s}", "a*", "é", &"a".repeat(129)] {
+            assert_eq!(
+                session_id(bad).unwrap_err().code,
+                ErrorCode::InvalidSession,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_refuse_control_characters_and_overlength() {
+        assert!(display_name("Ada Lovelace").is_ok());
+        assert!(display_name(&"é".repeat(64)).is_ok());
+        for bad in ["", "   ", "a\nb", "\u{7}", &"x".repeat(65)] {
+            assert_eq!(
+                display_name(bad).unwrap_err().code,
+                ErrorCode::InvalidProfile,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn avatars_must_be_http_urls() {
+        assert!(avatar_url("https://example.com/a.png").is_ok());
+        assert!(avatar_url("http://cdn.example/x").is_ok());
+        let too_long = format!("https://e.com/{}", "a".repeat(600));
+        for bad in [
+            "javascript:alert(1)",
+            "https://",
+            "ftp://x/y",
+            "https://a b",
+            too_long.as_str(),
+        ] {
+            assert_eq!(
+                avatar_url(bad).unwrap_err().code,
+                ErrorCode::InvalidProfile,
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Wires the store, the engine and the HTTP server together, and stops them in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+
+use crate::config::ServeArgs;
+use crate::engine::{Engine, EngineSettings};
+use crate::http::{self, AppState};
+use crate::store::memory::MemoryBackend;
+use crate::store::{Feed, InstanceId, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("could not open the shared store: {0}")]
+    Store(#[from] StoreError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store the arguments name: Redis when `--redis-url` is set, else in-process.
+pub async fn open_store(
+    args: &ServeArgs,
+    instance: InstanceId,
+) -> Result<(Arc<dyn Store>, Feed), StoreError> {
+    match &args.redis_url {
+        None => {
+            let (store, feed) = MemoryBackend::new(args.lease()).connect(instance);
+            Ok((Arc::new(store), feed))
+        }
+        Some(url) => {
+            let _ = url;
+            Err(StoreError::Unavailable(
+                "this build has no Redis store yet; unset --redis-url".into(),
+            ))
+        }
+    }
+}
+
+/// A server listening and serving. Dropping it does not stop it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub engine: Engine,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl RunningServer {
+    /// Graceful stop: members leave with `shutdown`, clients get 1012, then the listener closes.
+    pub async fn shutdown(self) {
+        if tokio::time::timeout(self.shutdown_timeout, self.engine.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::error!("graceful shutdown did not finish in time; stopping anyway");
+        }
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+
+    /// Waits until the HTTP server stops by itself.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Starts the engine and the HTTP server on `args.bind` (port 0 picks a free port).
+pub async fn start(args: &ServeArgs) -> Result<RunningServer, ServerError> {
+    let settings = EngineSettings::from_args(args);
+    let instance = InstanceId::new(settings.instance_name.clone());
+    let (store, feed) = open_store(args, instance).await?;
+    let engine = Engine::start(store, feed, &settings).await?;
+    start_http(engine, args).await
+}
+
+/// Serves an already started engine over HTTP.
+pub async fn start_http(engine: Engine, args: &ServeArgs) -> Result<RunningServer, ServerError> {
+    let state = AppState {
+        engine: engine.clone(),
+        max_frame_bytes: args.max_frame_bytes,
+        max_connections: args.max_connections,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(http::configure)
+    })
+    .disable_signals()
+    .workers(num_workers())
+    .shutdown_timeout(5)
+    .bind(args.bind)
+    .map_err(|source| ServerError::Bind {
+        addr: args.bind,
+        source,
+    })?;
+    let addr = server.addrs().first().copied().unwrap_or(args.bind);
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::task::spawn_local(server);
+    tracing::info!(%addr, "listening");
+    Ok(RunningServer {
+        addr,
+        engine,
+        handle,
+        task,
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+    })
+}
+
+fn num_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}

@@ -1,0 +1,554 @@
+//! In-process [`Store`]: the embedded default, so `cargo run` needs no server.
+//!
+//! One [`MemoryBackend`] holds the state; each engine connects to it with its own instance id. A
+//! single server uses one backend and one engine; tests may connect several engines to one backend
+//! to play several instances, crash one (drop it without a graceful stop) and watch the others reap
+//! it, exactly as with Redis. Leases are timed by this process's monotonic clock.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{
+    Broadcast, BroadcastBody, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store,
+    StoreError, StoreResult,
+};
+use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView, now_ms, sort_members};
+
+/// The shared in-process state; clone it to connect several engines to the same "cluster".
+#[derive(Clone)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+    lease: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    sessions: HashMap<String, SessionState>,
+    instances: HashMap<String, InstanceState>,
+    names: HashMap<String, String>,
+    claims: HashMap<String, (String, Instant)>,
+    subscribers: HashMap<String, HashMap<String, mpsc::UnboundedSender<FeedEvent>>>,
+}
+
+struct InstanceState {
+    expires: Instant,
+    sessions: HashSet<String>,
+}
+
+#[derive(Default)]
+struct SessionState {
+    version: u64,
+    leader: Option<String>,
+    epoch: u64,
+    members: Vec<Member>,
+    ended_at: Option<i64>,
+}
+
+impl SessionState {
+    fn view(&self) -> SessionView {
+        SessionView {
+            version: self.version,
+            leader: self.leader.clone(),
+            epoch: self.epoch,
+            members: self.members.clone(),
+            ended_at: self.ended_at,
+        }
+    }
+
+    /// Keeps a live leader; otherwise the earliest member (or nobody) leads, with a new epoch.
+    fn elect(&mut self, force_earliest: bool, events: &mut Vec<Event>) {
+        let current_is_live = self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.iter().any(|m| &m.connection == l));
+        if current_is_live && !force_earliest {
+            return;
+        }
+        let next = self.members.first().map(|m| m.connection.clone());
+        if next != self.leader {
+            self.leader = next;
+            self.epoch += 1;
+            events.push(Event::LeaderChanged {
+                leader: self.leader.clone(),
+                epoch: self.epoch,
+            });
+        }
+    }
+
+    fn commit(&mut self, events: Vec<Event>) -> Change {
+        self.version += 1;
+        Change {
+            version: self.version,
+            leader: self.leader.clone(),
+            epoch: self.epoch,
+            events,
+        }
+    }
+}
+
+impl MemoryBackend {
+    pub fn new(lease: Duration) -> MemoryBackend {
+        MemoryBackend {
+            state: Arc::new(Mutex::new(State::default())),
+            lease,
+        }
+    }
+
+    /// A handle for one instance, and the feed of what other instances broadcast to it.
+    pub fn connect(&self, instance: InstanceId) -> (MemoryStore, Feed) {
+        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let store = MemoryStore {
+            backend: self.clone(),
+            instance,
+            feed_tx,
+            generation: Mutex::new(None),
+        };
+        (store, feed_rx)
+    }
+
+    /// Forgets everything, as a Redis restarted empty would (for tests of self-healing).
+    pub fn reset(&self) {
+        let mut state = self.lock();
+        let subscribers = std::mem::take(&mut state.subscribers);
+        *state = State {
+            generation: state.generation + 1,
+            subscribers,
+            ..State::default()
+        };
+    }
+
+    /// Member count of every session, for tests that check nothing is left behind.
+    pub fn live_member_count(&self) -> usize {
+        self.lock().sessions.values().map(|s| s.members.len()).sum()
+    }
+
+    /// Registered instance incarnations, for tests.
+    pub fn registered_instances(&self) -> Vec<String> {
+        self.lock().instances.keys().cloned().collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-written in a way later
+        // operations cannot read, so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One instance's handle on a [`MemoryBackend`].
+pub struct MemoryStore {
+    backend: MemoryBackend,
+    instance: InstanceId,
+    feed_tx: mpsc::UnboundedSender<FeedEvent>,
+    generation: Mutex<Option<u64>>,
+}
+
+impl MemoryStore {
+    fn broadcast(&self, state: &State, session: &str, body: BroadcastBody) {
+        let Some(subscribers) = state.subscribers.get(session) else {
+            return;
+        };
+        let message = Broadcast {
+            session: session.to_owned(),
+            origin: self.instance.incarnation.clone(),
+            body,
+        };
+        for (incarnation, tx) in subscribers {
+            if *incarnation != self.instance.incarnation {
+                let _ = tx.send(FeedEvent::Broadcast(message.clone()));
+            }
+        }
+    }
+
+    fn publish_change(&self, state: &State, session: &str, change: &Change) {
+        self.broadcast(state, session, BroadcastBody::Change(change.clone()));
+    }
+
+    fn track(state: &mut State, instance: &str, session: &str, present: bool) {
+        if let Some(inst) = state.instances.get_mut(instance) {
+            if present {
+                inst.sessions.insert(session.to_owned());
+            } else {
+                inst.sessions.remove(session);
+            }
+        }
+    }
+
+    fn still_has_members(state: &State, instance: &str, session: &str) -> bool {
+        state
+            .sessions
+            .get(session)
+            .is_some_and(|s| s.members.iter().any(|m| m.instance == instance))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn instance(&self) -> &InstanceId {
+        &self.instance
+    }
+
+    async fn join(
+        &self,
+        session: &str,
+        mut member: Member,
+        max_members: usize,
+    ) -> StoreResult<JoinOutcome> {
+        let mut state = self.backend.lock();
+        let entry = state.sessions.entry(session.to_owned()).or_default();
+        if entry.ended_at.is_some() {
+            return Err(StoreError::SessionEnded);
+        }
+        if entry
+            .members
+            .iter()
+            .any(|m| m.connection == member.connection)
+        {
+            return Ok(JoinOutcome {
+                view: entry.view(),
+                change: None,
+            });
+        }
+        if entry.members.len() >= max_members {
+            return Err(StoreError::SessionFull(max_members));
+        }
+        member.joined_at = now_ms();
+        entry.members.push(member.clone());
+        sort_members(&mut entry.members);
+        let mut events = vec![Event::MemberJoined {
+            member: member.clone(),
+        }];
+        entry.elect(false, &mut events);
+        let change = entry.commit(events);
+        let view = entry.view();
+        Self::track(&mut state, &member.instance, session, true);
+        self.publish_change(&state, session, &change);
+        Ok(JoinOutcome {
+            view,
+            change: Some(change),
+        })
+    }
+
+    async fn leave(
+        &self,
+        session: &str,
+        connection: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get_mut(session) else {
+            return Ok(None);
+        };
+        let Some(pos) = entry
+            .members
+            .iter()
+            .position(|m| m.connection == connection)
+        else {
+            return Ok(None);
+        };
+        let gone = entry.members.remove(pos);
+        let mut events = vec![Event::MemberLeft {
+            connection: connection.to_owned(),
+            reason,
+        }];
+        entry.elect(false, &mut events);
+        let change = entry.commit(events);
+        if !Self::still_has_members(&state, &gone.instance, session) {
+            Self::track(&mut state, &gone.instance, session, false);
+        }
+        self.publish_change(&state, session, &change);
+        Ok(Some(change))
+    }
+
+    async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get_mut(session) else {
+            return Ok(None);
+        };
+        let Some(existing) = entry
+            .members
+            .iter_mut()
+            .find(|m| m.connection == member.connection)
+        else {
+            return Ok(None);
+        };
+        existing.name = member.name;
+        existing.avatar = member.avatar;
+        let updated = existing.clone();
+        let change = entry.commit(vec![Event::MemberUpdated { member: updated }]);
+        self.publish_change(&state, session, &change);
+        Ok(Some(change))
+    }
+
+    async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get_mut(session) else {
+            return Err(StoreError::NotLeader);
+        };
+        if entry.ended_at.is_some() {
+            return Err(StoreError::SessionEnded);
+        }
+        if entry.leader.as_deref() != Some(connection) || entry.epoch != epoch {
+            return Err(StoreError::NotLeader);
+        }
+        let instances: HashSet<String> = entry.members.iter().map(|m| m.instance.clone()).collect();
+        entry.members.clear();
+        entry.ended_at = Some(now_ms());
+        let mut events = vec![Event::SessionEnded {
+            by: connection.to_owned(),
+        }];
+        entry.elect(false, &mut events);
+        let change = entry.commit(events);
+        for instance in instances {
+            Self::track(&mut state, &instance, session, false);
+        }
+        self.publish_change(&state, session, &change);
+        Ok(change)
+    }
+
+    async fn view(&self, session: &str) -> StoreResult<Option<SessionView>> {
+        Ok(self
+            .backend
+            .lock()
+            .sessions
+            .get(session)
+            .map(SessionState::view))
+    }
+
+    async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>> {
+        let state = self.backend.lock();
+        Ok(sessions
+            .iter()
+            .map(|s| {
+                state
+                    .sessions
+                    .get(s)
+                    .map(|s| Counts::of(&s.members))
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    async fn publish(
+        &self,
+        session: &str,
+        from: &str,
+        user: Option<&str>,
+        data: &Value,
+    ) -> StoreResult<()> {
+        let state = self.backend.lock();
+        let body = BroadcastBody::Message {
+            from: from.to_owned(),
+            user: user.map(str::to_owned),
+            data: data.clone(),
+        };
+        self.broadcast(&state, session, body);
+        Ok(())
+    }
+
+    async fn subscribe(&self, session: &str) -> StoreResult<()> {
+        let mut state = self.backend.lock();
+        state
+            .subscribers
+            .entry(session.to_owned())
+            .or_default()
+            .insert(self.instance.incarnation.clone(), self.feed_tx.clone());
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
+        let mut state = self.backend.lock();
+        if let Some(subs) = state.subscribers.get_mut(session) {
+            subs.remove(&self.instance.incarnation);
+            if subs.is_empty() {
+                state.subscribers.remove(session);
+            }
+        }
+        Ok(())
+    }
+
+    async fn register(&self) -> StoreResult<Option<String>> {
+        let mut state = self.backend.lock();
+        let me = self.instance.incarnation.clone();
+        state.instances.insert(
+            me.clone(),
+            InstanceState {
+                expires: Instant::now() + self.backend.lease,
+                sessions: HashSet::new(),
+            },
+        );
+        let previous = state.names.insert(self.instance.name.clone(), me.clone());
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state.generation);
+        Ok(previous.filter(|p| *p != me && state.instances.contains_key(p)))
+    }
+
+    async fn renew_lease(&self) -> StoreResult<LeaseStatus> {
+        let mut state = self.backend.lock();
+        let mut known = self
+            .generation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = state.generation;
+        let me = self.instance.incarnation.clone();
+        let expires = Instant::now() + self.backend.lease;
+        let status = if *known != Some(generation) {
+            LeaseStatus::StoreReset
+        } else if state.instances.contains_key(&me) {
+            LeaseStatus::Held
+        } else {
+            LeaseStatus::WasLost
+        };
+        *known = Some(generation);
+        state
+            .instances
+            .entry(me.clone())
+            .or_insert_with(|| InstanceState {
+                expires,
+                sessions: HashSet::new(),
+            })
+            .expires = expires;
+        state.names.insert(self.instance.name.clone(), me);
+        Ok(status)
+    }
+
+    async fn deregister(&self) -> StoreResult<()> {
+        let mut state = self.backend.lock();
+        let me = &self.instance.incarnation;
+        state.instances.remove(me);
+        if state.names.get(&self.instance.name) == Some(me) {
+            state.names.remove(&self.instance.name);
+        }
+        Ok(())
+    }
+
+    async fn expired_instances(&self) -> StoreResult<Vec<String>> {
+        let now = Instant::now();
+        Ok(self
+            .backend
+            .lock()
+            .instances
+            .iter()
+            .filter(|(_, inst)| inst.expires < now)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    async fn claim_reap(&self, dead: &str) -> StoreResult<bool> {
+        let mut state = self.backend.lock();
+        let now = Instant::now();
+        let me = self.instance.incarnation.clone();
+        match state.claims.get(dead) {
+            Some((holder, until)) if *until > now && *holder != me => Ok(false),
+            _ => {
+                state
+                    .claims
+                    .insert(dead.to_owned(), (me, now + self.backend.lease));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn sessions_of(&self, dead: &str) -> StoreResult<Vec<String>> {
+        let state = self.backend.lock();
+        let mut sessions: Vec<String> = state
+            .instances
+            .get(dead)
+            .map(|i| i.sessions.iter().cloned().collect())
+            .unwrap_or_default();
+        sessions.sort();
+        Ok(sessions)
+    }
+
+    async fn remove_instance_members(
+        &self,
+        session: &str,
+        dead: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get_mut(session) else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        entry.members.retain(|m| {
+            let keep = m.instance != dead;
+            if !keep {
+                events.push(Event::MemberLeft {
+                    connection: m.connection.clone(),
+                    reason,
+                });
+            }
+            keep
+        });
+        if events.is_empty() {
+            return Ok(None);
+        }
+        entry.elect(false, &mut events);
+        let change = entry.commit(events);
+        Self::track(&mut state, dead, session, false);
+        self.publish_change(&state, session, &change);
+        Ok(Some(change))
+    }
+
+    async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
+        let mut state = self.backend.lock();
+        state.instances.remove(dead);
+        state.claims.remove(dead);
+        state.names.retain(|_, incarnation| incarnation != dead);
+        Ok(())
+    }
+
+    async fn reassert(
+        &self,
+        session: &str,
+        members: Vec<Member>,
+        floor: Floor,
+    ) -> StoreResult<Option<Change>> {
+        let mut state = self.backend.lock();
+        let entry = state.sessions.entry(session.to_owned()).or_default();
+        if entry.ended_at.is_some() {
+            return Err(StoreError::SessionEnded);
+        }
+        entry.version = entry.version.max(floor.version);
+        entry.epoch = entry.epoch.max(floor.epoch);
+        let mut events = Vec::new();
+        for member in members {
+            if !entry
+                .members
+                .iter()
+                .any(|m| m.connection == member.connection)
+            {
+                entry.members.push(member.clone());
+                events.push(Event::MemberJoined { member });
+            }
+        }
+        if events.is_empty() {
+            return Ok(None);
+        }
+        sort_members(&mut entry.members);
+        entry.elect(true, &mut events);
+        let change = entry.commit(events);
+        let instance = self.instance.incarnation.clone();
+        Self::track(&mut state, &instance, session, true);
+        self.publish_change(&state, session, &change);
+        Ok(Some(change))
+    }
+
+    async fn touch(&self, _session: &str) -> StoreResult<()> {
+        Ok(())
+    }
+}

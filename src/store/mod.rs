@@ -1,0 +1,185 @@
+//! The shared state of sessions and instances, behind one interface with two implementations.
+//!
+//! Like centrifuge's engine split, the [`Store`] covers both presence (members, leader, versions)
+//! and the broker (cross-instance events): every operation that changes a session is one atomic
+//! step that returns the new header and its events as a [`Change`], and also publishes that change
+//! to the other instances subscribed to the session. [`memory`] keeps it in process (one instance, or
+//! several engines in one test process); a Redis implementation shares it between processes.
+//!
+//! Instances own leases; the instance lifecycle methods (register, renew, reap) let every instance
+//! remove the members of an instance that died without saying goodbye.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
+
+/// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceId {
+    pub name: String,
+    /// Unique per process start; members and keys of an instance are keyed by it.
+    pub incarnation: String,
+}
+
+impl InstanceId {
+    pub fn new(name: impl Into<String>) -> InstanceId {
+        let name = name.into();
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        InstanceId {
+            incarnation: format!("{name}#{}", &suffix[..12]),
+            name,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the session has been ended")]
+    SessionEnded,
+    #[error("the session is full ({0} members)")]
+    SessionFull(usize),
+    #[error("not the current leader, or a stale epoch")]
+    NotLeader,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store returned malformed data: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The result of a join: the view after it, and the change it made (none for an idempotent re-join).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinOutcome {
+    pub view: SessionView,
+    pub change: Option<Change>,
+}
+
+/// What a lease renewal found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseStatus {
+    /// The lease was still ours and is renewed.
+    Held,
+    /// Another instance had declared us dead and removed our lease; it is registered again now.
+    WasLost,
+    /// The store lost its data (generation token changed); we are registered again now.
+    StoreReset,
+}
+
+/// What one instance tells the others about a session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Broadcast {
+    pub session: String,
+    /// Incarnation of the instance that made the change; it ignores its own echo.
+    pub origin: String,
+    pub body: BroadcastBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BroadcastBody {
+    Change(Change),
+    Message {
+        from: String,
+        user: Option<String>,
+        data: Value,
+    },
+}
+
+/// What the store's feed delivers to the supervisor of an instance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeedEvent {
+    Broadcast(Broadcast),
+    /// The feed was interrupted and is back: anything may have been missed, reconcile everything.
+    Resumed,
+}
+
+/// The receiving end of a store's feed.
+pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
+
+/// Shared session and instance state. One handle per instance, bound to its [`InstanceId`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    fn instance(&self) -> &InstanceId;
+
+    /// Adds `member` (whose `instance` is this one) to `session`, electing it leader if there is none.
+    async fn join(
+        &self,
+        session: &str,
+        member: Member,
+        max_members: usize,
+    ) -> StoreResult<JoinOutcome>;
+    /// Removes one connection. `None` when it was not a member.
+    async fn leave(
+        &self,
+        session: &str,
+        connection: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>>;
+    /// Replaces the name and avatar of a member. `None` when it was not a member.
+    async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>>;
+    /// Ends the session if `connection` is its leader at `epoch`; removes every member.
+    async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change>;
+    /// The whole view; `None` when the store has no record of the session.
+    async fn view(&self, session: &str) -> StoreResult<Option<SessionView>>;
+    /// Live counts of many sessions in one read, in the order asked.
+    async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>>;
+    /// Sends a `message` to the members of `session` on the other instances.
+    async fn publish(
+        &self,
+        session: &str,
+        from: &str,
+        user: Option<&str>,
+        data: &Value,
+    ) -> StoreResult<()>;
+
+    async fn subscribe(&self, session: &str) -> StoreResult<()>;
+    async fn unsubscribe(&self, session: &str) -> StoreResult<()>;
+
+    /// Registers this instance's lease. Returns the previous incarnation of the same name, if one is
+    /// still registered (the restart fast path reaps it at once).
+    async fn register(&self) -> StoreResult<Option<String>>;
+    async fn renew_lease(&self) -> StoreResult<LeaseStatus>;
+    /// Removes this instance's lease and keys (graceful stop, after its members have left).
+    async fn deregister(&self) -> StoreResult<()>;
+
+    /// Incarnations whose lease has expired.
+    async fn expired_instances(&self) -> StoreResult<Vec<String>>;
+    /// Claims the reaping of `dead` for a short while; `false` when another instance holds the claim.
+    async fn claim_reap(&self, dead: &str) -> StoreResult<bool>;
+    /// Sessions in which `dead` has members.
+    async fn sessions_of(&self, dead: &str) -> StoreResult<Vec<String>>;
+    /// Removes every member `dead` has in `session`, re-electing the leader if needed.
+    async fn remove_instance_members(
+        &self,
+        session: &str,
+        dead: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>>;
+    /// Drops what is left of `dead`: its lease, its session list, its name mapping.
+    async fn forget_instance(&self, dead: &str) -> StoreResult<()>;
+
+    /// Puts `members` (this instance's local members, with their original `joined_at`) back into
+    /// `session` after the store lost them. Versions and epochs continue from at least `floor`.
+    async fn reassert(
+        &self,
+        session: &str,
+        members: Vec<Member>,
+        floor: Floor,
+    ) -> StoreResult<Option<Change>>;
+    /// Keeps the session's keys alive while this instance has members there.
+    async fn touch(&self, session: &str) -> StoreResult<()>;
+}
+
+/// The lowest version and epoch a re-assertion may continue from: what local clients have seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Floor {
+    pub version: u64,
+    pub epoch: u64,
+}
