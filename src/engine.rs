@@ -12,6 +12,7 @@ use actix::{Actor, Addr, AsyncContext};
 
 use crate::actors::connection::ConnectionSettings;
 use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings, register_and_reap};
+use crate::actors::{ChangeRecorder, RecordChange};
 use crate::config::ServeArgs;
 use crate::protocol::request::ParseLimits;
 use crate::store::memory::MemoryBackend;
@@ -70,13 +71,28 @@ impl Engine {
         feed: Feed,
         settings: &EngineSettings,
     ) -> Result<Engine, StoreError> {
-        register_and_reap(store.as_ref()).await?;
+        Engine::start_with_recorder(store, feed, settings, None).await
+    }
+
+    /// Like [`Engine::start`], sending every change this instance makes to `recorder`.
+    pub async fn start_with_recorder(
+        store: Arc<dyn Store>,
+        feed: Feed,
+        settings: &EngineSettings,
+        recorder: Option<ChangeRecorder>,
+    ) -> Result<Engine, StoreError> {
+        let reaped = register_and_reap(store.as_ref()).await?;
+        if let Some(recorder) = &recorder {
+            for (session, change) in reaped {
+                recorder.do_send(RecordChange { session, change });
+            }
+        }
         let supervisor_store = store.clone();
         let supervisor_settings = settings.supervisor.clone();
         let supervisor = Supervisor::create(move |ctx| {
             let mut feed = feed;
             ctx.add_stream(futures_util::stream::poll_fn(move |cx| feed.poll_recv(cx)));
-            Supervisor::new(supervisor_store, supervisor_settings)
+            Supervisor::new(supervisor_store, supervisor_settings, recorder)
         });
         tracing::info!(instance = %store.instance().incarnation, store = store.kind(), "engine started");
         Ok(Engine {

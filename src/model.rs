@@ -90,6 +90,8 @@ pub enum Event {
     },
     MemberLeft {
         connection: String,
+        /// The member's user id, so the participation record can be closed without a lookup.
+        user: Option<String>,
         reason: LeaveReason,
     },
     MemberUpdated {

@@ -11,7 +11,21 @@ pub mod supervisor;
 
 use std::sync::Arc;
 
-use actix::Message;
+use actix::{Message, Recipient};
+
+use crate::model::Change;
+
+/// A change this instance made (its own requests, shutdown removals and reaped instances), for
+/// whoever records participation. Changes made by other instances are recorded by them.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub struct RecordChange {
+    pub session: String,
+    pub change: Change,
+}
+
+/// Where an engine sends its [`RecordChange`]s.
+pub type ChangeRecorder = Recipient<RecordChange>;
 
 /// What the engine sends to a client (a socket, or a test recipient standing in for one).
 #[derive(Clone, Debug, Message)]

@@ -14,8 +14,8 @@ use actix::{
 };
 use serde_json::Value;
 
-use super::ToClient;
 use super::supervisor::{LocalCount, Supervisor};
+use super::{ChangeRecorder, RecordChange, ToClient};
 use crate::model::{Change, Event, LeaveReason, Member, SessionView};
 use crate::protocol::error::ApiError;
 use crate::protocol::reply::{ServerMessage, ViewBody};
@@ -31,6 +31,7 @@ pub struct SessionActor {
     store: Arc<dyn Store>,
     supervisor: Addr<Supervisor>,
     max_members: usize,
+    recorder: Option<ChangeRecorder>,
     view: SessionView,
     local: HashMap<String, LocalMember>,
     /// Local connections whose removal the store has not confirmed yet (it was unreachable).
@@ -43,12 +44,14 @@ impl SessionActor {
         store: Arc<dyn Store>,
         supervisor: Addr<Supervisor>,
         max_members: usize,
+        recorder: Option<ChangeRecorder>,
     ) -> SessionActor {
         SessionActor {
             session,
             store,
             supervisor,
             max_members,
+            recorder,
             view: SessionView::default(),
             local: HashMap::new(),
             pending_removals: Vec::new(),
@@ -60,6 +63,16 @@ impl SessionActor {
             if Some(connection.as_str()) != skip {
                 local.client.do_send(ToClient::Frame(frame.clone()));
             }
+        }
+    }
+
+    /// Hands a change this instance made to the participation recorder.
+    fn record(&self, change: &Change) {
+        if let Some(recorder) = &self.recorder {
+            recorder.do_send(RecordChange {
+                session: self.session.clone(),
+                change: change.clone(),
+            });
         }
     }
 
@@ -107,7 +120,11 @@ impl SessionActor {
                     }
                     self.report_count();
                 }
-                Event::MemberLeft { connection, .. } if self.local.contains_key(connection) => {
+                Event::MemberLeft {
+                    connection,
+                    reason: LeaveReason::InstanceLost,
+                    ..
+                } if self.local.contains_key(connection) => {
                     lost_local = true;
                 }
                 _ => {}
@@ -188,6 +205,7 @@ impl Handler<JoinLocal> for SessionActor {
                         },
                     );
                     if let Some(change) = &outcome.change {
+                        act.record(change);
                         if change.version == act.view.version + 1 {
                             act.absorb(change, Some(&connection), ctx);
                         } else if outcome.view.version > act.view.version {
@@ -235,6 +253,7 @@ impl Handler<Leave> for SessionActor {
                 .map(move |result, act, ctx| {
                     let outcome = match result {
                         Ok(Some(change)) => {
+                            act.record(&change);
                             act.absorb(&change, None, ctx);
                             Ok(())
                         }
@@ -280,6 +299,7 @@ impl Handler<UpdateProfile> for SessionActor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     if let Some(change) = result? {
+                        act.record(&change);
                         for event in &change.events {
                             if let Event::MemberUpdated { member } = event
                                 && let Some(local) = act.local.get_mut(&member.connection)
@@ -391,6 +411,7 @@ impl Handler<EndSession> for SessionActor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     let change = result?;
+                    act.record(&change);
                     // The ender gets `ended` as its reply, not `session_ended`.
                     if let Some(local) = act.local.remove(&msg.connection) {
                         local.client.do_send(ToClient::MembershipEnded {
@@ -465,10 +486,14 @@ impl Handler<Reconcile> for SessionActor {
         AtomicResponse::new(Box::pin(
             async move {
                 let mut unconfirmed = Vec::new();
+                let mut confirmed = Vec::new();
                 for (connection, reason) in pending {
-                    if let Err(e) = store.leave(&session, &connection, reason).await {
-                        tracing::warn!(%session, %connection, error = %e, "leave still not confirmed");
-                        unconfirmed.push((connection, reason));
+                    match store.leave(&session, &connection, reason).await {
+                        Ok(change) => confirmed.extend(change),
+                        Err(e) => {
+                            tracing::warn!(%session, %connection, error = %e, "leave still not confirmed");
+                            unconfirmed.push((connection, reason));
+                        }
                     }
                 }
                 let mut reasserted = false;
@@ -476,11 +501,14 @@ impl Handler<Reconcile> for SessionActor {
                     reasserted = store.reassert(&session, members, floor).await?.is_some();
                 }
                 let view = store.view(&session).await?;
-                Ok::<_, StoreError>((unconfirmed, reasserted, view))
+                Ok::<_, StoreError>((confirmed, unconfirmed, reasserted, view))
             }
             .into_actor(self)
             .map(move |result, act, ctx| match result {
-                Ok((unconfirmed, reasserted, view)) => {
+                Ok((confirmed, unconfirmed, reasserted, view)) => {
+                    for change in &confirmed {
+                        act.record(change);
+                    }
                     act.pending_removals.extend(unconfirmed);
                     let view = view.unwrap_or_default();
                     let missing = act.local.keys().any(|c| view.member(c).is_none());
@@ -530,9 +558,11 @@ impl Handler<ShutdownSession> for SessionActor {
             }
             .into_actor(self)
             .map(|result, act, _ctx| {
-                if let Err(e) = result {
-                    tracing::error!(session = %act.session, error = %e,
-                        "could not remove members at shutdown; the reaper will after the lease");
+                match result {
+                    Ok(Some(change)) => act.record(&change),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(session = %act.session, error = %e,
+                        "could not remove members at shutdown; the reaper will after the lease"),
                 }
                 act.report_count();
             }),

@@ -13,10 +13,10 @@ use actix::{
     Recipient, ResponseActFuture, StreamHandler, WrapFuture,
 };
 
-use super::ToClient;
 use super::session::{
     JoinLocal, Reconcile, RemoteChange, RemoteMessage, Retire, SessionActor, ShutdownSession,
 };
+use super::{ChangeRecorder, RecordChange, ToClient};
 use crate::model::{Change, LeaveReason, Member, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store, StoreError};
@@ -52,6 +52,7 @@ pub struct Health {
 pub struct Supervisor {
     store: Arc<dyn Store>,
     settings: SupervisorSettings,
+    recorder: Option<ChangeRecorder>,
     sessions: HashMap<String, SessionEntry>,
     clients: HashMap<String, Recipient<ToClient>>,
     orphans: Vec<(String, String, LeaveReason)>,
@@ -63,10 +64,15 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(store: Arc<dyn Store>, settings: SupervisorSettings) -> Supervisor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: SupervisorSettings,
+        recorder: Option<ChangeRecorder>,
+    ) -> Supervisor {
         Supervisor {
             store,
             settings,
+            recorder,
             sessions: HashMap::new(),
             clients: HashMap::new(),
             orphans: Vec::new(),
@@ -119,6 +125,15 @@ impl Supervisor {
         }
     }
 
+    fn record(&self, session: &str, change: &Change) {
+        if let Some(recorder) = &self.recorder {
+            recorder.do_send(RecordChange {
+                session: session.to_owned(),
+                change: change.clone(),
+            });
+        }
+    }
+
     fn route(&self, session: &str, change: Change) {
         if let Some(entry) = self.sessions.get(session) {
             entry.addr.do_send(RemoteChange(change));
@@ -151,11 +166,13 @@ impl Supervisor {
                         }
                     }
                     for (session, connection, reason) in orphans {
-                        if store.leave(&session, &connection, reason).await.is_err() {
-                            unconfirmed.push((session, connection, reason));
+                        match store.leave(&session, &connection, reason).await {
+                            Ok(Some(change)) => reaped.push((session, change)),
+                            Ok(None) => {}
+                            Err(_) => unconfirmed.push((session, connection, reason)),
                         }
                     }
-                    reaped = reap_expired(store.as_ref()).await;
+                    reaped.extend(reap_expired(store.as_ref()).await);
                 } else {
                     unconfirmed = orphans;
                 }
@@ -190,6 +207,7 @@ impl Supervisor {
                     }
                 }
                 for (session, change) in reaped {
+                    act.record(&session, &change);
                     act.route(&session, change);
                 }
             }),
@@ -323,6 +341,7 @@ impl Handler<Join> for Supervisor {
                     self.store.clone(),
                     ctx.address(),
                     self.settings.max_members_per_session,
+                    self.recorder.clone(),
                 )
                 .start();
                 self.sessions.insert(
@@ -545,14 +564,14 @@ impl Handler<Shutdown> for Supervisor {
 }
 
 /// Start-up: register the lease, reap the previous incarnation of this name at once, then any other
-/// dead instance. Returns the number of sessions whose members were reaped.
-pub async fn register_and_reap(store: &dyn Store) -> Result<usize, StoreError> {
+/// dead instance. Returns the changes the reaping made, per session.
+pub async fn register_and_reap(store: &dyn Store) -> Result<Vec<(String, Change)>, StoreError> {
     let previous = store.register().await?;
-    let mut reaped = 0;
+    let mut reaped = Vec::new();
     if let Some(previous) = previous {
         tracing::info!(previous = %previous, "reaping the previous incarnation of this instance name");
-        reaped += reap_instance(store, &previous).await?.len();
+        reaped.extend(reap_instance(store, &previous).await?);
     }
-    reaped += reap_expired(store).await.len();
+    reaped.extend(reap_expired(store).await);
     Ok(reaped)
 }

@@ -151,7 +151,9 @@ impl ServerMessage {
                 version,
                 member: member.clone(),
             },
-            Event::MemberLeft { connection, reason } => ServerMessage::MemberLeft {
+            Event::MemberLeft {
+                connection, reason, ..
+            } => ServerMessage::MemberLeft {
                 session,
                 version,
                 connection: connection.clone(),

@@ -260,6 +260,7 @@ impl Store for MemoryStore {
         let gone = entry.members.remove(pos);
         let mut events = vec![Event::MemberLeft {
             connection: connection.to_owned(),
+            user: gone.user.clone(),
             reason,
         }];
         entry.elect(false, &mut events);
@@ -303,11 +304,15 @@ impl Store for MemoryStore {
             return Err(StoreError::NotLeader);
         }
         let instances: HashSet<String> = entry.members.iter().map(|m| m.instance.clone()).collect();
-        entry.members.clear();
         entry.ended_at = Some(now_ms());
         let mut events = vec![Event::SessionEnded {
             by: connection.to_owned(),
         }];
+        events.extend(entry.members.drain(..).map(|m| Event::MemberLeft {
+            connection: m.connection,
+            user: m.user,
+            reason: LeaveReason::Ended,
+        }));
         entry.elect(false, &mut events);
         let change = entry.commit(events);
         for instance in instances {
@@ -489,6 +494,7 @@ impl Store for MemoryStore {
             if !keep {
                 events.push(Event::MemberLeft {
                     connection: m.connection.clone(),
+                    user: m.user.clone(),
                     reason,
                 });
             }

@@ -1,0 +1,6 @@
+//! Shared helpers of the integration tests. Each test binary uses only part of them.
+#![allow(dead_code)]
+
+pub mod redis;
+pub mod server;
+pub mod ws;

@@ -1,0 +1,1 @@
+//! Starting a rollcall server (in process, on a free port) for a test.

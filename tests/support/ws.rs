@@ -1,0 +1,1 @@
+//! A WebSocket test client that records every frame it receives.
