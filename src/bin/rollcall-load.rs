@@ -1,0 +1,374 @@
+//! `rollcall-load`: drives running rollcall instances with real WebSocket clients and reports what
+//! they saw. Three scenarios:
+//!
+//! - `churn`: many connections join and leave random sessions; joins/s and join latency.
+//! - `fanout`: one publisher, one big session; delivered messages/s and delivery latency.
+//! - `idle`: many idle connections, each in a session; the server's resident memory per connection.
+//!
+//! Every run is bounded in time and count, prints progress each second and a summary at the end.
+//! Point it only at servers on this machine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser)]
+#[command(name = "rollcall-load", about = "Load generator for rollcall")]
+struct Cli {
+    /// WebSocket URLs of the instances; connections are spread over them round-robin.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8080/ws")]
+    urls: Vec<String>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Connections join and leave random sessions as fast as they can.
+    Churn {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 16)]
+        sessions: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// One publisher sends to a session of `members` receivers at `rate` messages per second.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        #[arg(long, default_value_t = 300)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Opens idle connections, each in a session, and measures the server's memory per connection.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// PID of the server process, to read its resident memory.
+        #[arg(long)]
+        server_pid: u32,
+        /// How long to hold the connections open after they are all in.
+        #[arg(long, default_value_t = 3)]
+        hold_seconds: u64,
+    },
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Client {
+    ws: Ws,
+    next_id: u64,
+}
+
+impl Client {
+    async fn connect(url: &str) -> anyhow::Result<Client> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let welcome = next_json(&mut ws).await?;
+        if welcome["type"] != "welcome" {
+            bail!("expected welcome, got {welcome}");
+        }
+        Ok(Client { ws, next_id: 0 })
+    }
+
+    /// Sends a request and waits for its reply, skipping events.
+    async fn request(&mut self, mut body: Value) -> anyhow::Result<Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        body["id"] = json!(id);
+        self.ws.send(Message::text(body.to_string())).await?;
+        loop {
+            let frame = next_json(&mut self.ws).await?;
+            if frame["id"] == json!(id) {
+                if frame["type"] == "error" {
+                    bail!("request {body} failed: {frame}");
+                }
+                return Ok(frame);
+            }
+        }
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text)?),
+            Some(Ok(Message::Close(frame))) => bail!("server closed the connection: {frame:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("connection ended"),
+        }
+    }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+/// Prints a line every second with the counter's rate until `stop` is set.
+fn progress(label: &'static str, counter: Arc<AtomicU64>, done: Arc<AtomicU64>) {
+    tokio::spawn(async move {
+        let mut last = 0;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        while done.load(Ordering::Relaxed) == 0 {
+            tick.tick().await;
+            let now = counter.load(Ordering::Relaxed);
+            eprintln!(
+                "  … {label}: {} in the last second, {now} total",
+                now - last
+            );
+            last = now;
+        }
+    });
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::Churn {
+            connections,
+            sessions,
+            seconds,
+        } => churn(&cli.urls, connections, sessions, seconds).await,
+        Scenario::Fanout {
+            members,
+            rate,
+            seconds,
+        } => fanout(&cli.urls, members, rate, seconds).await,
+        Scenario::Idle {
+            connections,
+            sessions,
+            server_pid,
+            hold_seconds,
+        } => idle(&cli.urls, connections, sessions, server_pid, hold_seconds).await,
+    }
+}
+
+async fn churn(
+    urls: &[String],
+    connections: usize,
+    sessions: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let joins = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(histogram()?));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    progress("joins", joins.clone(), done.clone());
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let url = urls[i % urls.len()].clone();
+        let joins = joins.clone();
+        let latencies = latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(&url).await?;
+            let mut local = histogram()?;
+            let mut n = i as u64;
+            while Instant::now() < deadline {
+                n = n
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let session = format!("churn-{}", (n >> 33) % sessions as u64);
+                let started = Instant::now();
+                client
+                    .request(json!({"type": "join", "session": session}))
+                    .await?;
+                local.saturating_record(started.elapsed().as_micros() as u64);
+                joins.fetch_add(1, Ordering::Relaxed);
+                client
+                    .request(json!({"type": "leave", "session": session}))
+                    .await?;
+            }
+            latencies.lock().await.add(&local)?;
+            anyhow::Ok(())
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await??;
+    }
+    done.store(1, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let h = latencies.lock().await;
+    let total = joins.load(Ordering::Relaxed);
+    println!("\nscenario churn: {connections} connections over {sessions} sessions, {seconds} s");
+    println!("| figure | value |\n|---|---|");
+    println!("| joins (each followed by a leave) | {total} |");
+    println!("| joins per second | {:.0} |", total as f64 / elapsed);
+    println!(
+        "| join latency p50 | {:.2} ms |",
+        ms(h.value_at_quantile(0.5))
+    );
+    println!(
+        "| join latency p99 | {:.2} ms |",
+        ms(h.value_at_quantile(0.99))
+    );
+    Ok(())
+}
+
+async fn fanout(urls: &[String], members: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    let session = format!("fanout-{}", now_micros());
+    let delivered = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(histogram()?));
+    eprintln!("joining {members} receivers…");
+    let mut receivers = Vec::new();
+    for i in 0..members {
+        let mut client = Client::connect(&urls[i % urls.len()]).await?;
+        client
+            .request(json!({"type": "join", "session": session}))
+            .await?;
+        receivers.push(client);
+    }
+    let mut publisher = Client::connect(&urls[0]).await?;
+    publisher
+        .request(json!({"type": "join", "session": session}))
+        .await?;
+    let expected = rate * seconds;
+    let mut tasks = Vec::new();
+    for client in receivers {
+        let delivered = delivered.clone();
+        let latencies = latencies.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ws = client.ws;
+            let mut local = histogram()?;
+            let mut got = 0;
+            let limit = Instant::now() + Duration::from_secs(seconds + 10);
+            while got < expected && Instant::now() < limit {
+                let frame =
+                    match tokio::time::timeout(Duration::from_secs(5), next_json(&mut ws)).await {
+                        Ok(frame) => frame?,
+                        Err(_) => break,
+                    };
+                if frame["type"] == "message" {
+                    let sent = frame["data"]["t"].as_u64().unwrap_or(0);
+                    local.saturating_record(now_micros().saturating_sub(sent).max(1));
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    got += 1;
+                }
+            }
+            latencies.lock().await.add(&local)?;
+            anyhow::Ok(())
+        }));
+    }
+    progress("delivered", delivered.clone(), done.clone());
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut seq = 0u64;
+    while seq < expected {
+        tick.tick().await;
+        seq += 1;
+        let data = json!({"t": now_micros(), "seq": seq});
+        publisher
+            .ws
+            .send(Message::text(
+                json!({"type": "publish", "session": session, "data": data}).to_string(),
+            ))
+            .await?;
+    }
+    // Drain the publisher's replies in the background so its socket does not back up.
+    tokio::spawn(async move { while next_json(&mut publisher.ws).await.is_ok() {} });
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    done.store(1, Ordering::Relaxed);
+    let total = delivered.load(Ordering::Relaxed);
+    let h = latencies.lock().await;
+    println!("\nscenario fanout: 1 publisher → {members} members, {rate} msg/s for {seconds} s");
+    println!("| figure | value |\n|---|---|");
+    println!(
+        "| messages delivered | {total} of {} |",
+        expected * members as u64
+    );
+    println!("| delivered per second | {:.0} |", total as f64 / elapsed);
+    println!(
+        "| delivery latency p50 | {:.2} ms |",
+        ms(h.value_at_quantile(0.5))
+    );
+    println!(
+        "| delivery latency p99 | {:.2} ms |",
+        ms(h.value_at_quantile(0.99))
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
+
+async fn idle(
+    urls: &[String],
+    connections: usize,
+    sessions: usize,
+    pid: u32,
+    hold: u64,
+) -> anyhow::Result<()> {
+    let before = rss_kib(pid)?;
+    let opened = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    progress("connections in a session", opened.clone(), done.clone());
+    let mut clients = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let mut client = Client::connect(&urls[i % urls.len()]).await?;
+        client
+            .request(json!({"type": "join", "session": format!("idle-{}", i % sessions)}))
+            .await?;
+        opened.fetch_add(1, Ordering::Relaxed);
+        clients.push(client);
+    }
+    done.store(1, Ordering::Relaxed);
+    // Keep reading so pings are answered and events do not pile up in the kernel buffers.
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| tokio::spawn(async move { while next_json(&mut c.ws).await.is_ok() {} }))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let after = rss_kib(pid)?;
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
+    println!("\nscenario idle: {connections} connections over {sessions} sessions");
+    println!("| figure | value |\n|---|---|");
+    println!("| server RSS before | {before} KiB |");
+    println!("| server RSS with the connections | {after} KiB |");
+    println!(
+        "| server memory per idle connection | {:.1} KiB |",
+        per / 1024.0
+    );
+    for reader in readers {
+        reader.abort();
+    }
+    Ok(())
+}
