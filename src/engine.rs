@@ -15,6 +15,7 @@ use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings, regist
 use crate::actors::{ChangeRecorder, RecordChange};
 use crate::config::ServeArgs;
 use crate::protocol::request::ParseLimits;
+use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryBackend;
 use crate::store::{Feed, InstanceId, Store, StoreError};
 
@@ -81,6 +82,7 @@ impl Engine {
         settings: &EngineSettings,
         recorder: Option<ChangeRecorder>,
     ) -> Result<Engine, StoreError> {
+        let store = Instrumented::wrap(store);
         let reaped = register_and_reap(store.as_ref()).await?;
         if let Some(recorder) = &recorder {
             for (session, change) in reaped {

@@ -9,6 +9,7 @@ pub mod actors;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod server;

@@ -83,6 +83,7 @@ pub async fn start(args: &ServeArgs) -> Result<RunningServer, ServerError> {
 
 /// Serves an already started engine over HTTP.
 pub async fn start_http(engine: Engine, args: &ServeArgs) -> Result<RunningServer, ServerError> {
+    crate::metrics::install();
     let state = AppState {
         engine: engine.clone(),
         max_frame_bytes: args.max_frame_bytes,

@@ -41,6 +41,12 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render())
+}
+
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let Ok(health) = state.engine.supervisor().send(GetHealth).await else {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "stopping"}));

@@ -20,5 +20,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(ws::upgrade))
         .route("/healthz", web::get().to(api::healthz))
         .route("/readyz", web::get().to(api::readyz))
+        .route("/metrics", web::get().to(api::metrics))
         .route("/api/sessions/{id}", web::get().to(api::session));
 }

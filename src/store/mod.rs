@@ -9,6 +9,7 @@
 //! Instances own leases; the instance lifecycle methods (register, renew, reap) let every instance
 //! remove the members of an instance that died without saying goodbye.
 
+pub mod instrumented;
 pub mod memory;
 
 use async_trait::async_trait;

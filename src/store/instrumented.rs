@@ -1,0 +1,120 @@
+//! A [`Store`] decorator that measures every operation: latency histogram and error counter, by
+//! operation. Wrapping the store keeps metrics out of both implementations.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Floor, InstanceId, JoinOutcome, LeaseStatus, Store, StoreResult};
+use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
+use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
+
+pub struct Instrumented {
+    inner: Arc<dyn Store>,
+}
+
+impl Instrumented {
+    pub fn wrap(inner: Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(Instrumented { inner })
+    }
+}
+
+async fn timed<T>(op: &'static str, fut: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    let started = Instant::now();
+    let result = fut.await;
+    metrics::histogram!(STORE_OP_SECONDS, "op" => op).record(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        metrics::counter!(STORE_ERRORS, "op" => op).increment(1);
+    }
+    result
+}
+
+#[async_trait]
+impl Store for Instrumented {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn instance(&self) -> &InstanceId {
+        self.inner.instance()
+    }
+
+    async fn join(&self, session: &str, member: Member, max_members: usize) -> StoreResult<JoinOutcome> {
+        timed("join", self.inner.join(session, member, max_members)).await
+    }
+
+    async fn leave(&self, session: &str, connection: &str, reason: LeaveReason) -> StoreResult<Option<Change>> {
+        timed("leave", self.inner.leave(session, connection, reason)).await
+    }
+
+    async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {
+        timed("update_member", self.inner.update_member(session, member)).await
+    }
+
+    async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
+        timed("end", self.inner.end(session, connection, epoch)).await
+    }
+
+    async fn view(&self, session: &str) -> StoreResult<Option<SessionView>> {
+        timed("view", self.inner.view(session)).await
+    }
+
+    async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>> {
+        timed("counts", self.inner.counts(sessions)).await
+    }
+
+    async fn publish(&self, session: &str, from: &str, user: Option<&str>, data: &Value) -> StoreResult<()> {
+        timed("publish", self.inner.publish(session, from, user, data)).await
+    }
+
+    async fn subscribe(&self, session: &str) -> StoreResult<()> {
+        timed("subscribe", self.inner.subscribe(session)).await
+    }
+
+    async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
+        timed("unsubscribe", self.inner.unsubscribe(session)).await
+    }
+
+    async fn register(&self) -> StoreResult<Option<String>> {
+        timed("register", self.inner.register()).await
+    }
+
+    async fn renew_lease(&self) -> StoreResult<LeaseStatus> {
+        timed("renew_lease", self.inner.renew_lease()).await
+    }
+
+    async fn deregister(&self) -> StoreResult<()> {
+        timed("deregister", self.inner.deregister()).await
+    }
+
+    async fn expired_instances(&self) -> StoreResult<Vec<String>> {
+        timed("expired_instances", self.inner.expired_instances()).await
+    }
+
+    async fn claim_reap(&self, dead: &str) -> StoreResult<bool> {
+        timed("claim_reap", self.inner.claim_reap(dead)).await
+    }
+
+    async fn sessions_of(&self, dead: &str) -> StoreResult<Vec<String>> {
+        timed("sessions_of", self.inner.sessions_of(dead)).await
+    }
+
+    async fn remove_instance_members(&self, session: &str, dead: &str, reason: LeaveReason) -> StoreResult<Option<Change>> {
+        timed("remove_instance_members", self.inner.remove_instance_members(session, dead, reason)).await
+    }
+
+    async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
+        timed("forget_instance", self.inner.forget_instance(dead)).await
+    }
+
+    async fn reassert(&self, session: &str, members: Vec<Member>, floor: Floor) -> StoreResult<Option<Change>> {
+        timed("reassert", self.inner.reassert(session, members, floor)).await
+    }
+
+    async fn touch(&self, session: &str) -> StoreResult<()> {
+        timed("touch", self.inner.touch(session)).await
+    }
+}
