@@ -83,6 +83,15 @@ pub struct ServeArgs {
     /// Connections this instance accepts; more are refused with HTTP 503 before the upgrade.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
+    /// Requests per second one connection may send, sustained; excess gets `rate_limited`.
+    #[arg(long, env = "ROLLCALL_RATE_LIMIT_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_second: u32,
+    /// Requests one connection may send in a burst above the sustained rate.
+    #[arg(long, env = "ROLLCALL_RATE_LIMIT_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+    /// A connection with more refused requests than this within 10 seconds is closed with 1008.
+    #[arg(long, env = "ROLLCALL_RATE_LIMIT_CLOSE_AFTER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_close_after: u32,
     /// How long a graceful stop may take before the process exits anyway, in milliseconds.
     #[arg(long, env = "ROLLCALL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix::{Actor, Addr, AsyncContext};
 
 use crate::actors::connection::ConnectionSettings;
+use crate::actors::rate::RateSettings;
 use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings, register_and_reap};
 use crate::actors::{ChangeRecorder, RecordChange};
 use crate::config::ServeArgs;
@@ -49,6 +50,11 @@ impl EngineSettings {
                     max_publish_bytes: args.max_publish_bytes,
                 },
                 max_sessions: args.max_sessions_per_connection,
+                rate: RateSettings {
+                    per_second: args.rate_limit_per_second,
+                    burst: args.rate_limit_burst,
+                    close_after: args.rate_limit_close_after,
+                },
             },
             instance_name,
         }

@@ -63,20 +63,52 @@ fn describe() {
     describe_gauge!(MEMBERS_LOCAL, "Memberships held by this instance");
     describe_counter!(JOINS, "Joins that added a member");
     describe_counter!(LEAVES, "Memberships ended, by reason");
-    describe_counter!(MEMBERS_REAPED, "Members of dead instances removed by this instance");
+    describe_counter!(
+        MEMBERS_REAPED,
+        "Members of dead instances removed by this instance"
+    );
     describe_histogram!(REAPER_PASS_SECONDS, "Duration of reaping one dead instance");
     describe_counter!(LEASE_RENEWAL_FAILURES, "Lease renewals that failed");
-    describe_histogram!(STORE_OP_SECONDS, "Latency of store operations, by operation");
+    describe_histogram!(
+        STORE_OP_SECONDS,
+        "Latency of store operations, by operation"
+    );
     describe_counter!(STORE_ERRORS, "Store operations that failed, by operation");
-    describe_counter!(EVENT_GAPS, "Changes that did not follow the last version seen (gaps)");
+    describe_counter!(
+        EVENT_GAPS,
+        "Changes that did not follow the last version seen (gaps)"
+    );
     describe_counter!(RESYNCS, "Snapshots read to re-synchronise local clients");
     describe_counter!(FRAMES_IN, "WebSocket frames received");
     describe_counter!(FRAMES_OUT, "WebSocket frames sent");
     describe_counter!(ERRORS, "Error replies sent, by code");
-    describe_counter!(RATE_LIMITED, "Requests refused by the per-connection rate limit");
-    describe_gauge!(PERSISTENCE_PENDING, "Participation writes waiting for the database");
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused by the per-connection rate limit"
+    );
+    describe_gauge!(
+        PERSISTENCE_PENDING,
+        "Participation writes waiting for the database"
+    );
     describe_counter!(PERSISTENCE_FLUSHED, "Participation writes committed");
-    describe_counter!(PERSISTENCE_RETRIES, "Database flushes retried after a failure");
+    describe_counter!(
+        PERSISTENCE_RETRIES,
+        "Database flushes retried after a failure"
+    );
+}
+
+/// Counts the joins and leaves (by reason) of a change this instance made.
+pub fn count_change(change: &crate::model::Change) {
+    use crate::model::Event;
+    for event in &change.events {
+        match event {
+            Event::MemberJoined { .. } => metrics::counter!(JOINS).increment(1),
+            Event::MemberLeft { reason, .. } => {
+                metrics::counter!(LEAVES, "reason" => reason.as_str()).increment(1)
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The Prometheus text exposition of every metric.

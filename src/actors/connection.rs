@@ -15,8 +15,10 @@ use actix::{
 use actix_web_actors::ws;
 
 use super::ToClient;
+use super::rate::{RateSettings, RequestLimiter, Verdict};
 use super::session::{EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile};
 use super::supervisor::{Connect, Disconnect, Join, Supervisor};
+use crate::metrics;
 use crate::model::{LeaveReason, Member};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -41,6 +43,7 @@ pub struct ConnectionSettings {
     pub client_timeout: Duration,
     pub parse: ParseLimits,
     pub max_sessions: usize,
+    pub rate: RateSettings,
 }
 
 pub struct ConnectionActor {
@@ -55,6 +58,7 @@ pub struct ConnectionActor {
     avatar: Option<String>,
     last_seen: Instant,
     end_reason: LeaveReason,
+    limiter: RequestLimiter,
 }
 
 impl ConnectionActor {
@@ -67,7 +71,7 @@ impl ConnectionActor {
         ConnectionActor {
             id: uuid::Uuid::new_v4().to_string(),
             identity,
-            settings,
+            settings: settings.clone(),
             supervisor,
             open_connections,
             sessions: HashMap::new(),
@@ -75,10 +79,15 @@ impl ConnectionActor {
             avatar: None,
             last_seen: Instant::now(),
             end_reason: LeaveReason::Disconnected,
+            limiter: RequestLimiter::new(settings.rate),
         }
     }
 
     fn send(&self, ctx: &mut ws::WebsocketContext<Self>, message: ServerMessage) {
+        if let ServerMessage::Error { code, .. } = &message {
+            ::metrics::counter!(metrics::ERRORS, "code" => *code).increment(1);
+        }
+        ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
         ctx.text(&*message.encode());
     }
 
@@ -286,6 +295,24 @@ impl ConnectionActor {
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        match self.limiter.check() {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
+                let id = request::peek_id(text);
+                let err = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
+                return self.send_error(ctx, id, &err);
+            }
+            Verdict::Close => {
+                ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
+                tracing::warn!(connection = %self.id, "connection keeps flooding; closing with 1008");
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Policy,
+                    description: Some("too many requests".into()),
+                }));
+                return ctx.stop();
+            }
+        }
         match request::parse(text, self.settings.parse) {
             Ok((id, request)) => self.dispatch(id, request, ctx),
             Err(rejected) => self.send_error(ctx, rejected.id, &rejected.error),
@@ -314,6 +341,7 @@ impl Actor for ConnectionActor {
             heartbeat_ms: self.settings.ping_interval.as_millis() as u64,
         };
         self.send(ctx, welcome);
+        ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
         ctx.run_interval(self.settings.ping_interval, |_act, ctx| ctx.ping(b""));
         let check = (self.settings.client_timeout / 10)
             .clamp(Duration::from_millis(20), Duration::from_secs(1));
@@ -338,6 +366,7 @@ impl Actor for ConnectionActor {
             connection: self.id.clone(),
         });
         self.open_connections.fetch_sub(1, Ordering::SeqCst);
+        ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
         tracing::debug!(connection = %self.id, reason = self.end_reason.as_str(), "disconnected");
     }
 }
@@ -345,6 +374,7 @@ impl Actor for ConnectionActor {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
+        ::metrics::counter!(metrics::FRAMES_IN).increment(1);
         match item {
             Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
             Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
@@ -386,7 +416,10 @@ impl Handler<ToClient> for ConnectionActor {
 
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
         match msg {
-            ToClient::Frame(frame) => ctx.text(&*frame),
+            ToClient::Frame(frame) => {
+                ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
+                ctx.text(&*frame)
+            }
             ToClient::MembershipEnded { session } => {
                 self.sessions.remove(&session);
             }

@@ -6,6 +6,7 @@
 //! with any actor that handles [`ToClient`].
 
 pub mod connection;
+pub mod rate;
 pub mod session;
 pub mod supervisor;
 

@@ -68,6 +68,7 @@ impl SessionActor {
 
     /// Hands a change this instance made to the participation recorder.
     fn record(&self, change: &Change) {
+        crate::metrics::count_change(change);
         if let Some(recorder) = &self.recorder {
             recorder.do_send(RecordChange {
                 session: self.session.clone(),
@@ -97,6 +98,7 @@ impl SessionActor {
             return;
         }
         if change.version != self.view.version + 1 {
+            metrics::counter!(crate::metrics::EVENT_GAPS).increment(1);
             self.resync(ctx);
             return;
         }
@@ -138,6 +140,7 @@ impl SessionActor {
 
     /// Reads the shared view and sends it to every local client as a `snapshot`.
     fn resync(&mut self, ctx: &mut Context<Self>) {
+        metrics::counter!(crate::metrics::RESYNCS).increment(1);
         let store = self.store.clone();
         let session = self.session.clone();
         ctx.wait(

@@ -103,6 +103,7 @@ impl Supervisor {
             return;
         }
         if let Some(entry) = self.sessions.remove(session) {
+            metrics::gauge!(crate::metrics::SESSIONS).set(self.sessions.len() as f64);
             entry.addr.do_send(Retire);
             let store = self.store.clone();
             let session = session.to_owned();
@@ -126,6 +127,7 @@ impl Supervisor {
     }
 
     fn record(&self, session: &str, change: &Change) {
+        crate::metrics::count_change(change);
         if let Some(recorder) = &self.recorder {
             recorder.do_send(RecordChange {
                 session: session.to_owned(),
@@ -201,6 +203,7 @@ impl Supervisor {
                         }
                     }
                     Err(e) => {
+                        metrics::counter!(crate::metrics::LEASE_RENEWAL_FAILURES).increment(1);
                         tracing::debug!(error = %e, "lease renewal failed");
                         act.store_state(false);
                         act.lease_held = false;
@@ -262,6 +265,9 @@ pub(crate) async fn reap_instance(
         }
     }
     store.forget_instance(dead).await?;
+    metrics::counter!(crate::metrics::MEMBERS_REAPED).increment(members as u64);
+    metrics::histogram!(crate::metrics::REAPER_PASS_SECONDS)
+        .record(started.elapsed().as_secs_f64());
     tracing::warn!(instance = %dead, members, sessions = changes.len(),
         elapsed_ms = started.elapsed().as_millis() as u64, "reaped a dead instance");
     Ok(changes)
@@ -352,6 +358,7 @@ impl Handler<Join> for Supervisor {
                         local: 0,
                     },
                 );
+                metrics::gauge!(crate::metrics::SESSIONS).set(self.sessions.len() as f64);
                 (addr, true)
             }
         };
@@ -400,6 +407,8 @@ impl Handler<LocalCount> for Supervisor {
 
     fn handle(&mut self, msg: LocalCount, _ctx: &mut Context<Self>) {
         if let Some(entry) = self.sessions.get_mut(&msg.session) {
+            let delta = msg.count as f64 - entry.local as f64;
+            metrics::gauge!(crate::metrics::MEMBERS_LOCAL).increment(delta);
             entry.local = msg.count;
         }
         if msg.count == 0 {

@@ -132,6 +132,17 @@ pub fn parse(text: &str, limits: ParseLimits) -> Result<(Option<RequestId>, Requ
     Ok((id, request))
 }
 
+/// The `id` of a frame that will not be parsed further (for example, a rate-limited one), if it has
+/// a valid one. Cheap: only the top level of the frame is read.
+pub fn peek_id(text: &str) -> Option<RequestId> {
+    #[derive(Deserialize)]
+    struct OnlyId {
+        id: Option<Value>,
+    }
+    let only: OnlyId = serde_json::from_str(text).ok()?;
+    request_id(only.id?).ok()
+}
+
 fn request_id(raw: Value) -> Result<RequestId, ApiError> {
     match raw {
         Value::Number(n) if n.is_i64() || n.is_u64() => Ok(RequestId::Int(n)),
@@ -177,6 +188,12 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
         }
         RawRequest::Publish { session, data } => {
             validate::session_id(&session)?;
+            if validate::json_depth(&data) > validate::MAX_DATA_DEPTH {
+                return Err(ApiError::bad_request(format!(
+                    "publish data nests deeper than {} levels",
+                    validate::MAX_DATA_DEPTH
+                )));
+            }
             let size = serde_json::to_vec(&data)
                 .map(|v| v.len())
                 .unwrap_or(usize::MAX);

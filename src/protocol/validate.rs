@@ -6,6 +6,26 @@ pub const MAX_SESSION_ID: usize = 128;
 pub const MAX_NAME: usize = 64;
 pub const MAX_AVATAR: usize = 512;
 pub const MAX_STRING_ID: usize = 64;
+/// Deepest nesting of arrays and objects accepted in `publish.data`. (The frame parser itself
+/// refuses anything deeper than 128 levels.)
+pub const MAX_DATA_DEPTH: usize = 32;
+
+/// Nesting depth of a JSON value: 0 for a scalar, 1 for a flat array or object.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
 
 /// Session ids: 1–128 chars of `[A-Za-z0-9_-]`.
 pub fn session_id(id: &str) -> Result<(), ApiError> {
@@ -80,6 +100,14 @@ pub fn user_id(user: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_depth_counts_nesting() {
+        use serde_json::json;
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!([1, 2])), 1);
+        assert_eq!(json_depth(&json!({"a": [{"b": []}]})), 4);
+    }
 
     #[test]
     fn session_ids_follow_the_charset_and_length() {

@@ -42,11 +42,21 @@ impl Store for Instrumented {
         self.inner.instance()
     }
 
-    async fn join(&self, session: &str, member: Member, max_members: usize) -> StoreResult<JoinOutcome> {
+    async fn join(
+        &self,
+        session: &str,
+        member: Member,
+        max_members: usize,
+    ) -> StoreResult<JoinOutcome> {
         timed("join", self.inner.join(session, member, max_members)).await
     }
 
-    async fn leave(&self, session: &str, connection: &str, reason: LeaveReason) -> StoreResult<Option<Change>> {
+    async fn leave(
+        &self,
+        session: &str,
+        connection: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
         timed("leave", self.inner.leave(session, connection, reason)).await
     }
 
@@ -66,7 +76,13 @@ impl Store for Instrumented {
         timed("counts", self.inner.counts(sessions)).await
     }
 
-    async fn publish(&self, session: &str, from: &str, user: Option<&str>, data: &Value) -> StoreResult<()> {
+    async fn publish(
+        &self,
+        session: &str,
+        from: &str,
+        user: Option<&str>,
+        data: &Value,
+    ) -> StoreResult<()> {
         timed("publish", self.inner.publish(session, from, user, data)).await
     }
 
@@ -102,15 +118,29 @@ impl Store for Instrumented {
         timed("sessions_of", self.inner.sessions_of(dead)).await
     }
 
-    async fn remove_instance_members(&self, session: &str, dead: &str, reason: LeaveReason) -> StoreResult<Option<Change>> {
-        timed("remove_instance_members", self.inner.remove_instance_members(session, dead, reason)).await
+    async fn remove_instance_members(
+        &self,
+        session: &str,
+        dead: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        timed(
+            "remove_instance_members",
+            self.inner.remove_instance_members(session, dead, reason),
+        )
+        .await
     }
 
     async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
         timed("forget_instance", self.inner.forget_instance(dead)).await
     }
 
-    async fn reassert(&self, session: &str, members: Vec<Member>, floor: Floor) -> StoreResult<Option<Change>> {
+    async fn reassert(
+        &self,
+        session: &str,
+        members: Vec<Member>,
+        floor: Floor,
+    ) -> StoreResult<Option<Change>> {
         timed("reassert", self.inner.reassert(session, members, floor)).await
     }
 
