@@ -10,6 +10,7 @@ use crate::config::ServeArgs;
 use crate::engine::{Engine, EngineSettings};
 use crate::http::{self, AppState};
 use crate::store::memory::MemoryBackend;
+use crate::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use crate::store::{Feed, InstanceId, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +35,15 @@ pub async fn open_store(
             Ok((Arc::new(store), feed))
         }
         Some(url) => {
-            let _ = url;
-            Err(StoreError::Unavailable(
-                "this build has no Redis store yet; unset --redis-url".into(),
-            ))
+            let (store, feed) = RedisStore::connect(
+                url,
+                &args.key_prefix,
+                instance,
+                args.lease(),
+                DEFAULT_SESSION_TTL,
+            )
+            .await?;
+            Ok((Arc::new(store), feed))
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod instrumented;
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

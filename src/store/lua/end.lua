@@ -1,0 +1,32 @@
+-- end: the leader at the given epoch ends the session; every member is removed.
+-- KEYS: the five session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: epoch.
+-- Returns {'not_leader'} | {'ended'} | {'ok', change JSON}. The change carries session_ended,
+-- then member_left (reason ended) for every member in election order, then leader_changed(null).
+if redis.call('EXISTS', META) == 0 then
+  return { 'not_leader' }
+end
+local h = header()
+if h.ended_at then
+  return { 'ended' }
+end
+if h.leader ~= ARGV[5] or h.epoch ~= tonumber(ARGV[6]) then
+  return { 'not_leader' }
+end
+local ended_at = now_ms()
+local events = { { type = 'session_ended', by = ARGV[5] } }
+local order = redis.call('ZRANGE', ORDER, 0, -1)
+for i = 1, #order do
+  local record = redis.call('HGET', MEMBERS, order[i])
+  local user = cjson.null
+  if record then
+    user = cjson.decode(record).user
+  end
+  events[#events + 1] = { type = 'member_left', connection = order[i], user = user, reason = 'ended' }
+end
+redis.call('DEL', MEMBERS, ORDER, BYINST, USERS)
+redis.call('HDEL', META, 'anonymous')
+redis.call('HSET', META, 'ended_at', ended_at)
+elect(h, false, events)
+local msg = commit(h, events)
+refresh()
+return { 'ok', msg }

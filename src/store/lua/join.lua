@@ -1,0 +1,23 @@
+-- join: adds one member, electing it leader if the session has none.
+-- KEYS: the five session keys (see prelude). ARGV[1..4]: common (see prelude);
+-- ARGV[5]: member JSON (its joined_at is replaced by Redis TIME); ARGV[6]: max members.
+-- Returns {'ended'} | {'full'} | view_reply('same') for an idempotent re-join |
+-- view_reply('ok', change JSON) after the join.
+if redis.call('HEXISTS', META, 'ended_at') == 1 then
+  return { 'ended' }
+end
+local member = cjson.decode(ARGV[5])
+if redis.call('HEXISTS', MEMBERS, member.connection) == 1 then
+  return view_reply('same')
+end
+if redis.call('HLEN', MEMBERS) >= tonumber(ARGV[6]) then
+  return { 'full' }
+end
+local h = header()
+member.joined_at = now_ms()
+add_member(member)
+local events = { { type = 'member_joined', member = member } }
+elect(h, false, events)
+local msg = commit(h, events)
+refresh()
+return view_reply('ok', msg)

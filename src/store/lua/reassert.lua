@@ -1,0 +1,29 @@
+-- reassert: puts an instance's local members back after the store lost them, keeping their
+-- original joined_at; version and epoch continue from at least the floor; forces the earliest
+-- member to lead.
+-- KEYS: the five session keys. ARGV[1..4]: common; ARGV[5]: floor version; ARGV[6]: floor epoch;
+-- ARGV[7..]: member JSONs.
+-- Returns {'ended'} | {'none'} (nothing was missing) | {'ok', change JSON}.
+local h = header()
+if h.ended_at then
+  return { 'ended' }
+end
+h.version = math.max(h.version, tonumber(ARGV[5]))
+h.epoch = math.max(h.epoch, tonumber(ARGV[6]))
+redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch)
+local events = {}
+for i = 7, #ARGV do
+  local m = cjson.decode(ARGV[i])
+  if redis.call('HEXISTS', MEMBERS, m.connection) == 0 then
+    add_member(m)
+    events[#events + 1] = { type = 'member_joined', member = m }
+  end
+end
+if #events == 0 then
+  refresh()
+  return { 'none' }
+end
+elect(h, true, events)
+local msg = commit(h, events)
+refresh()
+return { 'ok', msg }

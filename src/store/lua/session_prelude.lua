@@ -1,0 +1,118 @@
+-- Shared prelude of every session script; RedisStore prepends it at compile time (concat!).
+--
+-- Session KEYS (all share the hash tag {s:<session>}, so one Redis Cluster slot):
+--   KEYS[1] meta    hash: version, epoch, leader, ended_at, anonymous (count of anonymous members)
+--   KEYS[2] members hash: connection -> member record (JSON of crate::model::Member)
+--   KEYS[3] order   zset: connection scored by joined_at (election order; ties by connection id)
+--   KEYS[4] byinst  zset: "<incarnation>\0<connection>", all scores 0 (lex range = one instance)
+--   KEYS[5] users   hash: user id -> number of live connections of that user
+-- Common ARGV:
+--   ARGV[1] pub/sub channel of the session, ARGV[2] origin incarnation, ARGV[3] session id,
+--   ARGV[4] backstop TTL of the session keys in milliseconds. Script-specific ARGV start at 5.
+-- Scripts never build key names: they touch KEYS only.
+local META, MEMBERS, ORDER, BYINST, USERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local CHANNEL, ORIGIN, SESSION, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function header()
+  local h = redis.call('HMGET', META, 'version', 'epoch', 'leader', 'ended_at')
+  return {
+    version = tonumber(h[1]) or 0,
+    epoch = tonumber(h[2]) or 0,
+    leader = h[3] or false,
+    ended_at = h[4] or false,
+  }
+end
+
+local function inst_entry(instance, connection)
+  return instance .. '\0' .. connection
+end
+
+local function is_anonymous(user)
+  return user == nil or user == cjson.null
+end
+
+local function add_member(m)
+  redis.call('HSET', MEMBERS, m.connection, cjson.encode(m))
+  redis.call('ZADD', ORDER, m.joined_at, m.connection)
+  redis.call('ZADD', BYINST, 0, inst_entry(m.instance, m.connection))
+  if is_anonymous(m.user) then
+    redis.call('HINCRBY', META, 'anonymous', 1)
+  else
+    redis.call('HINCRBY', USERS, m.user, 1)
+  end
+end
+
+local function remove_member(m)
+  redis.call('HDEL', MEMBERS, m.connection)
+  redis.call('ZREM', ORDER, m.connection)
+  redis.call('ZREM', BYINST, inst_entry(m.instance, m.connection))
+  if is_anonymous(m.user) then
+    redis.call('HINCRBY', META, 'anonymous', -1)
+  elseif redis.call('HINCRBY', USERS, m.user, -1) <= 0 then
+    redis.call('HDEL', USERS, m.user)
+  end
+end
+
+-- Keeps a live leader; otherwise the earliest member (or nobody) leads, with a new epoch.
+local function elect(h, force_earliest, events)
+  local live = h.leader and redis.call('HEXISTS', MEMBERS, h.leader) == 1
+  if live and not force_earliest then
+    return
+  end
+  local first = redis.call('ZRANGE', ORDER, 0, 0)[1] or false
+  if first ~= h.leader then
+    h.leader = first
+    h.epoch = h.epoch + 1
+    events[#events + 1] = { type = 'leader_changed', leader = first or cjson.null, epoch = h.epoch }
+  end
+end
+
+-- Bumps the version, stores the header, publishes the change; returns the published JSON
+-- (a crate::store::Broadcast).
+local function commit(h, events)
+  h.version = h.version + 1
+  redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch)
+  if h.leader then
+    redis.call('HSET', META, 'leader', h.leader)
+  else
+    redis.call('HDEL', META, 'leader')
+  end
+  local msg = cjson.encode({
+    session = SESSION,
+    origin = ORIGIN,
+    body = {
+      kind = 'change',
+      version = h.version,
+      leader = h.leader or cjson.null,
+      epoch = h.epoch,
+      events = events,
+    },
+  })
+  redis.call('PUBLISH', CHANNEL, msg)
+  return msg
+end
+
+-- Refreshes the backstop TTL of every session key (a missing key is left alone).
+local function refresh()
+  for i = 1, 5 do
+    redis.call('PEXPIRE', KEYS[i], TTL)
+  end
+end
+
+-- {status, change, version, leader|'', epoch, ended_at|'', member records...}
+local function view_reply(status, change)
+  local h = header()
+  local reply = { status, change or '', tostring(h.version), h.leader or '', tostring(h.epoch), h.ended_at or '' }
+  local members = redis.call('HVALS', MEMBERS)
+  for i = 1, #members do
+    reply[#reply + 1] = members[i]
+  end
+  return reply
+end
+
+-- ---- end of prelude ----

@@ -1,0 +1,238 @@
+//! Redis-only properties of the Redis store: the Cluster slot rule, the backstop TTL, script
+//! reloading after a flush, and the feed resuming after Redis restarts.
+
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollcall::model::{LeaveReason, Member};
+use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
+use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, Store};
+
+use redis_support::RedisServer;
+
+/// CRC16/XMODEM, as Redis Cluster uses for key slots.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= (byte as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The Redis Cluster slot of a key (hash tag rules included).
+fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match key.find('{') {
+        Some(open) => match key[open + 1..].find('}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    crc16(hashed) % 16384
+}
+
+async fn connect(server: &RedisServer, name: &str, ttl: Duration) -> (RedisStore, Feed) {
+    RedisStore::connect(
+        &server.url(),
+        "rc",
+        InstanceId::new(name),
+        Duration::from_secs(5),
+        ttl,
+    )
+    .await
+    .expect("connect to the private redis")
+}
+
+fn member(store: &RedisStore, connection: &str) -> Member {
+    Member {
+        connection: connection.to_owned(),
+        user: Some(format!("user-{connection}")),
+        name: connection.to_owned(),
+        avatar: None,
+        joined_at: 0,
+        instance: store.instance().incarnation.clone(),
+    }
+}
+
+#[test]
+fn crc16_matches_redis_reference_values() {
+    // From the Redis Cluster specification: "123456789" -> 0x31C3.
+    assert_eq!(crc16(b"123456789"), 0x31c3);
+    assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+    assert_eq!(slot("foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
+}
+
+#[tokio::test]
+async fn every_script_call_stays_in_one_cluster_slot() {
+    let server = RedisServer::start();
+    let (a, _fa) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
+    let (b, _fb) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    a.record_script_keys(true);
+    b.record_script_keys(true);
+
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    a.renew_lease().await.unwrap();
+    a.join("s1", member(&a, "c1"), 10).await.unwrap();
+    a.join("s1", member(&a, "c2"), 10).await.unwrap();
+    b.join("s2", member(&b, "c3"), 10).await.unwrap();
+    let mut m = member(&a, "c1");
+    m.name = "renamed".into();
+    a.update_member("s1", m).await.unwrap();
+    a.view("s1").await.unwrap();
+    a.counts(&["s1".into(), "s2".into()]).await.unwrap();
+    a.touch("s1").await.unwrap();
+    a.leave("s1", "c2", LeaveReason::Left).await.unwrap();
+    let view = a.view("s1").await.unwrap().unwrap();
+    a.end("s1", "c1", view.epoch).await.unwrap();
+    a.reassert("s3", vec![member(&a, "c9")], Floor::default())
+        .await
+        .unwrap();
+    let dead = b.instance().incarnation.clone();
+    a.expired_instances().await.unwrap();
+    a.claim_reap(&dead).await.unwrap();
+    a.remove_instance_members("s2", &dead, LeaveReason::InstanceLost)
+        .await
+        .unwrap();
+    a.forget_instance(&dead).await.unwrap();
+    a.deregister().await.unwrap();
+
+    let mut calls = a.recorded_script_keys();
+    calls.extend(b.recorded_script_keys());
+    let scripts: BTreeSet<&str> = calls.iter().map(|(name, _)| *name).collect();
+    let all = [
+        "claim",
+        "counts",
+        "deregister",
+        "end",
+        "expired",
+        "forget",
+        "join",
+        "leave",
+        "reassert",
+        "register",
+        "remove_instance",
+        "renew",
+        "touch",
+        "update",
+        "view",
+    ];
+    assert_eq!(scripts, BTreeSet::from(all), "every script was exercised");
+    for (name, keys) in &calls {
+        assert!(!keys.is_empty(), "{name} is called with its keys");
+        let slots: BTreeSet<u16> = keys.iter().map(|k| slot(k)).collect();
+        assert_eq!(
+            slots.len(),
+            1,
+            "{name} touches keys of several slots: {keys:?}"
+        );
+    }
+    // The scripts use only KEYS[...] as key names (they never build one).
+    for source in [
+        include_str!("../src/store/lua/session_prelude.lua"),
+        include_str!("../src/store/lua/register.lua"),
+        include_str!("../src/store/lua/renew.lua"),
+        include_str!("../src/store/lua/claim.lua"),
+        include_str!("../src/store/lua/forget.lua"),
+        include_str!("../src/store/lua/deregister.lua"),
+        include_str!("../src/store/lua/expired.lua"),
+    ] {
+        assert!(!source.contains(".. ':'"), "a script builds a key name");
+    }
+}
+
+#[tokio::test]
+async fn touch_keeps_a_live_member_past_the_backstop_ttl() {
+    let server = RedisServer::start();
+    let ttl = Duration::from_millis(300);
+    let (a, _f) = connect(&server, "a", ttl).await;
+    a.join("kept", member(&a, "c1"), 10).await.unwrap();
+    a.join("dropped", member(&a, "c2"), 10).await.unwrap();
+    // Four TTLs long, touching `kept` every third of a TTL.
+    let until = tokio::time::Instant::now() + ttl * 4;
+    while tokio::time::Instant::now() < until {
+        a.touch("kept").await.unwrap();
+        tokio::time::sleep(ttl / 3).await;
+    }
+    let kept = a.view("kept").await.unwrap().expect("touched session kept");
+    assert_eq!(kept.members.len(), 1, "a live member is never dropped");
+    assert_eq!(
+        a.view("dropped").await.unwrap(),
+        None,
+        "an untouched session expires after its TTL (the backstop works)"
+    );
+}
+
+#[tokio::test]
+async fn scripts_are_reloaded_after_a_script_flush() {
+    let server = RedisServer::start();
+    let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
+    a.register().await.unwrap();
+    a.join("s", member(&a, "c1"), 10).await.unwrap();
+    assert!(
+        server
+            .command(&["SCRIPT", "FLUSH"])
+            .is_some_and(|r| r.starts_with("+OK"))
+    );
+    // Pipelined (join + SADD) and plain (leave) script calls both recover.
+    a.join("s", member(&a, "c2"), 10).await.unwrap();
+    server.command(&["SCRIPT", "FLUSH"]);
+    a.leave("s", "c2", LeaveReason::Left).await.unwrap();
+    server.command(&["SCRIPT", "FLUSH"]);
+    a.renew_lease().await.unwrap();
+    assert_eq!(a.view("s").await.unwrap().unwrap().members.len(), 1);
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable_then_the_feed_resumes() {
+    let mut server = RedisServer::start();
+    let (a, mut fa) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
+    let (b, _fb) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    let a: Arc<dyn Store> = Arc::new(a);
+    a.subscribe("s").await.unwrap();
+    server.kill();
+    let started = std::time::Instant::now();
+    let err = a.view("s").await.expect_err("redis is down");
+    assert!(
+        matches!(err, rollcall::store::StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4), "bounded wait");
+    server.restart();
+    // The feed says it resumed (subscriptions restored), then carries b's changes again.
+    let resumed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match fa.recv().await {
+                Some(FeedEvent::Resumed) => return,
+                Some(_) => continue,
+                None => panic!("feed closed"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        resumed.is_ok(),
+        "no Resumed within 10 s of Redis coming back"
+    );
+    b.join("s", member(&b, "c1"), 10).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(3), fa.recv())
+        .await
+        .expect("no broadcast after resuming")
+        .expect("feed closed");
+    assert!(
+        matches!(event, FeedEvent::Broadcast(ref bc) if bc.session == "s"),
+        "{event:?}"
+    );
+}

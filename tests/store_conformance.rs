@@ -1,0 +1,647 @@
+//! One set of store cases, run against the Memory store and the Redis store (a private
+//! `redis-server` per test). The Redis store must behave event for event like the Memory store.
+
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollcall::model::{Change, Counts, Event, LeaveReason, Member};
+use rollcall::store::memory::MemoryBackend;
+use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
+use rollcall::store::{
+    BroadcastBody, Feed, FeedEvent, Floor, InstanceId, LeaseStatus, Store, StoreError,
+};
+
+use redis_support::RedisServer;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+/// A fresh shared backend that instances connect to.
+trait Harness: Sized {
+    async fn new(lease: Duration) -> Self;
+    async fn connect(&self, name: &str) -> (Arc<dyn Store>, Feed);
+    /// The backend loses all its data (Memory: reset; Redis: FLUSHALL).
+    fn lose_data(&self);
+}
+
+struct Memory {
+    backend: MemoryBackend,
+}
+
+impl Harness for Memory {
+    async fn new(lease: Duration) -> Self {
+        Memory {
+            backend: MemoryBackend::new(lease),
+        }
+    }
+
+    async fn connect(&self, name: &str) -> (Arc<dyn Store>, Feed) {
+        let (store, feed) = self.backend.connect(InstanceId::new(name));
+        (Arc::new(store), feed)
+    }
+
+    fn lose_data(&self) {
+        self.backend.reset();
+    }
+}
+
+struct Redis {
+    server: RedisServer,
+    lease: Duration,
+}
+
+impl Harness for Redis {
+    async fn new(lease: Duration) -> Self {
+        Redis {
+            server: RedisServer::start(),
+            lease,
+        }
+    }
+
+    async fn connect(&self, name: &str) -> (Arc<dyn Store>, Feed) {
+        let (store, feed) = RedisStore::connect(
+            &self.server.url(),
+            "rc",
+            InstanceId::new(name),
+            self.lease,
+            DEFAULT_SESSION_TTL,
+        )
+        .await
+        .expect("connect to the private redis");
+        (Arc::new(store), feed)
+    }
+
+    fn lose_data(&self) {
+        self.server.flushall();
+    }
+}
+
+fn member(store: &Arc<dyn Store>, connection: &str, user: Option<&str>) -> Member {
+    Member {
+        connection: connection.to_owned(),
+        user: user.map(str::to_owned),
+        name: format!("name of {connection}"),
+        avatar: None,
+        joined_at: 0,
+        instance: store.instance().incarnation.clone(),
+    }
+}
+
+async fn join(store: &Arc<dyn Store>, session: &str, m: Member) -> Change {
+    store
+        .join(session, m, 100)
+        .await
+        .expect("join")
+        .change
+        .expect("a join of a new member makes a change")
+}
+
+async fn leave(store: &Arc<dyn Store>, session: &str, connection: &str) -> Change {
+    store
+        .leave(session, connection, LeaveReason::Left)
+        .await
+        .expect("leave")
+        .expect("a leave of a member makes a change")
+}
+
+fn joined_member(change: &Change) -> Member {
+    match change.events.first() {
+        Some(Event::MemberJoined { member }) => member.clone(),
+        other => panic!("expected member_joined first, got {other:?}"),
+    }
+}
+
+fn left(connection: &str, user: Option<&str>, reason: LeaveReason) -> Event {
+    Event::MemberLeft {
+        connection: connection.to_owned(),
+        user: user.map(str::to_owned),
+        reason,
+    }
+}
+
+fn leader(leader: Option<&str>, epoch: u64) -> Event {
+    Event::LeaderChanged {
+        leader: leader.map(str::to_owned),
+        epoch,
+    }
+}
+
+async fn next_event(feed: &mut Feed) -> FeedEvent {
+    tokio::time::timeout(WAIT, feed.recv())
+        .await
+        .expect("no feed event within 3 s")
+        .expect("feed closed")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+
+async fn join_leave_rejoin<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _feed) = h.connect("a").await;
+    let before = rollcall::model::now_ms();
+    let c1 = join(&a, "s", member(&a, "c1", Some("u1"))).await;
+    let m1 = joined_member(&c1);
+    assert!(
+        m1.joined_at >= before - 1000,
+        "joined_at is set by the store"
+    );
+    assert_eq!(m1.instance, a.instance().incarnation);
+    assert_eq!(
+        c1,
+        Change {
+            version: 1,
+            leader: Some("c1".into()),
+            epoch: 1,
+            events: vec![
+                Event::MemberJoined { member: m1.clone() },
+                leader(Some("c1"), 1)
+            ],
+        }
+    );
+    // Idempotent re-join: the current view, no change.
+    let again = a
+        .join("s", member(&a, "c1", Some("u1")), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.change, None);
+    assert_eq!(again.view.version, 1);
+    assert_eq!(again.view.members, vec![m1.clone()]);
+
+    let c2 = join(&a, "s", member(&a, "c2", Some("u2"))).await;
+    let m2 = joined_member(&c2);
+    assert_eq!(c2.version, 2);
+    assert_eq!(c2.events.len(), 1, "a newcomer never displaces the leader");
+    assert_eq!(c2.leader.as_deref(), Some("c1"));
+
+    let l2 = leave(&a, "s", "c2").await;
+    assert_eq!(
+        l2,
+        Change {
+            version: 3,
+            leader: Some("c1".into()),
+            epoch: 1,
+            events: vec![left("c2", Some("u2"), LeaveReason::Left)],
+        }
+    );
+    assert_eq!(a.leave("s", "c2", LeaveReason::Left).await.unwrap(), None);
+    assert_eq!(
+        a.leave("nope", "c2", LeaveReason::Left).await.unwrap(),
+        None
+    );
+
+    // Re-join after leaving is a new membership.
+    let c2b = join(&a, "s", member(&a, "c2", Some("u2"))).await;
+    assert_eq!(c2b.version, 4);
+    assert!(joined_member(&c2b).joined_at >= m2.joined_at);
+
+    let l1 = a
+        .leave("s", "c1", LeaveReason::Disconnected)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        l1.events,
+        vec![
+            left("c1", Some("u1"), LeaveReason::Disconnected),
+            leader(Some("c2"), 2)
+        ]
+    );
+    let l2 = leave(&a, "s", "c2").await;
+    assert_eq!(
+        l2,
+        Change {
+            version: 6,
+            leader: None,
+            epoch: 3,
+            events: vec![left("c2", Some("u2"), LeaveReason::Left), leader(None, 3)],
+        }
+    );
+    let view = a.view("s").await.unwrap().expect("the session is known");
+    assert_eq!(
+        (view.version, view.leader, view.epoch, view.members.len()),
+        (6, None, 3, 0)
+    );
+    assert_eq!(a.view("never").await.unwrap(), None);
+}
+
+async fn leader_order_and_versions<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    let mut versions = Vec::new();
+    for (store, c) in [(&a, "c1"), (&b, "c2"), (&a, "c3")] {
+        let change = join(store, "s", member(store, c, None)).await;
+        versions.push(change.version);
+        assert_eq!(change.leader.as_deref(), Some("c1"));
+    }
+    let view = a.view("s").await.unwrap().unwrap();
+    let order: Vec<&str> = view.members.iter().map(|m| m.connection.as_str()).collect();
+    assert_eq!(order, ["c1", "c2", "c3"], "members sorted by joined_at");
+
+    let change = leave(&a, "s", "c1").await;
+    versions.push(change.version);
+    assert_eq!(
+        change.events[1],
+        leader(Some("c2"), 2),
+        "earliest member leads"
+    );
+    let change = join(&a, "s", member(&a, "c4", None)).await;
+    versions.push(change.version);
+    let change = leave(&a, "s", "c3").await;
+    versions.push(change.version);
+    assert_eq!(
+        change.events.len(),
+        1,
+        "a non-leader leaving changes no leader"
+    );
+    let change = leave(&b, "s", "c2").await;
+    versions.push(change.version);
+    assert_eq!(change.events[1], leader(Some("c4"), 3));
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7], "one version per change");
+}
+
+async fn profile_update<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _f) = h.connect("a").await;
+    let m1 = joined_member(&join(&a, "s", member(&a, "c1", Some("u1"))).await);
+    let mut updated = m1.clone();
+    updated.name = "Ada".into();
+    updated.avatar = Some("https://example.com/a.png".into());
+    updated.joined_at = 1; // ignored: the store keeps the original
+    let change = a.update_member("s", updated).await.unwrap().unwrap();
+    let expected = Member {
+        name: "Ada".into(),
+        avatar: Some("https://example.com/a.png".into()),
+        ..m1.clone()
+    };
+    assert_eq!(
+        change,
+        Change {
+            version: 2,
+            leader: Some("c1".into()),
+            epoch: 1,
+            events: vec![Event::MemberUpdated {
+                member: expected.clone()
+            }],
+        }
+    );
+    let mut cleared = expected.clone();
+    cleared.avatar = None;
+    let change = a
+        .update_member("s", cleared.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        change.events,
+        vec![Event::MemberUpdated {
+            member: cleared.clone()
+        }]
+    );
+    assert_eq!(a.view("s").await.unwrap().unwrap().members, vec![cleared]);
+    let stranger = member(&a, "c9", None);
+    assert_eq!(a.update_member("s", stranger).await.unwrap(), None);
+}
+
+async fn end_session<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    join(&a, "s", member(&a, "c1", Some("u1"))).await;
+    join(&a, "s", member(&a, "c2", None)).await;
+    join(&b, "s", member(&b, "c3", Some("u3"))).await;
+    assert_eq!(a.end("s", "c2", 1).await, Err(StoreError::NotLeader));
+    assert_eq!(a.end("s", "c1", 7).await, Err(StoreError::NotLeader));
+    assert_eq!(a.end("unknown", "c1", 1).await, Err(StoreError::NotLeader));
+    let change = a.end("s", "c1", 1).await.unwrap();
+    assert_eq!(
+        change,
+        Change {
+            version: 4,
+            leader: None,
+            epoch: 2,
+            events: vec![
+                Event::SessionEnded { by: "c1".into() },
+                left("c1", Some("u1"), LeaveReason::Ended),
+                left("c2", None, LeaveReason::Ended),
+                left("c3", Some("u3"), LeaveReason::Ended),
+                leader(None, 2),
+            ],
+        }
+    );
+    let view = a.view("s").await.unwrap().unwrap();
+    assert!(view.ended_at.is_some());
+    assert!(view.members.is_empty());
+    assert_eq!(
+        b.join("s", member(&b, "c4", None), 100).await.map(|_| ()),
+        Err(StoreError::SessionEnded)
+    );
+    assert_eq!(a.end("s", "c1", 2).await, Err(StoreError::SessionEnded));
+    assert_eq!(
+        a.reassert("s", vec![member(&a, "c1", None)], Floor::default())
+            .await,
+        Err(StoreError::SessionEnded)
+    );
+    assert_eq!(
+        a.counts(&["s".into()]).await.unwrap(),
+        vec![Counts::default()]
+    );
+}
+
+async fn counts_users_and_connections<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _f) = h.connect("a").await;
+    for (c, u) in [
+        ("t1", Some("u1")),
+        ("t2", Some("u1")),
+        ("t3", Some("u1")),
+        ("x", Some("u2")),
+        ("anon1", None),
+        ("anon2", None),
+    ] {
+        join(&a, "s", member(&a, c, u)).await;
+    }
+    join(&a, "other", member(&a, "y", Some("u1"))).await;
+    let asked: Vec<String> = ["s", "missing", "other"].map(String::from).to_vec();
+    assert_eq!(
+        a.counts(&asked).await.unwrap(),
+        vec![
+            Counts {
+                connections: 6,
+                users: 4
+            },
+            Counts::default(),
+            Counts {
+                connections: 1,
+                users: 1
+            },
+        ]
+    );
+    leave(&a, "s", "t1").await;
+    leave(&a, "s", "anon1").await;
+    leave(&a, "s", "x").await;
+    assert_eq!(
+        a.counts(&asked[..1]).await.unwrap(),
+        vec![Counts {
+            connections: 3,
+            users: 2
+        }]
+    );
+    assert_eq!(
+        a.view("s").await.unwrap().unwrap().counts(),
+        Counts {
+            connections: 3,
+            users: 2
+        }
+    );
+    assert_eq!(a.counts(&[]).await.unwrap(), vec![]);
+}
+
+async fn session_full<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _f) = h.connect("a").await;
+    a.join("s", member(&a, "c1", None), 2).await.unwrap();
+    a.join("s", member(&a, "c2", None), 2).await.unwrap();
+    assert_eq!(
+        a.join("s", member(&a, "c3", None), 2).await.map(|_| ()),
+        Err(StoreError::SessionFull(2))
+    );
+    let again = a.join("s", member(&a, "c1", None), 2).await.unwrap();
+    assert_eq!(again.change, None, "a re-join is not refused when full");
+    assert_eq!(again.view.members.len(), 2);
+}
+
+async fn remove_instance_members<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    let dead = a.instance().incarnation.clone();
+    join(&a, "s1", member(&a, "c1", Some("u1"))).await;
+    join(&b, "s1", member(&b, "c2", Some("u2"))).await;
+    join(&a, "s1", member(&a, "c3", None)).await;
+    join(&a, "s2", member(&a, "c4", None)).await;
+    join(&a, "s3", member(&a, "c5", None)).await;
+    leave(&a, "s3", "c5").await;
+    assert_eq!(b.sessions_of(&dead).await.unwrap(), ["s1", "s2"]);
+    let change = b
+        .remove_instance_members("s1", &dead, LeaveReason::InstanceLost)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        change,
+        Change {
+            version: 4,
+            leader: Some("c2".into()),
+            epoch: 2,
+            events: vec![
+                left("c1", Some("u1"), LeaveReason::InstanceLost),
+                left("c3", None, LeaveReason::InstanceLost),
+                leader(Some("c2"), 2),
+            ],
+        }
+    );
+    assert_eq!(
+        b.remove_instance_members("s1", &dead, LeaveReason::InstanceLost)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(b.sessions_of(&dead).await.unwrap(), ["s2"]);
+    let view = b.view("s1").await.unwrap().unwrap();
+    assert_eq!(view.members.len(), 1);
+    assert_eq!(
+        view.counts(),
+        b.counts(&["s1".into()]).await.unwrap()[0],
+        "counts follow removals"
+    );
+    b.forget_instance(&dead).await.unwrap();
+    assert!(!b.expired_instances().await.unwrap().contains(&dead));
+}
+
+async fn reassert_after_data_loss<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    a.register().await.unwrap();
+    let m1 = joined_member(&join(&a, "s", member(&a, "c1", Some("u1"))).await);
+    let m2 = joined_member(&join(&a, "s", member(&a, "c2", None)).await);
+    leave(&a, "s", "c1").await; // v3, leader c2 epoch 2
+    tokio::time::sleep(Duration::from_millis(5)).await; // a later joined_at than c2's
+    let m1 = joined_member(&join(&a, "s", Member { ..m1 }).await); // v4
+    assert_eq!(a.renew_lease().await.unwrap(), LeaseStatus::Held);
+
+    h.lose_data();
+    assert_eq!(a.view("s").await.unwrap(), None);
+    assert_eq!(a.renew_lease().await.unwrap(), LeaseStatus::StoreReset);
+    assert_eq!(a.renew_lease().await.unwrap(), LeaseStatus::Held);
+
+    let floor = Floor {
+        version: 4,
+        epoch: 2,
+    };
+    let change = a
+        .reassert("s", vec![m1.clone(), m2.clone()], floor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        change,
+        Change {
+            version: 5,
+            leader: Some("c2".into()),
+            epoch: 3,
+            events: vec![
+                Event::MemberJoined { member: m1.clone() },
+                Event::MemberJoined { member: m2.clone() },
+                leader(Some("c2"), 3),
+            ],
+        },
+        "members come back with their joined_at; the earliest leads; epochs never go back"
+    );
+    assert_eq!(
+        a.reassert("s", vec![m1.clone(), m2.clone()], floor)
+            .await
+            .unwrap(),
+        None
+    );
+    let view = a.view("s").await.unwrap().unwrap();
+    assert_eq!(view.members, vec![m2.clone(), m1.clone()]);
+    assert_eq!(
+        a.sessions_of(&a.instance().incarnation).await.unwrap(),
+        ["s"]
+    );
+    assert_eq!(
+        a.counts(&["s".into()]).await.unwrap()[0],
+        Counts {
+            connections: 2,
+            users: 2
+        }
+    );
+}
+
+async fn lease_expiry_and_claims<H: Harness>() {
+    let lease = Duration::from_millis(300);
+    let h = H::new(lease).await;
+    let (a1, _f1) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    let (c, _fc) = h.connect("c").await;
+    assert_eq!(a1.register().await.unwrap(), None);
+    b.register().await.unwrap();
+    c.register().await.unwrap();
+    let dead = a1.instance().incarnation.clone();
+
+    // Restart fast path: the same name registered again names its previous incarnation.
+    let (a2, _f2) = h.connect("a").await;
+    assert_eq!(a2.register().await.unwrap(), Some(dead.clone()));
+    a2.deregister().await.unwrap();
+    assert!(b.expired_instances().await.unwrap().is_empty());
+
+    // a1 stops renewing; b and c keep renewing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        b.renew_lease().await.unwrap();
+        c.renew_lease().await.unwrap();
+        if b.expired_instances().await.unwrap() == vec![dead.clone()] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a1 never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b.claim_reap(&dead).await.unwrap());
+    assert!(!c.claim_reap(&dead).await.unwrap(), "one reaper at a time");
+    assert!(
+        b.claim_reap(&dead).await.unwrap(),
+        "the holder may re-claim"
+    );
+    b.forget_instance(&dead).await.unwrap();
+    assert!(b.expired_instances().await.unwrap().is_empty());
+    assert!(
+        c.claim_reap(&dead).await.unwrap(),
+        "forgetting drops the claim"
+    );
+
+    // a1 was declared dead: its next renewal says so, then it holds the lease again.
+    assert_eq!(a1.renew_lease().await.unwrap(), LeaseStatus::WasLost);
+    assert_eq!(a1.renew_lease().await.unwrap(), LeaseStatus::Held);
+    b.deregister().await.unwrap();
+    assert_eq!(b.renew_lease().await.unwrap(), LeaseStatus::WasLost);
+}
+
+async fn feed_carries_changes_and_messages<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, mut fa) = h.connect("a").await;
+    let (b, mut fb) = h.connect("b").await;
+    a.subscribe("s").await.unwrap();
+    b.subscribe("s").await.unwrap();
+    let change = join(&a, "s", member(&a, "c1", None)).await;
+    match next_event(&mut fb).await {
+        FeedEvent::Broadcast(bc) => {
+            assert_eq!(bc.session, "s");
+            assert_eq!(bc.origin, a.instance().incarnation);
+            assert_eq!(bc.body, BroadcastBody::Change(change));
+        }
+        other => panic!("expected a broadcast, got {other:?}"),
+    }
+    let data = serde_json::json!({"hello": [1, 2]});
+    b.publish("s", "c2", Some("u2"), &data).await.unwrap();
+    // a never hears its own join: the first thing it hears is b's message.
+    match next_event(&mut fa).await {
+        FeedEvent::Broadcast(bc) => assert_eq!(
+            bc.body,
+            BroadcastBody::Message {
+                from: "c2".into(),
+                user: Some("u2".into()),
+                data: data.clone()
+            }
+        ),
+        other => panic!("expected b's message, got {other:?}"),
+    }
+    // After unsubscribing, b hears nothing of s; a marker on another session proves the order.
+    b.unsubscribe("s").await.unwrap();
+    b.subscribe("marker").await.unwrap();
+    a.publish("s", "c1", None, &data).await.unwrap();
+    a.publish("marker", "c1", None, &data).await.unwrap();
+    match next_event(&mut fb).await {
+        FeedEvent::Broadcast(bc) => assert_eq!(bc.session, "marker"),
+        other => panic!("expected the marker, got {other:?}"),
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case::<super::Memory>().await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case::<super::Redis>().await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    join_leave_rejoin,
+    leader_order_and_versions,
+    profile_update,
+    end_session,
+    counts_users_and_connections,
+    session_full,
+    remove_instance_members,
+    reassert_after_data_loss,
+    lease_expiry_and_claims,
+    feed_carries_changes_and_messages,
+);
