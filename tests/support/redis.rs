@@ -2,6 +2,7 @@
 //!
 //! Never touches the shared server on 6379: every [`RedisServer`] binds its own free port on
 //! 127.0.0.1, persists nothing, and is killed when dropped.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
