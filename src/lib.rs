@@ -6,11 +6,13 @@
 //! [`http`] (routes), [`config`] (flags), [`engine`] (the engine without HTTP) and [`server`].
 
 pub mod actors;
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod persistence;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -1,0 +1,2 @@
+DROP TABLE session_participants;
+DROP TABLE sessions;
