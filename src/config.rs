@@ -23,7 +23,40 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(Box<ServeArgs>),
+    /// Run the pending database migrations and exit.
+    Migrate(MigrateArgs),
+    /// Print a sign-in token signed with the configured secret (for development and tests).
+    Token(TokenArgs),
 }
+
+#[derive(Clone, Debug, Args)]
+pub struct MigrateArgs {
+    /// Database: `postgres://…` or `sqlite://PATH`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`), 1 to 128 characters.
+    #[arg(long)]
+    pub user: String,
+    /// Default display name (`name`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long the token is valid, such as `1h` or `30m`.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Sessions the token may join, comma-separated (`sessions`); absent = any.
+    #[arg(long, value_delimiter = ',')]
+    pub sessions: Option<Vec<String>>,
+    /// HS256 secret to sign with.
+    #[arg(long, env = "ROLLCALL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+}
+
+/// `cargo run` keeps working with no database server.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rollcall.db";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -39,6 +72,15 @@ pub struct ServeArgs {
     /// Shared store; unset = in-process store (one instance only).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Participation records: `postgres://…` or `sqlite://PATH`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    /// HS256 secret of sign-in tokens; unset = every connection anonymous, `/api/*` open.
+    #[arg(long, env = "ROLLCALL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Accept connections without a token (`--allow-anonymous false` refuses them with 401).
+    #[arg(long, env = "ROLLCALL_ALLOW_ANONYMOUS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_anonymous: bool,
     /// Stable name of this instance (restart fast path). Default: host name + pid.
     #[arg(long, env = "ROLLCALL_INSTANCE_NAME")]
     pub instance_name: Option<String>,
@@ -144,5 +186,7 @@ mod tests {
         assert_eq!(args.max_sessions_per_connection, 8);
         assert_eq!(args.max_publish_bytes, 16384);
         assert!(args.redis_url.is_none());
+        assert!(args.jwt_secret.is_none());
+        assert!(args.allow_anonymous);
     }
 }

@@ -1,18 +1,51 @@
 //! The `rollcall` binary: parses the command line, sets up logging, serves until SIGTERM/SIGINT.
+//! Also `rollcall migrate` (database migrations, then exit) and `rollcall token` (print a token).
 
 use anyhow::Context;
 use clap::Parser;
-use rollcall::config::{Cli, Command, LogFormat, ServeArgs};
+use rollcall::config::{Cli, Command, LogFormat, MigrateArgs, ServeArgs, TokenArgs};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => *args,
+        Some(Command::Migrate(args)) => {
+            init_logging(cli.serve.log_format);
+            return migrate(&args);
+        }
+        Some(Command::Token(args)) => return token(&args),
         None => cli.serve,
     };
     init_logging(args.log_format);
     actix_web::rt::System::new().block_on(serve(args))
+}
+
+fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let (backend, applied) =
+        rollcall::persistence::migrate(&args.database_url).context("migrating the database")?;
+    if applied.is_empty() {
+        println!("{backend}: the database is up to date");
+    } else {
+        for version in applied {
+            println!("{backend}: applied {version}");
+        }
+    }
+    Ok(())
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let auth = rollcall::auth::Authenticator::new(Some(&args.jwt_secret), true);
+    let token = auth
+        .issue(
+            &args.user,
+            args.name.as_deref(),
+            args.sessions.clone(),
+            args.ttl,
+        )
+        .context("signing the token")?;
+    println!("{token}");
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {

@@ -2,13 +2,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpServer, web};
 
+use crate::auth::Authenticator;
 use crate::config::ServeArgs;
 use crate::engine::{Engine, EngineSettings};
 use crate::http::{self, AppState};
+use crate::persistence::{DatabaseError, Persistence, PersistenceSettings};
 use crate::store::memory::MemoryBackend;
 use crate::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use crate::store::{Feed, InstanceId, Store, StoreError};
@@ -17,6 +19,10 @@ use crate::store::{Feed, InstanceId, Store, StoreError};
 pub enum ServerError {
     #[error("could not open the shared store: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error("could not listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -52,19 +58,31 @@ pub async fn open_store(
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub engine: Engine,
+    /// The participation records, when this server has a database.
+    pub persistence: Option<Persistence>,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown_timeout: Duration,
 }
 
 impl RunningServer {
-    /// Graceful stop: members leave with `shutdown`, clients get 1012, then the listener closes.
+    /// Graceful stop: members leave with `shutdown`, clients get 1012, the participation records
+    /// are flushed (what is left when the deadline passes is logged), then the listener closes.
     pub async fn shutdown(self) {
+        let started = Instant::now();
         if tokio::time::timeout(self.shutdown_timeout, self.engine.shutdown())
             .await
             .is_err()
         {
             tracing::error!("graceful shutdown did not finish in time; stopping anyway");
+        }
+        if let Some(persistence) = &self.persistence {
+            // The rest of the stop deadline, but at least a moment for a healthy database.
+            let deadline = self
+                .shutdown_timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(500));
+            persistence.shutdown(deadline).await;
         }
         self.handle.stop(true).await;
         let _ = self.task.await;
@@ -82,18 +100,49 @@ impl RunningServer {
 pub async fn start(args: &ServeArgs) -> Result<RunningServer, ServerError> {
     let settings = EngineSettings::from_args(args);
     let instance = InstanceId::new(settings.instance_name.clone());
+    check_auth(args)?;
+    let persistence = Persistence::open(&args.database_url, PersistenceSettings::default()).await?;
     let (store, feed) = open_store(args, instance).await?;
-    let engine = Engine::start(store, feed, &settings).await?;
-    start_http(engine, args).await
+    let engine =
+        Engine::start_with_recorder(store, feed, &settings, Some(persistence.recorder())).await?;
+    start_http_with(engine, Some(persistence), args).await
 }
 
-/// Serves an already started engine over HTTP.
+/// Refuses a configuration that would lock everyone out.
+fn check_auth(args: &ServeArgs) -> Result<(), ServerError> {
+    if !args.allow_anonymous && args.jwt_secret.is_none() {
+        return Err(ServerError::Config(
+            "--allow-anonymous=false needs --jwt-secret (ROLLCALL_JWT_SECRET): without a secret \
+             every connection is anonymous"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Serves an already started engine over HTTP, without a database.
 pub async fn start_http(engine: Engine, args: &ServeArgs) -> Result<RunningServer, ServerError> {
+    start_http_with(engine, None, args).await
+}
+
+/// Serves an already started engine over HTTP; `persistence` (whose recorder the engine should
+/// have been started with) answers `/api/me/sessions` and the records of finished sessions.
+pub async fn start_http_with(
+    engine: Engine,
+    persistence: Option<Persistence>,
+    args: &ServeArgs,
+) -> Result<RunningServer, ServerError> {
     crate::metrics::install();
+    check_auth(args)?;
     let state = AppState {
         engine: engine.clone(),
         max_frame_bytes: args.max_frame_bytes,
         max_connections: args.max_connections,
+        auth: Arc::new(Authenticator::new(
+            args.jwt_secret.as_deref(),
+            args.allow_anonymous,
+        )),
+        persistence: persistence.clone(),
     };
     let server = HttpServer::new(move || {
         App::new()
@@ -116,6 +165,7 @@ pub async fn start_http(engine: Engine, args: &ServeArgs) -> Result<RunningServe
     Ok(RunningServer {
         addr,
         engine,
+        persistence,
         handle,
         task,
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),

@@ -1,11 +1,19 @@
-//! JSON endpoints: health, readiness and the session read of PROTOCOL.md §2.
+//! JSON endpoints: health, readiness, the session read and "my sessions" of PROTOCOL.md §2.
+//!
+//! When a JWT secret is configured every `/api/*` route needs a bearer token (401 without a valid
+//! one). Access rule of `/api/sessions/{id}`: a token whose `sessions` claim is present may read
+//! only the sessions it lists (403 for the others); a token without the claim may read any session.
+//! `/api/me/sessions` only ever shows the token user's own rows.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
 use crate::actors::supervisor::GetHealth;
+use crate::auth::{AuthError, Claims};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::validate;
 
@@ -47,12 +55,39 @@ pub async fn metrics() -> HttpResponse {
         .body(crate::metrics::render())
 }
 
+/// A time as an RFC 3339 UTC string, with milliseconds.
+pub fn rfc3339_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// HTTP 401 with the reason, and the challenge header clients expect.
+pub fn unauthorized(err: &AuthError) -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .insert_header(("WWW-Authenticate", "Bearer"))
+        .json(json!({"error": {"code": err.code(), "message": err.to_string()}}))
+}
+
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let Ok(health) = state.engine.supervisor().send(GetHealth).await else {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "stopping"}));
     };
-    let ready = health.store_reachable && health.lease_held && !health.shutting_down;
+    let database = match &state.persistence {
+        Some(persistence) => Some(persistence.health().await),
+        None => None,
+    };
+    let database_up = database.as_ref().is_none_or(|db| db.up);
+    let ready = health.store_reachable && health.lease_held && !health.shutting_down && database_up;
+    let database = match database {
+        Some(db) => json!({
+            "kind": db.backend,
+            "state": if db.up { "up" } else { "down" },
+            "pending_writes": db.pending,
+            "error": db.last_error,
+        }),
+        None => json!({"kind": null, "state": "none"}),
+    };
     let body = json!({
+        "database": database,
         "status": if ready { "ready" } else { "not_ready" },
         "store": {"kind": health.store, "state": if health.store_reachable { "up" } else { "down" }},
         "lease": if health.lease_held { "held" } else { "lost" },
@@ -65,10 +100,27 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn session(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn session(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let claims: Option<Claims> = match state.auth.api_claims(&req) {
+        Ok(claims) => claims,
+        Err(e) => return unauthorized(&e),
+    };
     let id = path.into_inner();
     if let Err(err) = validate::session_id(&id) {
         return error_response(StatusCode::BAD_REQUEST, &err);
+    }
+    if let Some(allowed) = claims.as_ref().and_then(|c| c.sessions.as_ref())
+        && !allowed.iter().any(|s| s == &id)
+    {
+        return http_error(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden.as_str(),
+            &format!("this token may not see session {id:?}"),
+        );
     }
     let view = match state.engine.store().view(&id).await {
         Ok(view) => view,
@@ -77,21 +129,140 @@ pub async fn session(path: web::Path<String>, state: web::Data<AppState>) -> Htt
             return error_response(status_of(err.code), &err);
         }
     };
-    match view {
-        Some(view) if !view.members.is_empty() || view.ended_at.is_some() => HttpResponse::Ok()
-            .json(json!({
-                "session": id,
-                "version": view.version,
-                "leader": view.leader,
-                "epoch": view.epoch,
-                "counts": view.counts(),
-                "members": view.members,
-                "ended_at": view.ended_at.map(rfc3339),
-            })),
-        _ => http_error(
+    let view = view.unwrap_or_default();
+    let body = |ended_at: Option<String>| {
+        json!({
+            "session": id,
+            "version": view.version,
+            "leader": view.leader,
+            "epoch": view.epoch,
+            "counts": view.counts(),
+            "members": view.members,
+            "ended_at": ended_at,
+        })
+    };
+    if !view.members.is_empty() {
+        return HttpResponse::Ok().json(body(view.ended_at.map(rfc3339)));
+    }
+    // No live member: the database's record decides (a finished session is still 200).
+    let record = match &state.persistence {
+        Some(persistence) => {
+            let wanted = id.clone();
+            persistence.read(move |db| db.session(&wanted)).await
+        }
+        None => Ok(None),
+    };
+    match record {
+        Ok(Some(record)) => HttpResponse::Ok().json(body(
+            record
+                .ended_at
+                .as_ref()
+                .map(rfc3339_time)
+                .or(view.ended_at.map(rfc3339)),
+        )),
+        Ok(None) if view.ended_at.is_some() => {
+            HttpResponse::Ok().json(body(view.ended_at.map(rfc3339)))
+        }
+        Ok(None) => http_error(
             StatusCode::NOT_FOUND,
             "not_found",
-            &format!("no live session {id:?}"),
+            &format!("no live or recorded session {id:?}"),
+        ),
+        Err(e) if view.ended_at.is_some() => {
+            tracing::warn!(error = %e, "session record unavailable; answering from the store");
+            HttpResponse::Ok().json(body(view.ended_at.map(rfc3339)))
+        }
+        Err(e) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &ApiError::new(ErrorCode::Unavailable, e.to_string()),
         ),
     }
+}
+
+/// Default and largest `limit` of `/api/me/sessions`.
+pub const MY_SESSIONS_DEFAULT_LIMIT: i64 = 20;
+pub const MY_SESSIONS_MAX_LIMIT: i64 = 100;
+
+#[derive(Debug, Deserialize)]
+pub struct MySessionsQuery {
+    limit: Option<String>,
+}
+
+pub async fn my_sessions(
+    req: HttpRequest,
+    query: web::Query<MySessionsQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let user = match state.auth.api_claims(&req) {
+        Ok(Some(claims)) => claims.sub,
+        Ok(None) => {
+            return unauthorized(&AuthError::Invalid(
+                "sign-in is not configured on this server (no --jwt-secret), so there is no \
+                 current user"
+                    .into(),
+            ));
+        }
+        Err(e) => return unauthorized(&e),
+    };
+    let limit = match query.limit.as_deref().map(str::parse::<i64>) {
+        None => MY_SESSIONS_DEFAULT_LIMIT,
+        Some(Ok(n)) if n >= 1 => n.min(MY_SESSIONS_MAX_LIMIT),
+        Some(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("`limit` must be an integer from 1 to {MY_SESSIONS_MAX_LIMIT}"),
+                ),
+            );
+        }
+    };
+    let Some(persistence) = &state.persistence else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &ApiError::new(ErrorCode::Unavailable, "this server has no database"),
+        );
+    };
+    let rows = match persistence
+        .read(move |db| db.participations(&user, limit))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &ApiError::new(ErrorCode::Unavailable, e.to_string()),
+            );
+        }
+    };
+    let ids: Vec<String> = rows.iter().map(|r| r.session.clone()).collect();
+    // One batched read of the live counts; without the store the rows still answer.
+    let live = if ids.is_empty() {
+        Vec::new()
+    } else {
+        match state.engine.store().counts(&ids).await {
+            Ok(counts) => counts.into_iter().map(Some).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "live counts unavailable for /api/me/sessions");
+                vec![None; ids.len()]
+            }
+        }
+    };
+    let sessions: Vec<_> = rows
+        .iter()
+        .zip(live.into_iter().chain(std::iter::repeat(None)))
+        .map(|(row, live)| {
+            json!({
+                "session": row.session,
+                "display_name": row.display_name,
+                "first_joined_at": rfc3339_time(&row.first_joined_at),
+                "last_joined_at": rfc3339_time(&row.last_joined_at),
+                "last_left_at": row.last_left_at.as_ref().map(rfc3339_time),
+                "join_count": row.join_count,
+                "ended_at": row.ended_at.as_ref().map(rfc3339_time),
+                "live": live,
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"sessions": sessions}))
 }

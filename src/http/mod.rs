@@ -3,9 +3,13 @@
 pub mod api;
 pub mod ws;
 
+use std::sync::Arc;
+
 use actix_web::web;
 
+use crate::auth::Authenticator;
 use crate::engine::Engine;
+use crate::persistence::Persistence;
 
 /// Shared state of every HTTP handler.
 #[derive(Clone)]
@@ -13,6 +17,10 @@ pub struct AppState {
     pub engine: Engine,
     pub max_frame_bytes: usize,
     pub max_connections: usize,
+    /// Checks sign-in tokens (WebSocket upgrade and `/api/*`).
+    pub auth: Arc<Authenticator>,
+    /// Participation records; `None` when this server runs without a database.
+    pub persistence: Option<Persistence>,
 }
 
 /// Registers every route.
@@ -21,5 +29,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(api::healthz))
         .route("/readyz", web::get().to(api::readyz))
         .route("/metrics", web::get().to(api::metrics))
-        .route("/api/sessions/{id}", web::get().to(api::session));
+        .route("/api/sessions/{id}", web::get().to(api::session))
+        .route("/api/me/sessions", web::get().to(api::my_sessions));
 }

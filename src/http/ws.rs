@@ -1,4 +1,5 @@
-//! The WebSocket upgrade: limits checked before the upgrade, then one [`ConnectionActor`].
+//! The WebSocket upgrade: identity and limits checked before the upgrade, then one
+//! [`ConnectionActor`]. A bad token is an HTTP 401 here, never an anonymous connection.
 
 use std::sync::atomic::Ordering;
 
@@ -6,8 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 
 use super::AppState;
-use super::api::error_response;
-use crate::actors::connection::{ConnectionActor, Identity};
+use super::api::{error_response, unauthorized};
+use crate::actors::connection::ConnectionActor;
 use crate::protocol::error::{ApiError, ErrorCode};
 
 pub async fn upgrade(
@@ -15,6 +16,10 @@ pub async fn upgrade(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    let identity = match state.auth.identify(&req) {
+        Ok(identity) => identity,
+        Err(e) => return unauthorized(&e),
+    };
     let open = state.engine.open_connections().clone();
     if open.fetch_add(1, Ordering::SeqCst) >= state.max_connections {
         open.fetch_sub(1, Ordering::SeqCst);
@@ -25,7 +30,7 @@ pub async fn upgrade(
         return error_response(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, &err);
     }
     let actor = ConnectionActor::new(
-        Identity::default(),
+        identity,
         state.engine.connection_settings().clone(),
         state.engine.supervisor().clone(),
         open.clone(),

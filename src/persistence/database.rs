@@ -185,7 +185,7 @@ impl Database {
                     reason: e.to_string().trim().to_owned(),
                 };
                 let mut conn = PgConnection::establish(&url).map_err(|e| connect(&e))?;
-                let applied = migrate(&mut conn, POSTGRES_MIGRATIONS, "postgres")?;
+                let applied = migrate_postgres(&mut conn)?;
                 drop(conn);
                 let pool = Pool::builder()
                     .max_size(4)
@@ -214,14 +214,14 @@ impl Database {
                         .build(manager)
                         .map_err(|e| connect(&e))?;
                     let mut conn = pool.get().map_err(|e| connect(&e))?;
-                    let applied = migrate(&mut *conn, SQLITE_MIGRATIONS, "sqlite")?;
+                    let applied = migrate_sqlite(&mut conn)?;
                     drop(conn);
                     return Ok((Database::Sqlite(pool), applied));
                 }
                 let mut conn = SqliteConnection::establish(&path).map_err(|e| connect(&e))?;
                 conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;")
                     .map_err(|e| connect(&e))?;
-                let applied = migrate(&mut conn, SQLITE_MIGRATIONS, "sqlite")?;
+                let applied = migrate_sqlite(&mut conn)?;
                 drop(conn);
                 let pool = builder
                     .max_size(4)
@@ -347,21 +347,40 @@ fn query(backend: &'static str, source: diesel::result::Error) -> DatabaseError 
     DatabaseError::Query { backend, source }
 }
 
-fn migrate<C>(
-    conn: &mut C,
-    migrations: EmbeddedMigrations,
+type MigrationError = Box<dyn std::error::Error + Send + Sync>;
+
+fn applied_versions(
+    result: Result<Vec<String>, MigrationError>,
     backend: &'static str,
-) -> DbResult<Vec<String>>
-where
-    C: MigrationHarness<C::Backend> + Connection,
-{
-    let applied = conn
-        .run_pending_migrations(migrations)
-        .map_err(|e| DatabaseError::Migrate {
-            backend,
-            reason: e.to_string(),
-        })?;
-    Ok(applied.iter().map(|v| v.to_string()).collect())
+) -> DbResult<Vec<String>> {
+    result.map_err(|e| DatabaseError::Migrate {
+        backend,
+        reason: e.to_string(),
+    })
+}
+
+fn versions(applied: Vec<diesel::migration::MigrationVersion<'_>>) -> Vec<String> {
+    applied.iter().map(|v| v.to_string()).collect()
+}
+
+/// Runs the pending migrations under an advisory lock, so that instances starting together do
+/// not race each other.
+fn migrate_postgres(conn: &mut PgConnection) -> DbResult<Vec<String>> {
+    let result = conn.transaction::<_, MigrationError, _>(|conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7263845501)").execute(conn)?;
+        conn.run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(versions)
+    });
+    applied_versions(result, "postgres")
+}
+
+/// Runs the pending migrations holding SQLite's write lock from the start, so that processes
+/// opening the same file together do not race each other.
+fn migrate_sqlite(conn: &mut SqliteConnection) -> DbResult<Vec<String>> {
+    let result = conn.immediate_transaction::<_, MigrationError, _>(|conn| {
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).map(versions)
+    });
+    applied_versions(result, "sqlite")
 }
 
 /// The queries, written once and expanded per backend. `$ts` is the backend's SQL type for a UTC
