@@ -184,6 +184,9 @@ impl From<RedisStoreError> for StoreError {
     }
 }
 
+/// A recorded script call: the script's name and the keys it was given.
+pub type ScriptCall = (&'static str, Vec<String>);
+
 type Result<T, E = RedisStoreError> = std::result::Result<T, E>;
 
 /// One instance's handle on the shared Redis.
@@ -196,7 +199,7 @@ pub struct RedisStore {
     scripts: Scripts,
     generation: Mutex<Option<String>>,
     /// Keys of every script call, when recording is switched on (slot-rule tests).
-    recorded: Mutex<Option<Vec<(&'static str, Vec<String>)>>>,
+    recorded: Mutex<Option<Vec<ScriptCall>>>,
     feed_task: tokio::task::JoinHandle<()>,
 }
 
@@ -281,7 +284,7 @@ impl RedisStore {
     }
 
     /// The script calls recorded since [`RedisStore::record_script_keys`]: (script name, keys).
-    pub fn recorded_script_keys(&self) -> Vec<(&'static str, Vec<String>)> {
+    pub fn recorded_script_keys(&self) -> Vec<ScriptCall> {
         lock(&self.recorded).clone().unwrap_or_default()
     }
 
