@@ -351,23 +351,31 @@ mod processes {
     struct Rollcall {
         child: Child,
         port: u16,
+        _db: tempfile::TempDir,
     }
 
     impl Rollcall {
         fn start(redis: &RedisServer, name: &str) -> Rollcall {
             let port = free_port();
+            let db = tempfile::tempdir().expect("temp dir");
+            let database = format!("sqlite://{}", db.path().join("rollcall.db").display());
             let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
                 .args(["--redis-url", &redis.url()])
                 .args(["--bind", &format!("127.0.0.1:{port}")])
                 .args(["--instance-name", name])
                 .args(["--heartbeat-ms", "200", "--lease-ms", "1000"])
                 .args(["--key-prefix", "proc"])
+                .args(["--database-url", &database])
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn rollcall");
-            let server = Rollcall { child, port };
+            let server = Rollcall {
+                child,
+                port,
+                _db: db,
+            };
             server.wait_healthy();
             server
         }
