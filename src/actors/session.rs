@@ -188,7 +188,9 @@ impl Handler<JoinLocal> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let max_members = self.max_members;
-        let member = msg.member.clone();
+        let mut member = msg.member.clone();
+        // The store keys a member's instance by this incarnation (shutdown removal, reaping).
+        member.instance = store.instance().incarnation.clone();
         AtomicResponse::new(Box::pin(
             async move { store.join(&session, member, max_members).await }
                 .into_actor(self)
@@ -544,10 +546,12 @@ impl Handler<ShutdownSession> for SessionActor {
         let session = self.session.clone();
         let me = store.instance().incarnation.clone();
         let had_members = !self.local.is_empty();
+        let mut clients = Vec::with_capacity(self.local.len());
         for (_, local) in self.local.drain() {
             local.client.do_send(ToClient::MembershipEnded {
                 session: self.session.clone(),
             });
+            clients.push(local.client);
         }
         AtomicResponse::new(Box::pin(
             async move {
@@ -560,9 +564,19 @@ impl Handler<ShutdownSession> for SessionActor {
                 }
             }
             .into_actor(self)
-            .map(|result, act, _ctx| {
+            .map(move |result, act, _ctx| {
                 match result {
-                    Ok(Some(change)) => act.record(&change),
+                    Ok(Some(change)) => {
+                        act.record(&change);
+                        // The local members see who left and why (`shutdown`) before the 1012
+                        // close that the supervisor sends once every session is done.
+                        for frame in ServerMessage::from_change(&act.session, &change) {
+                            let frame = frame.encode();
+                            for client in &clients {
+                                client.do_send(ToClient::Frame(frame.clone()));
+                            }
+                        }
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::error!(session = %act.session, error = %e,
                         "could not remove members at shutdown; the reaper will after the lease"),
