@@ -1,0 +1,629 @@
+//! The engine's core scenarios driven directly through actor messages, without HTTP: the supervisor
+//! routes `Join`, the session actor handles `Leave`, `UpdateProfile`, `Publish`, `ReadMembers` and
+//! `EndSession`, and a small test actor stands in for each socket.
+
+mod support;
+
+use std::time::Duration;
+
+use actix::{Actor, Addr, Context, Handler};
+use rollcall::actors::ToClient;
+use rollcall::actors::session::{
+    CurrentView, EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile,
+};
+use rollcall::actors::supervisor::{Join, LookupSession, ReconcileAll};
+use rollcall::engine::{Engine, EngineSettings};
+use rollcall::model::{Counts, LeaveReason, Member, SessionView};
+use rollcall::protocol::error::ErrorCode;
+use rollcall::store::InstanceId;
+use rollcall::store::memory::MemoryBackend;
+use serde_json::{Value, json};
+use support::server::{WAIT, test_args};
+use tokio::sync::mpsc;
+
+/// Stands in for a socket: forwards every [`ToClient`] into a channel.
+struct Recipient {
+    tx: mpsc::UnboundedSender<ToClient>,
+}
+
+impl Actor for Recipient {
+    type Context = Context<Self>;
+}
+
+impl Handler<ToClient> for Recipient {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToClient, _ctx: &mut Context<Self>) {
+        let _ = self.tx.send(msg);
+    }
+}
+
+/// One fake connection: its id, its recipient, and what it received.
+struct Probe {
+    id: String,
+    user: Option<String>,
+    addr: Addr<Recipient>,
+    rx: mpsc::UnboundedReceiver<ToClient>,
+    /// Every frame received, parsed.
+    frames: Vec<Value>,
+    /// Sessions whose membership the engine ended (`MembershipEnded`).
+    ended: Vec<String>,
+    /// The close code, once the engine asked to close this connection.
+    close: Option<u16>,
+    session: Option<Addr<SessionActor>>,
+}
+
+impl Probe {
+    fn new(user: Option<&str>) -> Probe {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Probe {
+            id: uuid::Uuid::new_v4().to_string(),
+            user: user.map(str::to_owned),
+            addr: Recipient { tx }.start(),
+            rx,
+            frames: Vec::new(),
+            ended: Vec::new(),
+            close: None,
+            session: None,
+        }
+    }
+
+    fn member(&self, name: &str) -> Member {
+        Member {
+            connection: self.id.clone(),
+            user: self.user.clone(),
+            name: name.to_owned(),
+            avatar: None,
+            joined_at: 0,
+            instance: String::new(),
+        }
+    }
+
+    async fn join(&mut self, engine: &Engine, session: &str) -> Result<SessionView, ErrorCode> {
+        let join = Join {
+            session: session.to_owned(),
+            member: self.member("Guest"),
+            client: self.addr.clone().recipient(),
+        };
+        let joined = engine
+            .supervisor()
+            .send(join)
+            .await
+            .expect("the supervisor answers");
+        match joined {
+            Ok(joined) => {
+                self.session = Some(joined.actor);
+                Ok(joined.view)
+            }
+            Err(e) => Err(e.code),
+        }
+    }
+
+    fn actor(&self) -> &Addr<SessionActor> {
+        self.session.as_ref().expect("joined a session")
+    }
+
+    async fn leave(&mut self, reason: LeaveReason) -> Result<(), ErrorCode> {
+        let leave = Leave {
+            connection: self.id.clone(),
+            reason,
+        };
+        let result = self
+            .actor()
+            .send(leave)
+            .await
+            .expect("the session actor answers");
+        result.map_err(|e| e.code)
+    }
+
+    async fn read(&self) -> Result<SessionView, ErrorCode> {
+        let read = ReadMembers {
+            connection: self.id.clone(),
+        };
+        let result = self
+            .actor()
+            .send(read)
+            .await
+            .expect("the session actor answers");
+        result.map_err(|e| e.code)
+    }
+
+    async fn end(&self, epoch: u64) -> Result<(), ErrorCode> {
+        let end = EndSession {
+            connection: self.id.clone(),
+            epoch,
+        };
+        let result = self
+            .actor()
+            .send(end)
+            .await
+            .expect("the session actor answers");
+        result.map_err(|e| e.code)
+    }
+
+    fn take(&mut self, msg: ToClient) {
+        match msg {
+            ToClient::Frame(text) => {
+                self.frames
+                    .push(serde_json::from_str(&text).expect("frames are JSON"));
+            }
+            ToClient::MembershipEnded { session } => self.ended.push(session),
+            ToClient::Close { code, .. } => self.close = Some(code),
+        }
+    }
+
+    /// Takes everything delivered so far.
+    fn drain(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.take(msg);
+        }
+    }
+
+    /// Waits for a frame matching `pred` (among those received or still to come).
+    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut checked = 0;
+        loop {
+            if let Some(found) = self.frames[checked..].iter().find(|f| pred(f)) {
+                return found.clone();
+            }
+            checked = self.frames.len();
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(msg)) => self.take(msg),
+                _ => panic!(
+                    "{}: no {what} within {WAIT:?}; frames: {:#?}",
+                    self.id, self.frames
+                ),
+            }
+        }
+    }
+
+    /// Waits until the engine asks to close this connection; returns the code.
+    async fn expect_close(&mut self) -> u16 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.close.is_none() {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(msg)) => self.take(msg),
+                _ => panic!("{}: no Close within {WAIT:?}", self.id),
+            }
+        }
+        self.close.expect("close code")
+    }
+}
+
+fn settings() -> EngineSettings {
+    EngineSettings::from_args(&test_args())
+}
+
+async fn engine() -> Engine {
+    Engine::start_in_memory(&settings())
+        .await
+        .expect("the engine starts")
+}
+
+fn left_event(frame: &Value, connection: &str) -> bool {
+    frame["type"] == "member_left" && frame["connection"] == connection
+}
+
+async fn next_millisecond() {
+    tokio::time::sleep(Duration::from_millis(3)).await;
+}
+
+#[actix_rt::test]
+async fn join_leave_and_the_events_other_members_receive() {
+    let engine = engine().await;
+    let mut a = Probe::new(None);
+    let mut b = Probe::new(Some("u-b"));
+    let v1 = a.join(&engine, "s").await.expect("A joins");
+    assert_eq!((v1.version, v1.epoch), (1, 1));
+    assert_eq!(v1.leader.as_deref(), Some(a.id.as_str()));
+    assert_eq!(
+        v1.members[0].instance,
+        engine.store().instance().incarnation,
+        "a member is recorded under this instance's incarnation"
+    );
+    let v2 = b.join(&engine, "s").await.expect("B joins");
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.members.len(), 2);
+
+    let joined = a
+        .expect("member_joined", |f| f["type"] == "member_joined")
+        .await;
+    assert_eq!(joined["member"]["connection"], b.id.as_str());
+    assert_eq!(joined["member"]["user"], "u-b");
+    assert_eq!(joined["version"], 2);
+
+    for (i, reason) in [
+        LeaveReason::Left,
+        LeaveReason::Disconnected,
+        LeaveReason::Timeout,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        b.leave(reason).await.expect("B leaves");
+        let left = a
+            .expect("member_left", |f| {
+                left_event(f, &b.id) && f["reason"] == reason.as_str()
+            })
+            .await;
+        assert_eq!(left["version"], 3 + 2 * i as u64, "{left}");
+        b.join(&engine, "s").await.expect("B joins again");
+    }
+    assert_eq!(b.leave(LeaveReason::Left).await, Ok(()));
+    assert_eq!(
+        b.leave(LeaveReason::Left).await,
+        Err(ErrorCode::NotMember),
+        "leaving twice"
+    );
+    b.drain();
+    assert!(
+        b.frames
+            .iter()
+            .all(|f| f["type"] != "member_joined" || f["member"]["connection"] != b.id.as_str()),
+        "a joiner gets no member_joined about itself"
+    );
+}
+
+#[actix_rt::test]
+async fn counts_tell_connections_from_distinct_users() {
+    let engine = engine().await;
+    let mut probes = vec![
+        Probe::new(Some("ada")),
+        Probe::new(Some("ada")),
+        Probe::new(Some("bob")),
+        Probe::new(None),
+        Probe::new(None),
+    ];
+    let mut last = SessionView::default();
+    for p in &mut probes {
+        last = p.join(&engine, "counts").await.expect("join");
+    }
+    let expected = Counts {
+        connections: 5,
+        users: 4, // ada (two tabs) + bob + two anonymous connections
+    };
+    assert_eq!(last.counts(), expected);
+    let view = probes[0].read().await.expect("read");
+    assert_eq!(view.counts(), expected);
+    probes[1].leave(LeaveReason::Left).await.expect("leave");
+    let view = probes[0].read().await.expect("read");
+    assert_eq!(
+        view.counts(),
+        Counts {
+            connections: 4,
+            users: 4
+        }
+    );
+    let counts = engine
+        .store()
+        .counts(&["counts".to_owned(), "nothing".to_owned()])
+        .await
+        .expect("counts");
+    assert_eq!(
+        counts,
+        vec![
+            Counts {
+                connections: 4,
+                users: 4
+            },
+            Counts::default()
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn leadership_goes_to_the_earliest_joined_member_and_newcomers_never_displace() {
+    let engine = engine().await;
+    let mut p: Vec<Probe> = (0..4).map(|_| Probe::new(None)).collect();
+    for probe in &mut p {
+        probe.join(&engine, "lead").await.expect("join");
+        next_millisecond().await;
+    }
+    let view = p[3].read().await.expect("read");
+    assert_eq!(view.leader.as_deref(), Some(p[0].id.as_str()));
+    let order: Vec<&str> = view.members.iter().map(|m| m.connection.as_str()).collect();
+    assert_eq!(
+        order,
+        p.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        "election order = join order"
+    );
+
+    p[0].leave(LeaveReason::Left).await.expect("leave");
+    let changed = p[3]
+        .expect("leader_changed", |f| f["type"] == "leader_changed")
+        .await;
+    assert_eq!(changed["leader"], p[1].id.as_str());
+    assert_eq!(changed["epoch"], 2);
+
+    p[2].leave(LeaveReason::Disconnected).await.expect("leave");
+    p[1].leave(LeaveReason::Timeout).await.expect("leave");
+    let changed = p[3]
+        .expect("second leader_changed", |f| {
+            f["type"] == "leader_changed" && f["epoch"] == 3
+        })
+        .await;
+    assert_eq!(changed["leader"], p[3].id.as_str());
+    let view = p[3].read().await.expect("read");
+    assert_eq!(
+        (view.leader.as_deref(), view.epoch),
+        (Some(p[3].id.as_str()), 3)
+    );
+
+    let mut newcomer = Probe::new(None);
+    let joined = newcomer.join(&engine, "lead").await.expect("join");
+    assert_eq!(joined.leader.as_deref(), Some(p[3].id.as_str()));
+    assert_eq!(joined.epoch, 3);
+    p[3].drain();
+    let leader_changes = p[3]
+        .frames
+        .iter()
+        .filter(|f| f["type"] == "leader_changed")
+        .count();
+    assert_eq!(
+        leader_changes, 2,
+        "exactly the two hand-offs: {:#?}",
+        p[3].frames
+    );
+}
+
+#[actix_rt::test]
+async fn an_idempotent_join_changes_nothing_and_sends_nothing() {
+    let engine = engine().await;
+    let mut a = Probe::new(None);
+    let mut b = Probe::new(None);
+    a.join(&engine, "same").await.expect("join");
+    let before = b.join(&engine, "same").await.expect("join");
+    let again = a.join(&engine, "same").await.expect("join again");
+    assert_eq!(again, before, "the same view, the same version");
+    let mut c = Probe::new(None);
+    let with_c = c.join(&engine, "same").await.expect("join");
+    assert_eq!(with_c.version, before.version + 1);
+    let fence = b
+        .expect("member_joined of C", |f| f["type"] == "member_joined")
+        .await;
+    assert_eq!(fence["member"]["connection"], c.id.as_str());
+    assert_eq!(
+        b.frames.len(),
+        1,
+        "B got nothing before C's join: {:#?}",
+        b.frames
+    );
+}
+
+#[actix_rt::test]
+async fn profile_updates_and_publish_reach_the_right_members() {
+    let engine = engine().await;
+    let mut a = Probe::new(None);
+    let mut b = Probe::new(None);
+    a.join(&engine, "p").await.expect("join");
+    b.join(&engine, "p").await.expect("join");
+
+    let update = UpdateProfile {
+        connection: a.id.clone(),
+        name: "Ada".into(),
+        avatar: Some("https://e.com/a.png".into()),
+    };
+    a.actor()
+        .send(update)
+        .await
+        .expect("answer")
+        .expect("updated");
+    for probe in [&mut a, &mut b] {
+        let ev = probe
+            .expect("member_updated", |f| f["type"] == "member_updated")
+            .await;
+        assert_eq!(ev["member"]["name"], "Ada");
+        assert_eq!(ev["member"]["avatar"], "https://e.com/a.png");
+        assert_eq!(ev["version"], 3);
+    }
+    let view = b.read().await.expect("read");
+    assert_eq!(view.member(&a.id).map(|m| m.name.as_str()), Some("Ada"));
+
+    let publish = Publish {
+        connection: a.id.clone(),
+        data: json!({"hello": [1, 2]}),
+    };
+    a.actor()
+        .send(publish)
+        .await
+        .expect("answer")
+        .expect("published");
+    let msg = b.expect("message", |f| f["type"] == "message").await;
+    assert_eq!(msg["from"], a.id.as_str());
+    assert_eq!(msg["data"], json!({"hello": [1, 2]}));
+    // Fence: B's publish reaches A after anything A's own publish sent to A.
+    let publish = Publish {
+        connection: b.id.clone(),
+        data: json!(2),
+    };
+    b.actor()
+        .send(publish)
+        .await
+        .expect("answer")
+        .expect("published");
+    a.expect("B's message", |f| f["type"] == "message").await;
+    assert!(
+        a.frames
+            .iter()
+            .all(|f| f["type"] != "message" || f["from"] != a.id.as_str())
+    );
+
+    let stranger = Probe::new(None);
+    let publish = Publish {
+        connection: stranger.id.clone(),
+        data: json!(1),
+    };
+    let err = a.actor().send(publish).await.expect("answer").unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotMember);
+    let read = ReadMembers {
+        connection: stranger.id.clone(),
+    };
+    let err = a.actor().send(read).await.expect("answer").unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotMember);
+}
+
+#[actix_rt::test]
+async fn end_needs_the_leader_and_its_epoch_and_removes_everyone() {
+    let engine = engine().await;
+    let mut a = Probe::new(None);
+    let mut b = Probe::new(None);
+    let mut c = Probe::new(None);
+    let view = a.join(&engine, "end").await.expect("join");
+    b.join(&engine, "end").await.expect("join");
+    c.join(&engine, "end").await.expect("join");
+
+    assert_eq!(b.end(view.epoch).await, Err(ErrorCode::NotLeader));
+    assert_eq!(
+        a.end(view.epoch + 1).await,
+        Err(ErrorCode::NotLeader),
+        "wrong epoch"
+    );
+    assert_eq!(a.end(view.epoch).await, Ok(()));
+
+    let ids = [a.id.clone(), b.id.clone(), c.id.clone()];
+    for probe in [&mut b, &mut c] {
+        let ended = probe
+            .expect("session_ended", |f| f["type"] == "session_ended")
+            .await;
+        assert_eq!(ended["by"], ids[0].as_str());
+        for id in &ids {
+            let left = probe.expect("member_left", |f| left_event(f, id)).await;
+            assert_eq!(left["reason"], "ended");
+        }
+        probe.drain();
+        assert_eq!(probe.ended, vec!["end".to_owned()], "the membership ended");
+    }
+    a.drain();
+    assert_eq!(a.ended, vec!["end".to_owned()]);
+    assert!(
+        a.frames.iter().all(|f| f["type"] != "session_ended"),
+        "the ender's reply is `ended`"
+    );
+
+    let stored = engine
+        .store()
+        .view("end")
+        .await
+        .expect("view")
+        .expect("a record");
+    assert!(stored.members.is_empty() && stored.ended_at.is_some() && stored.leader.is_none());
+    let mut late = Probe::new(None);
+    assert_eq!(
+        late.join(&engine, "end").await,
+        Err(ErrorCode::SessionEnded)
+    );
+    assert_eq!(a.join(&engine, "end").await, Err(ErrorCode::SessionEnded));
+}
+
+#[actix_rt::test]
+async fn a_session_actor_retires_with_its_last_member_and_a_new_one_continues_the_versions() {
+    let engine = engine().await;
+    let mut a = Probe::new(None);
+    a.join(&engine, "retire").await.expect("join");
+    let first = a.actor().clone();
+    a.leave(LeaveReason::Left).await.expect("leave");
+    // The session actor reported its count before answering, so the supervisor knows.
+    let lookup = engine
+        .supervisor()
+        .send(LookupSession("retire".into()))
+        .await
+        .expect("answer");
+    assert!(
+        lookup.is_none(),
+        "the empty session actor is dropped from the registry"
+    );
+    assert!(
+        first.send(CurrentView).await.is_err(),
+        "the retired session actor has stopped"
+    );
+
+    let mut b = Probe::new(None);
+    let view = b.join(&engine, "retire").await.expect("join");
+    assert_eq!(
+        view.version, 3,
+        "versions continue from the store, never back"
+    );
+    assert_eq!(view.epoch, 3, "epochs too: A led at 1, nobody at 2, B at 3");
+    assert_eq!(view.leader.as_deref(), Some(b.id.as_str()));
+}
+
+#[actix_rt::test]
+async fn graceful_shutdown_removes_members_with_reason_shutdown_and_closes_with_1012() {
+    let backend = MemoryBackend::new(Duration::from_secs(3));
+    let settings = settings();
+    let (store, feed) = backend.connect(InstanceId::new(settings.instance_name.clone()));
+    let engine = Engine::start(std::sync::Arc::new(store), feed, &settings)
+        .await
+        .expect("the engine starts");
+    let mut a = Probe::new(None);
+    let mut b = Probe::new(None);
+    a.join(&engine, "bye").await.expect("join");
+    b.join(&engine, "bye").await.expect("join");
+    // Clients the supervisor should close are registered on connect.
+    for p in [&a, &b] {
+        engine
+            .supervisor()
+            .send(rollcall::actors::supervisor::Connect {
+                connection: p.id.clone(),
+                client: p.addr.clone().recipient(),
+            })
+            .await
+            .expect("answer")
+            .expect("connected");
+    }
+
+    tokio::time::timeout(WAIT, engine.shutdown())
+        .await
+        .expect("the shutdown finishes");
+    let (a_id, b_id) = (a.id.clone(), b.id.clone());
+    for (me, other) in [(&mut a, b_id), (&mut b, a_id)] {
+        let left = me.expect("member_left", |f| left_event(f, &other)).await;
+        assert_eq!(left["reason"], "shutdown");
+        assert_eq!(me.expect_close().await, 1012);
+        assert_eq!(me.ended, vec!["bye".to_owned()]);
+    }
+    assert_eq!(
+        backend.live_member_count(),
+        0,
+        "no ghost after a graceful stop"
+    );
+    let mut late = Probe::new(None);
+    assert_eq!(
+        late.join(&engine, "bye").await,
+        Err(ErrorCode::Unavailable),
+        "a stopping instance takes no joins"
+    );
+}
+
+#[actix_rt::test]
+async fn reconcile_after_the_store_lost_its_data_reasserts_members_and_sends_a_snapshot() {
+    let backend = MemoryBackend::new(Duration::from_secs(3));
+    let settings = settings();
+    let (store, feed) = backend.connect(InstanceId::new(settings.instance_name.clone()));
+    let engine = Engine::start(std::sync::Arc::new(store), feed, &settings)
+        .await
+        .expect("the engine starts");
+    let mut a = Probe::new(None);
+    let mut b = Probe::new(None);
+    a.join(&engine, "heal").await.expect("join");
+    next_millisecond().await;
+    let before = b.join(&engine, "heal").await.expect("join");
+
+    backend.reset();
+    assert_eq!(backend.live_member_count(), 0);
+    engine
+        .supervisor()
+        .send(ReconcileAll { reassert: true })
+        .await
+        .expect("answer");
+    let leader = a.id.clone();
+    for probe in [&mut a, &mut b] {
+        let snap = probe.expect("snapshot", |f| f["type"] == "snapshot").await;
+        assert!(snap["version"].as_u64() > Some(before.version), "{snap}");
+        assert!(snap["epoch"].as_u64() >= Some(before.epoch), "{snap}");
+        assert_eq!(snap["leader"], leader.as_str());
+        assert_eq!(snap["members"].as_array().map(Vec::len), Some(2));
+    }
+    assert_eq!(backend.live_member_count(), 2, "both members re-asserted");
+}
