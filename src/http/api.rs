@@ -81,7 +81,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Some(db) => json!({
             "kind": db.backend,
             "state": if db.up { "up" } else { "down" },
-            "pending_writes": db.pending,
+            "pending_writes": db.pending + db.in_flight,
             "error": db.last_error,
         }),
         None => json!({"kind": null, "state": "none"}),

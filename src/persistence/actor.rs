@@ -50,8 +50,10 @@ impl Default for PersistenceSettings {
 pub struct DatabaseHealth {
     pub backend: &'static str,
     pub up: bool,
-    /// Distinct pending keys (sessions plus (session, user) pairs), including a flush in flight.
+    /// Distinct pending keys (sessions plus (session, user) pairs) waiting for the next flush.
     pub pending: usize,
+    /// Keys in the flush now running (at most one flush runs at a time).
+    pub in_flight: usize,
     pub last_error: Option<String>,
     /// Participant entries written since start.
     pub written: u64,
@@ -321,7 +323,8 @@ impl Handler<GetDatabaseHealth> for PersistenceActor {
         DatabaseHealth {
             backend: self.db.backend(),
             up: self.up,
-            pending: self.pending.len() + self.in_flight.unwrap_or(0),
+            pending: self.pending.len(),
+            in_flight: self.in_flight.unwrap_or(0),
             last_error: self.last_error.clone(),
             written: self.written,
             flushes: self.flushes,

@@ -76,6 +76,7 @@ impl Persistence {
                 backend: self.db.backend(),
                 up: false,
                 pending: 0,
+                in_flight: 0,
                 last_error: Some("the persistence actor has stopped".into()),
                 written: 0,
                 flushes: 0,
