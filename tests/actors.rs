@@ -627,3 +627,44 @@ async fn reconcile_after_the_store_lost_its_data_reasserts_members_and_sends_a_s
     }
     assert_eq!(backend.live_member_count(), 2, "both members re-asserted");
 }
+
+#[actix_rt::test]
+async fn joins_racing_the_retirement_of_an_emptied_session_actor_are_never_lost() {
+    let engine = engine().await;
+    async fn churn(engine: &Engine, probe: &mut Probe, rounds: usize) {
+        for round in 0..rounds {
+            let view = probe
+                .join(engine, "race")
+                .await
+                .unwrap_or_else(|e| panic!("join {round} failed with {e:?}"));
+            assert!(view.member(&probe.id).is_some(), "joined but not listed");
+            let read = probe.read().await.expect("members while joined");
+            assert!(read.member(&probe.id).is_some());
+            assert!(read.leader.is_some());
+            probe.leave(LeaveReason::Left).await.expect("leave");
+            if round % 3 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    let mut a = Probe::new(None);
+    let mut b = Probe::new(None);
+    futures_util::future::join(churn(&engine, &mut a, 100), churn(&engine, &mut b, 100)).await;
+    let stored = engine
+        .store()
+        .view("race")
+        .await
+        .expect("view")
+        .expect("record");
+    assert!(stored.members.is_empty(), "everyone left: {stored:?}");
+    assert_eq!(
+        stored.version, 400,
+        "every join and leave took exactly one version"
+    );
+    let lookup = engine
+        .supervisor()
+        .send(LookupSession("race".into()))
+        .await
+        .expect("answer");
+    assert!(lookup.is_none(), "the emptied session actor retired");
+}

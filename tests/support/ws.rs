@@ -442,7 +442,28 @@ impl SessionModel {
             "an event skipped or reversed versions: at {} got {frame}",
             self.version
         );
+        if version != self.version {
+            // Every event of the previous version has arrived: check that whole state.
+            self.check_leader();
+        }
         self.version = version;
+    }
+
+    /// A non-empty session has a leader, and it is one of its members. Only meaningful between
+    /// changes (within one change, `member_left` of the leader precedes `leader_changed`).
+    pub fn check_leader(&self) {
+        if !self.joined || self.members.is_empty() {
+            return;
+        }
+        let leader = self
+            .leader
+            .as_ref()
+            .unwrap_or_else(|| panic!("version {} has members and no leader", self.version));
+        assert!(
+            self.members.contains_key(leader),
+            "at version {} the leader {leader} is not a member",
+            self.version
+        );
     }
 
     pub fn apply(&mut self, frame: &Value) {
