@@ -244,7 +244,7 @@ impl ConnectionActor {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if let Some(allowed) = &self.identity.sessions
-            && !allowed.iter().any(|s| *s == session)
+            && !allowed.contains(&session)
         {
             let err = ApiError::new(
                 ErrorCode::Forbidden,

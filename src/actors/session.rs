@@ -517,10 +517,20 @@ impl Handler<Reconcile> for SessionActor {
                     act.pending_removals.extend(unconfirmed);
                     let view = view.unwrap_or_default();
                     let missing = act.local.keys().any(|c| view.member(c).is_none());
-                    if missing && !msg.reassert && view.ended_at.is_none() {
+                    let store_forgot = view.version < act.view.version;
+                    if (missing || store_forgot) && view.ended_at.is_none() && !msg.reassert {
+                        // The store lost our members (or all of its data): put them back first.
                         ctx.notify(Reconcile { reassert: true });
+                        return;
                     }
-                    if reasserted || view.version != act.view.version || view.leader != act.view.leader {
+                    if store_forgot {
+                        // Never show clients an older version than they already saw.
+                        return;
+                    }
+                    if reasserted
+                        || view.version != act.view.version
+                        || view.leader != act.view.leader
+                    {
                         act.view = view;
                         act.send_frame(&act.snapshot_frame(), None);
                     }

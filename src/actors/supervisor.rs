@@ -61,6 +61,65 @@ pub struct Supervisor {
     shutting_down: bool,
     tick_running: bool,
     ticks: u64,
+    subscriptions: SubscriptionQueue,
+}
+
+/// Subscribes and unsubscribes in the order asked, one at a time, so that a retiring session's
+/// late unsubscribe can never undo the subscription of a session actor created after it.
+#[derive(Clone)]
+struct SubscriptionQueue {
+    tx: tokio::sync::mpsc::UnboundedSender<SubscriptionOp>,
+}
+
+enum SubscriptionOp {
+    Subscribe(String, tokio::sync::oneshot::Sender<Result<(), StoreError>>),
+    Unsubscribe(String),
+}
+
+impl SubscriptionQueue {
+    fn start(store: Arc<dyn Store>) -> SubscriptionQueue {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        actix::spawn(async move {
+            while let Some(op) = rx.recv().await {
+                match op {
+                    SubscriptionOp::Subscribe(session, done) => {
+                        let _ = done.send(store.subscribe(&session).await);
+                    }
+                    SubscriptionOp::Unsubscribe(session) => {
+                        if let Err(e) = store.unsubscribe(&session).await {
+                            tracing::debug!(%session, error = %e, "unsubscribe failed");
+                        }
+                    }
+                }
+            }
+        });
+        SubscriptionQueue { tx }
+    }
+
+    fn subscribe(
+        &self,
+        session: &str,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + use<> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let queued = self
+            .tx
+            .send(SubscriptionOp::Subscribe(session.to_owned(), done))
+            .is_ok();
+        async move {
+            if !queued {
+                return Err(StoreError::Unavailable("subscription queue stopped".into()));
+            }
+            result.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable("subscription queue stopped".into()))
+            })
+        }
+    }
+
+    fn unsubscribe(&self, session: &str) {
+        let _ = self
+            .tx
+            .send(SubscriptionOp::Unsubscribe(session.to_owned()));
+    }
 }
 
 impl Supervisor {
@@ -69,6 +128,7 @@ impl Supervisor {
         settings: SupervisorSettings,
         recorder: Option<ChangeRecorder>,
     ) -> Supervisor {
+        let store_for_queue = store.clone();
         Supervisor {
             store,
             settings,
@@ -81,6 +141,7 @@ impl Supervisor {
             shutting_down: false,
             tick_running: false,
             ticks: 0,
+            subscriptions: SubscriptionQueue::start(store_for_queue),
         }
     }
 
@@ -105,13 +166,7 @@ impl Supervisor {
         if let Some(entry) = self.sessions.remove(session) {
             metrics::gauge!(crate::metrics::SESSIONS).set(self.sessions.len() as f64);
             entry.addr.do_send(Retire);
-            let store = self.store.clone();
-            let session = session.to_owned();
-            actix::spawn(async move {
-                if let Err(e) = store.unsubscribe(&session).await {
-                    tracing::debug!(%session, error = %e, "unsubscribe failed");
-                }
-            });
+            self.subscriptions.unsubscribe(session);
         }
     }
 
@@ -150,7 +205,10 @@ impl Supervisor {
         self.tick_running = true;
         self.ticks += 1;
         let store = self.store.clone();
-        let touch: Vec<String> = if self.ticks % self.settings.touch_every_ticks.max(1) == 0 {
+        let touch: Vec<String> = if self
+            .ticks
+            .is_multiple_of(self.settings.touch_every_ticks.max(1))
+        {
             self.sessions.keys().cloned().collect()
         } else {
             Vec::new()
@@ -362,14 +420,14 @@ impl Handler<Join> for Supervisor {
                 (addr, true)
             }
         };
-        let store = self.store.clone();
         let actor = addr.clone();
+        let subscribed = created.then(|| self.subscriptions.subscribe(&session));
         Box::pin(
             async move {
-                if created {
-                    store.subscribe(&msg.session).await?;
+                if let Some(subscribed) = subscribed {
+                    subscribed.await?;
                 }
-                let joined = actor
+                actor
                     .send(JoinLocal {
                         member: msg.member,
                         client: msg.client,
@@ -377,8 +435,7 @@ impl Handler<Join> for Supervisor {
                     .await
                     .map_err(|e| {
                         ApiError::new(ErrorCode::Internal, format!("session actor: {e}"))
-                    })?;
-                joined
+                    })?
             }
             .into_actor(self)
             .map(move |result, act, _ctx| {

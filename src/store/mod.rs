@@ -141,7 +141,10 @@ pub trait Store: Send + Sync + 'static {
         data: &Value,
     ) -> StoreResult<()>;
 
+    /// Starts delivering the session's broadcasts to this instance's feed (first local member).
     async fn subscribe(&self, session: &str) -> StoreResult<()>;
+    /// Stops them: this instance has no local member in the session any more, so the store may
+    /// also forget that the instance is in it.
     async fn unsubscribe(&self, session: &str) -> StoreResult<()>;
 
     /// Registers this instance's lease. Returns the previous incarnation of the same name, if one is

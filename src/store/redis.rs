@@ -31,9 +31,11 @@
 //! A join changes the session (slot of `{s:<id>}`) and the instance's session set (slot of
 //! `{i:<incarnation>}`). The join script touches only session keys; the `SADD` to the instance's
 //! session set is a second command in the same pipeline, so a join is still one round trip. The
-//! instance's session set is therefore a superset: entries are added on join and re-assertion but
-//! not removed on leave (a conditional removal would need the script's answer, i.e. a second round
-//! trip, and would race with a concurrent join). [`Store::sessions_of`] filters it against the
+//! instance's session set is therefore a superset while the instance has members there: entries are
+//! added on join and re-assertion, not removed on leave (a conditional removal would need the
+//! script's answer, i.e. a second round trip, and would race with a concurrent join); they are
+//! removed by [`Store::unsubscribe`], which the supervisor calls, in order with its subscriptions,
+//! when the instance's last local member of the session is gone. [`Store::sessions_of`] filters it against the
 //! sessions' `byinst` index, and the set is deleted when its instance is forgotten or deregisters.
 //! The global keys share the tag `{g}` so the lease scripts are single-slot too.
 //!
@@ -707,6 +709,14 @@ impl Store for RedisStore {
     async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         within(conn.unsubscribe(self.keys.channel(session)))
+            .await?
+            .map_err(RedisStoreError::from)?;
+        // No local member is left here: the session leaves this instance's session set too, so
+        // the set stays as small as the instance's live sessions.
+        let mut srem = ::redis::cmd("SREM");
+        srem.arg(self.keys.instance_sessions(&self.instance.incarnation))
+            .arg(session);
+        within(srem.query_async::<()>(&mut conn))
             .await?
             .map_err(RedisStoreError::from)?;
         Ok(())
