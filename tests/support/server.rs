@@ -25,6 +25,10 @@ pub fn test_args() -> ServeArgs {
     let mut args = ServeArgs::defaults();
     args.bind = "127.0.0.1:0".parse().expect("loopback address");
     args.redis_url = None;
+    // Anonymous connections only; participation records in a private in-memory database.
+    args.jwt_secret = None;
+    args.allow_anonymous = true;
+    args.database_url = "sqlite://:memory:".into();
     args.instance_name = Some(format!(
         "test-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
