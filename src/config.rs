@@ -134,6 +134,10 @@ pub struct ServeArgs {
     /// A connection with more refused requests than this within 10 seconds is closed with 1008.
     #[arg(long, env = "ROLLCALL_RATE_LIMIT_CLOSE_AFTER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit_close_after: u32,
+    /// Origins allowed to open a WebSocket (comma-separated, e.g. `https://app.example`); others
+    /// get HTTP 403. Unset: any origin, and requests without an `Origin` header.
+    #[arg(long, env = "ROLLCALL_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// How long a graceful stop may take before the process exits anyway, in milliseconds.
     #[arg(long, env = "ROLLCALL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,

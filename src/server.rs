@@ -138,6 +138,13 @@ pub async fn start_http_with(
         engine: engine.clone(),
         max_frame_bytes: args.max_frame_bytes,
         max_connections: args.max_connections,
+        allowed_origins: Arc::new(
+            args.allowed_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+        ),
         auth: Arc::new(Authenticator::new(
             args.jwt_secret.as_deref(),
             args.allow_anonymous,

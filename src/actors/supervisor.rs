@@ -270,6 +270,11 @@ impl Supervisor {
                 for (session, change) in reaped {
                     act.record(&session, &change);
                     act.route(&session, change);
+                    // The reaped change is applied first; the reconcile then checks the view
+                    // against the store (it only speaks up if something else was missed).
+                    if let Some(entry) = act.sessions.get(&session) {
+                        entry.addr.do_send(Reconcile { reassert: false });
+                    }
                 }
             }),
         );
@@ -277,7 +282,7 @@ impl Supervisor {
 }
 
 /// Reaps every instance whose lease expired; returns the changes made, per session.
-pub(crate) async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
+pub async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
     let mut changes = Vec::new();
     let expired = match store.expired_instances().await {
         Ok(expired) => expired,
@@ -299,7 +304,7 @@ pub(crate) async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
 }
 
 /// Removes every member of `dead` from every session it was in, then forgets it.
-pub(crate) async fn reap_instance(
+pub async fn reap_instance(
     store: &dyn Store,
     dead: &str,
 ) -> Result<Vec<(String, Change)>, StoreError> {

@@ -17,6 +17,8 @@ pub struct AppState {
     pub engine: Engine,
     pub max_frame_bytes: usize,
     pub max_connections: usize,
+    /// Origins allowed to open a WebSocket; empty = any.
+    pub allowed_origins: Arc<Vec<String>>,
     /// Checks sign-in tokens (WebSocket upgrade and `/api/*`).
     pub auth: Arc<Authenticator>,
     /// Participation records; `None` when this server runs without a database.

@@ -16,6 +16,13 @@ pub async fn upgrade(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    if !origin_allowed(&req, &state.allowed_origins) {
+        let err = ApiError::new(
+            ErrorCode::Forbidden,
+            "this origin may not open a WebSocket here",
+        );
+        return error_response(actix_web::http::StatusCode::FORBIDDEN, &err);
+    }
     let identity = match state.auth.identify(&req) {
         Ok(identity) => identity,
         Err(e) => return unauthorized(&e),
@@ -46,4 +53,17 @@ pub async fn upgrade(
             e.error_response()
         }
     }
+}
+
+/// With an allow-list, the `Origin` header must name one of its entries (browsers always send it
+/// on WebSocket upgrades); without one, every origin is accepted.
+fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    req.headers()
+        .get(actix_web::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(|origin| origin.trim_end_matches('/'))
+        .is_some_and(|origin| allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)))
 }
