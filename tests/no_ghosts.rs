@@ -374,6 +374,13 @@ async fn partitioned_instance_members_leave_after_the_lease_and_return_after_hea
     assert_eq!(handover["leader"].as_str(), Some(q1.connection.as_str()));
     let (status, _) = http_get(p.addr, "/readyz").await;
     assert_eq!(status, 503, "a partitioned instance is not ready");
+    // Its clients keep their sockets; what needs the store answers `unavailable`.
+    p1.request_err(
+        serde_json::json!({"type": "join", "session": "s-during-partition"}),
+        "unavailable",
+    )
+    .await;
+    p1.request_ok(serde_json::json!({"type": "ping"}), "pong").await;
     println!("figure: partition → others saw the partitioned members leave after {gone_after:?}");
     assert!(gone_after <= KILL_BOUND);
 
