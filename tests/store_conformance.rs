@@ -612,6 +612,28 @@ async fn feed_carries_changes_and_messages<H: Harness>() {
     }
 }
 
+/// Joins in one burst (most within one millisecond) still get strictly increasing `joined_at`, so
+/// the election order is the join order and a re-assertion keeps the leader.
+async fn joined_at_is_strictly_increasing<H: Harness>() {
+    let h = H::new(Duration::from_secs(3)).await;
+    let (a, _feed) = h.connect("a").await;
+    let mut stamps = Vec::new();
+    for i in 0..20 {
+        let change = join(&a, "burst", member(&a, &format!("c{i:02}"), None)).await;
+        stamps.push(joined_member(&change).joined_at);
+    }
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "joined_at must increase strictly in join order: {stamps:?}"
+    );
+    let view = a.view("burst").await.expect("view").expect("a session");
+    assert_eq!(view.leader.as_deref(), Some("c00"));
+    assert_eq!(
+        view.members.first().map(|m| m.connection.as_str()),
+        Some("c00")
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -644,4 +666,5 @@ conformance!(
     reassert_after_data_loss,
     lease_expiry_and_claims,
     feed_carries_changes_and_messages,
+    joined_at_is_strictly_increasing,
 );

@@ -223,7 +223,9 @@ impl Store for MemoryStore {
         if entry.members.len() >= max_members {
             return Err(StoreError::SessionFull(max_members));
         }
-        member.joined_at = now_ms();
+        // Strictly later than every member, so join order is election order even within one ms.
+        let latest = entry.members.last().map_or(i64::MIN, |m| m.joined_at);
+        member.joined_at = now_ms().max(latest.saturating_add(1));
         entry.members.push(member.clone());
         sort_members(&mut entry.members);
         let mut events = vec![Event::MemberJoined {

@@ -1,6 +1,7 @@
 -- join: adds one member, electing it leader if the session has none.
 -- KEYS: the five session keys (see prelude). ARGV[1..4]: common (see prelude);
--- ARGV[5]: member JSON (its joined_at is replaced by Redis TIME); ARGV[6]: max members.
+-- ARGV[5]: member JSON (its joined_at is replaced by Redis TIME, made strictly later than every
+-- member's so that join order is election order even within one millisecond); ARGV[6]: max members.
 -- Returns {'ended'} | {'full'} | view_reply('same') for an idempotent re-join |
 -- view_reply('ok', change JSON) after the join.
 if redis.call('HEXISTS', META, 'ended_at') == 1 then
@@ -15,6 +16,10 @@ if redis.call('HLEN', MEMBERS) >= tonumber(ARGV[6]) then
 end
 local h = header()
 member.joined_at = now_ms()
+local latest = redis.call('ZRANGE', ORDER, -1, -1, 'WITHSCORES')
+if latest[2] and tonumber(latest[2]) >= member.joined_at then
+  member.joined_at = tonumber(latest[2]) + 1
+end
 add_member(member)
 local events = { { type = 'member_joined', member = member } }
 elect(h, false, events)
