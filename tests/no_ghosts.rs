@@ -380,7 +380,8 @@ async fn partitioned_instance_members_leave_after_the_lease_and_return_after_hea
         "unavailable",
     )
     .await;
-    p1.request_ok(serde_json::json!({"type": "ping"}), "pong").await;
+    p1.request_ok(serde_json::json!({"type": "ping"}), "pong")
+        .await;
     println!("figure: partition → others saw the partitioned members leave after {gone_after:?}");
     assert!(gone_after <= KILL_BOUND);
 
