@@ -71,7 +71,8 @@ pub fn display_name(name: &str) -> Result<(), ApiError> {
 /// Avatars: an absolute http(s) URL of at most 512 characters, no white space or control characters.
 pub fn avatar_url(url: &str) -> Result<(), ApiError> {
     let err = |msg: &str| Err(ApiError::new(ErrorCode::InvalidProfile, msg));
-    if url.len() > MAX_AVATAR {
+    // Characters, as PROTOCOL.md counts them (a byte count refused valid non-ASCII URLs).
+    if url.chars().count() > MAX_AVATAR {
         return err("avatar must be at most 512 characters");
     }
     let rest = if let Some(rest) = url.strip_prefix("https://") {
