@@ -294,14 +294,20 @@ impl ConnectionActor {
         ));
     }
 
-    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Applies the rate limit to one incoming data frame (text or binary: both cost a reply);
+    /// `false` when the frame was refused or the connection is being closed for flooding.
+    fn admit(
+        &mut self,
+        id: impl FnOnce() -> Option<RequestId>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> bool {
         match self.limiter.check() {
-            Verdict::Allow => {}
+            Verdict::Allow => true,
             Verdict::Refuse => {
                 ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
-                let id = request::peek_id(text);
                 let err = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-                return self.send_error(ctx, id, &err);
+                self.send_error(ctx, id(), &err);
+                false
             }
             Verdict::Close => {
                 ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
@@ -310,8 +316,15 @@ impl ConnectionActor {
                     code: ws::CloseCode::Policy,
                     description: Some("too many requests".into()),
                 }));
-                return ctx.stop();
+                ctx.stop();
+                false
             }
+        }
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.admit(|| request::peek_id(text), ctx) {
+            return;
         }
         match request::parse(text, self.settings.parse) {
             Ok((id, request)) => self.dispatch(id, request, ctx),
@@ -378,8 +391,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
         match item {
             Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
             Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
-                let err = ApiError::bad_request("frames must be UTF-8 JSON text");
-                self.send_error(ctx, None, &err);
+                // Rate-limited like text: a flood of binary frames must not get unlimited replies.
+                if self.admit(|| None, ctx) {
+                    let err = ApiError::bad_request("frames must be UTF-8 JSON text");
+                    self.send_error(ctx, None, &err);
+                }
             }
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
