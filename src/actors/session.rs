@@ -152,7 +152,9 @@ impl SessionActor {
                         act.send_frame(&act.snapshot_frame(), None);
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(session = %act.session, error = %e, "resync failed"),
+                    Err(e) => {
+                        log_store_failure!(e, session = %act.session, error = %e, "resync failed")
+                    }
                 }),
         );
     }
@@ -264,7 +266,7 @@ impl Handler<Leave> for SessionActor {
                         }
                         Ok(None) => Ok(()),
                         Err(e) => {
-                            tracing::warn!(session = %act.session, connection = %msg.connection, error = %e,
+                            log_store_failure!(e, session = %act.session, connection = %msg.connection, error = %e,
                                 "leave not confirmed by the store; will retry on reconcile");
                             act.pending_removals.push((msg.connection, msg.reason));
                             Err(ApiError::from(e))
@@ -496,7 +498,7 @@ impl Handler<Reconcile> for SessionActor {
                     match store.leave(&session, &connection, reason).await {
                         Ok(change) => confirmed.extend(change),
                         Err(e) => {
-                            tracing::warn!(%session, %connection, error = %e, "leave still not confirmed");
+                            log_store_failure!(e, %session, %connection, error = %e, "leave still not confirmed");
                             unconfirmed.push((connection, reason));
                         }
                     }
@@ -536,7 +538,7 @@ impl Handler<Reconcile> for SessionActor {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(session = %act.session, error = %e, "reconcile failed; will retry");
+                    log_store_failure!(e, session = %act.session, error = %e, "reconcile failed; will retry");
                 }
             }),
         ))

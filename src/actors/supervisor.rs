@@ -297,7 +297,9 @@ pub async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
         }
         match reap_instance(store, &dead).await {
             Ok(mut reaped) => changes.append(&mut reaped),
-            Err(e) => tracing::warn!(instance = %dead, error = %e, "reaping failed; will retry"),
+            Err(e) => {
+                log_store_failure!(e, instance = %dead, error = %e, "reaping failed; will retry")
+            }
         }
     }
     changes

@@ -184,8 +184,15 @@ impl PersistenceActor {
         }));
     }
 
+    /// Participation writes not yet committed (pending plus in flight), for `/metrics`.
+    fn report_pending(&self) {
+        let waiting = self.pending.len() + self.in_flight.unwrap_or(0);
+        metrics::gauge!(crate::metrics::PERSISTENCE_PENDING).set(waiting as f64);
+    }
+
     fn flushed(&mut self, outcome: FlushOutcome, ctx: &mut Context<Self>) {
         self.written += outcome.written as u64;
+        metrics::counter!(crate::metrics::PERSISTENCE_FLUSHED).increment(outcome.written as u64);
         match outcome.failed {
             None => {
                 self.flushes += 1;
@@ -203,12 +210,14 @@ impl PersistenceActor {
                 self.set_up(false, Some(error.to_string()));
                 let delay = self.backoff();
                 tracing::debug!(?delay, pending = self.pending.len(), error = %error, "flush failed; retrying");
+                metrics::counter!(crate::metrics::PERSISTENCE_RETRIES).increment(1);
                 self.retry = Some(ctx.run_later(delay, |act, ctx| {
                     act.retry = None;
                     act.flush(ctx);
                 }));
             }
         }
+        self.report_pending();
     }
 
     fn ping(&mut self, ctx: &mut Context<Self>) {
@@ -313,6 +322,7 @@ impl Handler<RecordChange> for PersistenceActor {
         self.pending
             .record(&msg.session, &msg.change, chrono::Utc::now());
         self.flush(ctx);
+        self.report_pending();
     }
 }
 
