@@ -618,3 +618,57 @@ async fn frames_over_max_frame_bytes_close_with_1009_and_others_carry_on() {
         vec![watcher.connection.clone()]
     );
 }
+
+/// Binary frames are answered (above); a *text* frame that is not UTF-8 fails the connection, as
+/// RFC 6455 §8.1 requires. (actix-web-actors reports it as an I/O error and closes with 1002; the
+/// RFC's specific code is 1007. Either is accepted here.)
+#[actix_rt::test]
+async fn a_text_frame_of_invalid_utf8_fails_the_connection_and_nothing_else() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let server = TestServer::start_default().await;
+    let mut watcher = WsClient::connect(&server.ws_url()).await;
+    watcher.join(VALID[0]).await;
+    let (mut socket, _) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(server.ws_url()))
+            .await
+            .expect("connect within the wait")
+            .expect("connect");
+    let welcome = tokio::time::timeout(WAIT, socket.next()).await;
+    assert!(
+        matches!(&welcome, Ok(Some(Ok(Message::Text(t)))) if t.contains("welcome")),
+        "{welcome:?}"
+    );
+    let join = json!({"type": "join", "session": VALID[0], "id": 1}).to_string();
+    socket.send(Message::text(join)).await.expect("send a join");
+    let raw = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    socket
+        .send(Message::Frame(raw))
+        .await
+        .expect("send the raw frame");
+    let mut close = None;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, socket.next()).await {
+        if let Message::Close(frame) = message {
+            close = Some(frame.map(|f| u16::from(f.code)));
+            break;
+        }
+    }
+    assert!(
+        matches!(close, Some(Some(1002 | 1007))),
+        "the server fails the connection with a close frame: {close:?}"
+    );
+    // Its membership ends like any other disconnect, and the server carries on.
+    let left = watcher
+        .expect("member_left of the invalid sender", |f| {
+            f["type"] == "member_left"
+        })
+        .await;
+    assert_eq!(left["reason"], "disconnected", "{left}");
+    let mut next = WsClient::connect(&server.ws_url()).await;
+    next.join(VALID[0]).await;
+    assert_eq!(member_ids(&next.members(VALID[0]).await).len(), 2);
+}
