@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler};
-use rollcall::actors::ToClient;
 use rollcall::actors::session::{
     CurrentView, EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile,
 };
 use rollcall::actors::supervisor::{Join, LookupSession, ReconcileAll};
+use rollcall::actors::{ReplyFrame, ToClient};
 use rollcall::engine::{Engine, EngineSettings};
 use rollcall::model::{Counts, LeaveReason, Member, SessionView};
 use rollcall::protocol::error::ErrorCode;
@@ -84,6 +84,7 @@ impl Probe {
             session: session.to_owned(),
             member: self.member("Guest"),
             client: self.addr.clone().recipient(),
+            reply: ReplyFrame::Caller,
         };
         let joined = engine
             .supervisor()
@@ -119,6 +120,7 @@ impl Probe {
     async fn read(&self) -> Result<SessionView, ErrorCode> {
         let read = ReadMembers {
             connection: self.id.clone(),
+            reply: ReplyFrame::Caller,
         };
         let result = self
             .actor()
@@ -458,6 +460,7 @@ async fn profile_updates_and_publish_reach_the_right_members() {
     assert_eq!(err.code, ErrorCode::NotMember);
     let read = ReadMembers {
         connection: stranger.id.clone(),
+        reply: ReplyFrame::Caller,
     };
     let err = a.actor().send(read).await.expect("answer").unwrap_err();
     assert_eq!(err.code, ErrorCode::NotMember);

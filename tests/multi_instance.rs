@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler};
-use rollcall::actors::ToClient;
 use rollcall::actors::session::{CurrentView, EndSession, Leave, SessionActor};
 use rollcall::actors::supervisor::{Join, LookupSession};
+use rollcall::actors::{ReplyFrame, ToClient};
 use rollcall::config::ServeArgs;
 use rollcall::engine::{Engine, EngineSettings};
 use rollcall::model::{LeaveReason, Member};
@@ -81,6 +81,7 @@ impl Client {
                 session: session.to_owned(),
                 member,
                 client: self.probe.clone().recipient(),
+                reply: ReplyFrame::Caller,
             })
             .await
             .expect("supervisor alive")

@@ -14,15 +14,19 @@ use actix::{
 };
 use actix_web_actors::ws;
 
-use super::ToClient;
 use super::rate::{RateSettings, RequestLimiter, Verdict};
 use super::session::{EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile};
+use super::supervisor::CLOSE_RESTARTING;
 use super::supervisor::{Connect, Disconnect, Join, Supervisor};
+use super::{ReplyFrame, ToClient};
+
+/// Close code for a connection that keeps flooding after being rate limited.
+const CLOSE_POLICY: u16 = 1008;
 use crate::metrics;
 use crate::model::{LeaveReason, Member};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::reply::{ServerMessage, ViewBody};
+use crate::protocol::reply::ServerMessage;
 use crate::protocol::request::{self, ParseLimits, Patch, Request, RequestId};
 
 /// Who is on the other end of a connection, as established before the upgrade.
@@ -59,6 +63,8 @@ pub struct ConnectionActor {
     last_seen: Instant,
     end_reason: LeaveReason,
     limiter: RequestLimiter,
+    /// A close is queued: frames still arriving are ignored.
+    closing: bool,
 }
 
 impl ConnectionActor {
@@ -80,15 +86,17 @@ impl ConnectionActor {
             last_seen: Instant::now(),
             end_reason: LeaveReason::Disconnected,
             limiter: RequestLimiter::new(settings.rate),
+            closing: false,
         }
     }
 
+    /// Queues a frame behind everything session actors have queued for this socket, so that
+    /// replies and events leave in the order they were produced.
     fn send(&self, ctx: &mut ws::WebsocketContext<Self>, message: ServerMessage) {
         if let ServerMessage::Error { code, .. } = &message {
             ::metrics::counter!(metrics::ERRORS, "code" => *code).increment(1);
         }
-        ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
-        ctx.text(&*message.encode());
+        ctx.address().do_send(ToClient::Frame(message.encode()));
     }
 
     fn send_error(
@@ -196,22 +204,14 @@ impl ConnectionActor {
                 };
                 let read = ReadMembers {
                     connection: self.id.clone(),
+                    reply: ReplyFrame::Session { id: id.clone() },
                 };
-                ctx.wait(
-                    addr.send(read)
-                        .into_actor(self)
-                        .map(move |res, act, ctx| match flatten(res) {
-                            Ok(view) => act.send(
-                                ctx,
-                                ServerMessage::Members {
-                                    id,
-                                    session,
-                                    view: ViewBody::from(&view),
-                                },
-                            ),
-                            Err(e) => act.send_error(ctx, id, &e),
-                        }),
-                );
+                ctx.wait(addr.send(read).into_actor(self).map(move |res, act, ctx| {
+                    // On success the session actor has sent the `members` reply.
+                    if let Err(e) = flatten(res) {
+                        act.send_error(ctx, id, &e);
+                    }
+                }));
             }
             Request::End { session, epoch } => {
                 let addr = match self.session_addr(&session) {
@@ -276,18 +276,13 @@ impl ConnectionActor {
             session: session.clone(),
             member,
             client: ctx.address().recipient(),
+            reply: ReplyFrame::Session { id: id.clone() },
         };
         ctx.wait(self.supervisor.send(join).into_actor(self).map(
             move |res, act, ctx| match flatten(res) {
                 Ok(joined) => {
-                    act.sessions.insert(session.clone(), joined.actor);
-                    let reply = ServerMessage::Joined {
-                        id,
-                        session,
-                        you: act.id.clone(),
-                        view: ViewBody::from(&joined.view),
-                    };
-                    act.send(ctx, reply);
+                    // The session actor has sent the `joined` reply, in order with its events.
+                    act.sessions.insert(session, joined.actor);
                 }
                 Err(e) => act.send_error(ctx, id, &e),
             },
@@ -312,11 +307,12 @@ impl ConnectionActor {
             Verdict::Close => {
                 ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
                 tracing::warn!(connection = %self.id, "connection keeps flooding; closing with 1008");
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Policy,
-                    description: Some("too many requests".into()),
-                }));
-                ctx.stop();
+                // Queued behind the replies already produced, so the client reads them all first.
+                self.closing = true;
+                ctx.address().do_send(ToClient::Close {
+                    code: CLOSE_POLICY,
+                    reason: "too many requests".into(),
+                });
                 false
             }
         }
@@ -386,6 +382,9 @@ impl Actor for ConnectionActor {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
         self.last_seen = Instant::now();
         ::metrics::counter!(metrics::FRAMES_IN).increment(1);
         match item {
@@ -440,7 +439,9 @@ impl Handler<ToClient> for ConnectionActor {
                 self.sessions.remove(&session);
             }
             ToClient::Close { code, reason } => {
-                self.end_reason = LeaveReason::Shutdown;
+                if code == CLOSE_RESTARTING {
+                    self.end_reason = LeaveReason::Shutdown;
+                }
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::from(code),
                     description: Some(reason),

@@ -41,6 +41,20 @@ pub struct RecordChange {
 /// Where an engine sends its [`RecordChange`]s.
 pub type ChangeRecorder = Recipient<RecordChange>;
 
+/// Who writes the direct reply of a `join` or `members` request. Those replies carry a version, so
+/// they must reach the client in order with the events: the session actor enqueues them itself,
+/// between the events it sends, when asked to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum ReplyFrame {
+    /// The caller builds the reply from the returned value (actor-level callers and tests).
+    #[default]
+    Caller,
+    /// The session actor sends the reply frame to the client, with this request id.
+    Session {
+        id: Option<crate::protocol::request::RequestId>,
+    },
+}
+
 /// What the engine sends to a client (a socket, or a test recipient standing in for one).
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "()")]

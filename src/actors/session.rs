@@ -15,7 +15,7 @@ use actix::{
 use serde_json::Value;
 
 use super::supervisor::{LocalCount, Supervisor};
-use super::{ChangeRecorder, RecordChange, ToClient};
+use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
 use crate::model::{Change, Event, LeaveReason, Member, SessionView};
 use crate::protocol::error::ApiError;
 use crate::protocol::reply::{ServerMessage, ViewBody};
@@ -74,6 +74,13 @@ impl SessionActor {
                 session: self.session.clone(),
                 change: change.clone(),
             });
+        }
+    }
+
+    /// Enqueues a frame for one local connection, in order with the events sent to it.
+    fn send_to(&self, connection: &str, message: ServerMessage) {
+        if let Some(local) = self.local.get(connection) {
+            local.client.do_send(ToClient::Frame(message.encode()));
         }
     }
 
@@ -181,6 +188,7 @@ impl Actor for SessionActor {
 pub struct JoinLocal {
     pub member: Member,
     pub client: Recipient<ToClient>,
+    pub reply: ReplyFrame,
 }
 
 impl Handler<JoinLocal> for SessionActor {
@@ -225,6 +233,15 @@ impl Handler<JoinLocal> for SessionActor {
                         }
                     } else if outcome.view.version > act.view.version {
                         act.view = outcome.view.clone();
+                    }
+                    if let ReplyFrame::Session { id } = msg.reply {
+                        let joined = ServerMessage::Joined {
+                            id,
+                            session: act.session.clone(),
+                            you: connection.clone(),
+                            view: ViewBody::from(&outcome.view),
+                        };
+                        act.send_to(&connection, joined);
                     }
                     act.report_count();
                     Ok(outcome.view)
@@ -368,6 +385,7 @@ impl Handler<Publish> for SessionActor {
 #[rtype(result = "Result<SessionView, ApiError>")]
 pub struct ReadMembers {
     pub connection: String,
+    pub reply: ReplyFrame,
 }
 
 impl Handler<ReadMembers> for SessionActor {
@@ -383,10 +401,21 @@ impl Handler<ReadMembers> for SessionActor {
         AtomicResponse::new(Box::pin(
             async move { store.view(&session).await }
                 .into_actor(self)
-                .map(|result, act, _ctx| {
+                .map(move |result, act, _ctx| {
                     let view = result?.unwrap_or_default();
                     if view.version > act.view.version {
+                        // The store is ahead of what this actor delivered (an event is still on
+                        // its way): the other local clients get the same view as a snapshot.
                         act.view = view.clone();
+                        act.send_frame(&act.snapshot_frame(), Some(&msg.connection));
+                    }
+                    if let ReplyFrame::Session { id } = msg.reply {
+                        let members = ServerMessage::Members {
+                            id,
+                            session: act.session.clone(),
+                            view: ViewBody::from(&view),
+                        };
+                        act.send_to(&msg.connection, members);
                     }
                     Ok(view)
                 }),

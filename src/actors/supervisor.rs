@@ -16,7 +16,7 @@ use actix::{
 use super::session::{
     JoinLocal, Reconcile, RemoteChange, RemoteMessage, Retire, SessionActor, ShutdownSession,
 };
-use super::{ChangeRecorder, RecordChange, ToClient};
+use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
 use crate::model::{Change, LeaveReason, Member, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store, StoreError};
@@ -388,6 +388,7 @@ pub struct Join {
     pub session: String,
     pub member: Member,
     pub client: Recipient<ToClient>,
+    pub reply: ReplyFrame,
 }
 
 impl Handler<Join> for Supervisor {
@@ -438,6 +439,7 @@ impl Handler<Join> for Supervisor {
                     .send(JoinLocal {
                         member: msg.member,
                         client: msg.client,
+                        reply: msg.reply,
                     })
                     .await
                     .map_err(|e| {
