@@ -169,7 +169,7 @@ pub async fn session(
             &format!("no live or recorded session {id:?}"),
         ),
         Err(e) if view.ended_at.is_some() => {
-            tracing::warn!(error = %e, "session record unavailable; answering from the store");
+            tracing::debug!(error = %e, "session record unavailable; answering from the store");
             HttpResponse::Ok().json(body(view.ended_at.map(rfc3339)))
         }
         Err(e) => error_response(
@@ -243,7 +243,7 @@ pub async fn my_sessions(
         match state.engine.store().counts(&ids).await {
             Ok(counts) => counts.into_iter().map(Some).collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "live counts unavailable for /api/me/sessions");
+                tracing::debug!(error = %e, "live counts unavailable for /api/me/sessions");
                 vec![None; ids.len()]
             }
         }
