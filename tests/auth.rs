@@ -7,7 +7,8 @@ mod support;
 use rollcall::config::ServeArgs;
 use rollcall::server::RunningServer;
 use serde_json::json;
-use support::db::{http_get_as, now_secs, token, token_with_exp, ws_handshake_status};
+use support::db::{now_secs, token, token_with_exp, ws_handshake_status};
+use support::server::http_get_as;
 use support::ws::WsClient;
 
 const SECRET: &str = "auth-test-secret";

@@ -11,10 +11,9 @@ use rollcall::config::ServeArgs;
 use rollcall::persistence::{Database, Persistence};
 use rollcall::server::RunningServer;
 use serde_json::json;
-use support::db::{
-    TestDatabase, eventually, http_get_as, postgres_addr, token, token_with_exp, with_host,
-};
+use support::db::{TestDatabase, eventually, postgres_addr, token, token_with_exp, with_host};
 use support::proxy::TcpProxy;
+use support::server::http_get_as;
 use support::ws::WsClient;
 
 const SECRET: &str = "persistence-test-secret";

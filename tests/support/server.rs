@@ -111,12 +111,18 @@ impl TestServer {
 
 /// A minimal HTTP/1.1 `GET` with `Connection: close`, returning the status and the JSON body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    http_get_as(addr, path, None).await
+}
+
+/// `GET path` with an optional bearer token: the status and the JSON body (`Null` if not JSON).
+pub async fn http_get_as(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Value) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connect to the test server");
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Accept: */*\r\n\r\n"
         );
         stream
             .write_all(request.as_bytes())
