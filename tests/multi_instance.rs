@@ -339,92 +339,35 @@ async fn end_by_the_leader_removes_members_on_every_instance() {
 // Real processes.
 
 mod processes {
-    use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     use serde_json::json;
 
     use super::EVENT_BOUND;
-    use super::support::redis::{RedisServer, free_port};
+    use super::support::process::RollcallProcess;
+    use super::support::redis::RedisServer;
     use super::support::ws::WsClient;
 
-    /// A `rollcall` process, killed on drop.
-    struct Rollcall {
-        child: Child,
-        port: u16,
-        _db: tempfile::TempDir,
-    }
-
-    impl Rollcall {
-        fn start(redis: &RedisServer, name: &str) -> Rollcall {
-            let port = free_port();
-            let db = tempfile::tempdir().expect("temp dir");
-            let database = format!("sqlite://{}", db.path().join("rollcall.db").display());
-            let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-                .args(["--redis-url", &redis.url()])
-                .args(["--bind", &format!("127.0.0.1:{port}")])
-                .args(["--instance-name", name])
-                .args(["--heartbeat-ms", "200", "--lease-ms", "1000"])
-                .args(["--key-prefix", "proc"])
-                .args(["--database-url", &database])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn rollcall");
-            let server = Rollcall {
-                child,
-                port,
-                _db: db,
-            };
-            server.wait_healthy();
-            server
-        }
-
-        fn wait_healthy(&self) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                    use std::io::{Read, Write};
-                    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-                    let mut reply = String::new();
-                    if stream.write_all(request.as_bytes()).is_ok()
-                        && stream.read_to_string(&mut reply).is_ok()
-                        && reply.starts_with("HTTP/1.1 200")
-                    {
-                        return;
-                    }
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "rollcall on port {} never became healthy",
-                    self.port
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-
-        fn ws(&self) -> String {
-            format!("ws://127.0.0.1:{}/ws", self.port)
-        }
-    }
-
-    impl Drop for Rollcall {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    async fn start(redis: &RedisServer, name: &str) -> RollcallProcess {
+        let flags = [
+            "--heartbeat-ms",
+            "200",
+            "--lease-ms",
+            "1000",
+            "--key-prefix",
+            "proc",
+        ];
+        RollcallProcess::start(&redis.url(), name, &flags).await
     }
 
     #[tokio::test]
     async fn two_processes_share_members_leaders_and_end() {
         let redis = RedisServer::start();
-        let a = Rollcall::start(&redis, "pa");
-        let b = Rollcall::start(&redis, "pb");
-        let mut x = WsClient::connect(&a.ws()).await;
-        let mut y = WsClient::connect(&b.ws()).await;
-        let mut z = WsClient::connect(&a.ws()).await;
+        let a = start(&redis, "pa").await;
+        let b = start(&redis, "pb").await;
+        let mut x = WsClient::connect(&a.ws_url()).await;
+        let mut y = WsClient::connect(&b.ws_url()).await;
+        let mut z = WsClient::connect(&a.ws_url()).await;
         let joined = x.join("room").await;
         assert_eq!(joined["leader"], json!(x.connection));
         let joined = y.join("room").await;
@@ -438,6 +381,7 @@ mod processes {
         z.join("room").await;
 
         // A clean leave on B reaches A's clients within the bound.
+        let leaving = Instant::now();
         y.leave("room").await;
         x.expect_within(
             "member_left of y",
@@ -445,6 +389,38 @@ mod processes {
             EVENT_BOUND,
         )
         .await;
+        println!(
+            "figure: clean leave on B seen on A after {:?}",
+            leaving.elapsed()
+        );
+
+        // A socket closed on B reaches A's clients within the bound too.
+        let mut w = WsClient::connect(&b.ws_url()).await;
+        w.join("room").await;
+        x.expect_within(
+            "member_joined of w",
+            |f| f["type"] == "member_joined" && f["member"]["connection"] == json!(w.connection),
+            EVENT_BOUND,
+        )
+        .await;
+        let closing = Instant::now();
+        w.close();
+        x.expect_within(
+            "member_left of w",
+            |f| {
+                f["type"] == "member_left"
+                    && f["connection"] == json!(w.connection)
+                    && f["reason"] == "disconnected"
+            },
+            EVENT_BOUND,
+        )
+        .await;
+        let took = closing.elapsed();
+        println!("figure: socket closed on B seen on A after {took:?}");
+        assert!(
+            took < Duration::from_millis(500),
+            "close took {took:?} to reach A"
+        );
 
         // The leader leaves on A; y joins again on B; leadership goes to the earliest (z).
         y.join("room").await;
