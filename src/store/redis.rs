@@ -39,8 +39,11 @@
 //! sessions' `byinst` index, and the set is deleted when its instance is forgotten or deregisters.
 //! The global keys share the tag `{g}` so the lease scripts are single-slot too.
 //!
-//! Session keys carry a backstop TTL (default 24 h), refreshed by every change and by
-//! [`Store::touch`]; the instance's session set is refreshed by every lease renewal.
+//! Session keys carry a backstop TTL (default 24 h), refreshed by the scripts that may create keys
+//! (join, reassert, end) and by [`Store::touch`], which the supervisor calls for its sessions
+//! every minute; leave, update and remove_instance only touch keys that already carry the TTL,
+//! which saves five `PEXPIRE`s per call. The instance's session set is refreshed by every lease
+//! renewal.
 //!
 //! # Pub/sub
 //! One [`ConnectionManager`] (RESP3) carries commands and subscriptions. It reconnects by itself

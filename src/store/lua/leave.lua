@@ -11,5 +11,4 @@ remove_member(m)
 local events = { { type = 'member_left', connection = m.connection, user = m.user, reason = ARGV[6] } }
 elect(h, false, events)
 local msg = commit(h, events)
-refresh()
 return { 'ok', msg }

@@ -35,5 +35,4 @@ for i = 1, #gone do
 end
 elect(h, false, events)
 local msg = commit(h, events)
-refresh()
 return { 'ok', msg }

@@ -97,7 +97,9 @@ local function commit(h, events)
   return msg
 end
 
--- Refreshes the backstop TTL of every session key (a missing key is left alone).
+-- Refreshes the backstop TTL of every session key (a missing key is left alone). Called by the
+-- scripts that may create keys (join, reassert, end) and by touch; leave, update and
+-- remove_instance only change or delete fields of keys that already carry the TTL.
 local function refresh()
   for i = 1, 5 do
     redis.call('PEXPIRE', KEYS[i], TTL)

@@ -12,5 +12,4 @@ m.avatar = new.avatar
 redis.call('HSET', MEMBERS, m.connection, cjson.encode(m))
 local h = header()
 local msg = commit(h, { { type = 'member_updated', member = m } })
-refresh()
 return { 'ok', msg }
