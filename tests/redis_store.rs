@@ -175,6 +175,34 @@ async fn touch_keeps_a_live_member_past_the_backstop_ttl() {
     );
 }
 
+/// Leave, update and instance removal do not refresh the TTL themselves; the keys they leave
+/// behind must still carry the one set at join, so nothing ever outlives the backstop.
+#[tokio::test]
+async fn every_session_key_keeps_a_ttl_after_every_kind_of_change() {
+    let server = RedisServer::start();
+    let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
+    let (b, _g) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    a.join("s", member(&a, "c1"), 10).await.unwrap();
+    let mut named = member(&a, "c2");
+    named.user = Some("u2".into());
+    a.join("s", named.clone(), 10).await.unwrap();
+    b.join("s", member(&b, "c3"), 10).await.unwrap();
+    a.leave("s", "c1", LeaveReason::Left).await.unwrap();
+    named.name = "renamed".into();
+    a.update_member("s", named).await.unwrap();
+    a.remove_instance_members("s", &b.instance().incarnation, LeaveReason::InstanceLost)
+        .await
+        .unwrap();
+    let keys = server.command(&["KEYS", "rc:{s:s}:*"]).unwrap_or_default();
+    let names: Vec<&str> = keys.lines().filter(|l| l.starts_with("rc:")).collect();
+    assert!(names.len() >= 4, "the session keys exist: {keys:?}");
+    for key in names {
+        let ttl = server.command(&["PTTL", key]).unwrap_or_default();
+        let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap_or(-9);
+        assert!(ms > 0, "{key} has no TTL after the changes (PTTL {ttl:?})");
+    }
+}
+
 #[tokio::test]
 async fn scripts_are_reloaded_after_a_script_flush() {
     let server = RedisServer::start();
