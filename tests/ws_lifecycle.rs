@@ -34,7 +34,8 @@ async fn a_client_that_stops_answering_is_removed_with_reason_timeout_within_the
     // socket. `quiet` sends nothing either, but its socket answers pings.
     frozen.freeze();
     let t0 = Instant::now();
-    let bound = Duration::from_millis(TIMEOUT_MS + TIMEOUT_MS / 10 + 1000);
+    // The server checks at the moment the silence reaches the timeout; 1 s of margin.
+    let bound = Duration::from_millis(TIMEOUT_MS + 1000);
     let left = watcher
         .expect_within(
             "member_left of the frozen client",
@@ -54,7 +55,7 @@ async fn a_client_that_stops_answering_is_removed_with_reason_timeout_within_the
     );
     assert!(
         elapsed <= bound,
-        "removed after {elapsed:?}: more than the timeout plus one check plus a 1 s margin ({bound:?})"
+        "removed after {elapsed:?}: more than the timeout plus a 1 s margin ({bound:?})"
     );
 
     // The client that answers pings outlives three timeouts without sending a frame.

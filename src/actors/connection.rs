@@ -318,6 +318,24 @@ impl ConnectionActor {
         }
     }
 
+    /// Checks at the exact moment the client's silence would reach the timeout, and again at the
+    /// new moment if it spoke meanwhile: a silent client is closed right at the timeout, with one
+    /// timer per connection and no per-frame work.
+    fn check_liveness_in(&self, delay: Duration, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.run_later(delay, |act, ctx| {
+            let silent = act.last_seen.elapsed();
+            match act.settings.client_timeout.checked_sub(silent) {
+                Some(left) if !left.is_zero() => act.check_liveness_in(left, ctx),
+                _ => {
+                    tracing::info!(connection = %act.id, silent_ms = silent.as_millis() as u64,
+                        "client silent for the timeout; closing");
+                    act.end_reason = LeaveReason::Timeout;
+                    ctx.stop();
+                }
+            }
+        });
+    }
+
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         if !self.admit(|| request::peek_id(text), ctx) {
             return;
@@ -352,15 +370,7 @@ impl Actor for ConnectionActor {
         self.send(ctx, welcome);
         ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
         ctx.run_interval(self.settings.ping_interval, |_act, ctx| ctx.ping(b""));
-        let check = (self.settings.client_timeout / 10)
-            .clamp(Duration::from_millis(20), Duration::from_secs(1));
-        ctx.run_interval(check, |act, ctx| {
-            if act.last_seen.elapsed() > act.settings.client_timeout {
-                tracing::info!(connection = %act.id, "client silent past the timeout; closing");
-                act.end_reason = LeaveReason::Timeout;
-                ctx.stop();
-            }
-        });
+        self.check_liveness_in(self.settings.client_timeout, ctx);
         tracing::debug!(connection = %self.id, user = ?self.identity.user, "connected");
     }
 
