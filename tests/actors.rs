@@ -203,6 +203,15 @@ async fn engine() -> Engine {
         .expect("the engine starts")
 }
 
+/// An engine on a backend the test keeps, to look into the store or make it lose its data.
+async fn engine_on(backend: &MemoryBackend) -> Engine {
+    let settings = settings();
+    let (store, feed) = backend.connect(InstanceId::new(settings.instance_name.clone()));
+    Engine::start(std::sync::Arc::new(store), feed, &settings)
+        .await
+        .expect("the engine starts")
+}
+
 fn left_event(frame: &Value, connection: &str) -> bool {
     frame["type"] == "member_left" && frame["connection"] == connection
 }
@@ -554,11 +563,7 @@ async fn a_session_actor_retires_with_its_last_member_and_a_new_one_continues_th
 #[actix_rt::test]
 async fn graceful_shutdown_removes_members_with_reason_shutdown_and_closes_with_1012() {
     let backend = MemoryBackend::new(Duration::from_secs(3));
-    let settings = settings();
-    let (store, feed) = backend.connect(InstanceId::new(settings.instance_name.clone()));
-    let engine = Engine::start(std::sync::Arc::new(store), feed, &settings)
-        .await
-        .expect("the engine starts");
+    let engine = engine_on(&backend).await;
     let mut a = Probe::new(None);
     let mut b = Probe::new(None);
     a.join(&engine, "bye").await.expect("join");
@@ -602,11 +607,7 @@ async fn graceful_shutdown_removes_members_with_reason_shutdown_and_closes_with_
 #[actix_rt::test]
 async fn reconcile_after_the_store_lost_its_data_reasserts_members_and_sends_a_snapshot() {
     let backend = MemoryBackend::new(Duration::from_secs(3));
-    let settings = settings();
-    let (store, feed) = backend.connect(InstanceId::new(settings.instance_name.clone()));
-    let engine = Engine::start(std::sync::Arc::new(store), feed, &settings)
-        .await
-        .expect("the engine starts");
+    let engine = engine_on(&backend).await;
     let mut a = Probe::new(None);
     let mut b = Probe::new(None);
     a.join(&engine, "heal").await.expect("join");
