@@ -248,6 +248,59 @@ async fn database_outage_loses_no_rows() {
     server.shutdown().await;
 }
 
+/// Postgres down when the server starts: the server serves anyway (presence never waits for the
+/// database), reports the database down, and writes everything once Postgres answers, after
+/// running the migrations on the first connection.
+#[actix_rt::test]
+async fn a_server_started_while_postgres_is_down_records_once_it_is_up() {
+    let database = TestDatabase::create();
+    let proxy = TcpProxy::start(postgres_addr(&database.url));
+    proxy.cut();
+    let server = start(&with_host(&database.url, proxy.addr())).await;
+    let persistence = persistence(&server);
+    let down = eventually(Duration::from_secs(10), async || {
+        let (status, body) = http_get_as(server.addr, "/readyz", None).await;
+        status == 503 && body["database"]["state"] == "down"
+    })
+    .await;
+    assert!(down, "/readyz should report the database down");
+
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let mut client = connect_as(&server, &format!("early-user-{i}")).await;
+        client.join("early").await;
+        users.push(client);
+    }
+    assert_eq!(
+        live_members(&server, "early").await,
+        5,
+        "presence works without the database"
+    );
+    users[0].leave("early").await;
+
+    proxy.heal();
+    drain(&persistence).await;
+    let direct = Database::open(&database.url).expect("direct connection").0;
+    let rows = direct.participants("early").expect("rows");
+    assert_eq!(
+        rows.len(),
+        5,
+        "every user once, written after the database came up"
+    );
+    let left: Vec<&str> = rows
+        .iter()
+        .filter(|(_, row)| row.last_left_at.is_some())
+        .map(|(user, _)| user.as_str())
+        .collect();
+    assert_eq!(left, ["early-user-0"]);
+    let ready = eventually(Duration::from_secs(10), async || {
+        http_get_as(server.addr, "/readyz", None).await.0 == 200
+    })
+    .await;
+    assert!(ready, "/readyz should be ready once Postgres answers");
+    server.shutdown().await;
+}
+
 /// `/api/me/sessions`: most recently joined first, `limit`, live counts from the store, 401
 /// without a token, and never another user's rows. `/api/sessions/{id}` answers from the
 /// record when nobody is live, with `ended_at` of an ended session.

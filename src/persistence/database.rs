@@ -174,7 +174,63 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     }
 }
 
+/// Runs the pending migrations on the first connection a lazily built Postgres pool opens, so a
+/// server that started while Postgres was down migrates before its first write.
+#[derive(Debug, Default)]
+struct PgMigrateOnFirstConnect {
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for PgMigrateOnFirstConnect {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        use std::sync::atomic::Ordering;
+        if self.done.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match migrate_postgres(conn) {
+            Ok(applied) => {
+                tracing::info!(migrations = ?applied, "postgres reachable: migrations checked");
+                self.done.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(diesel::r2d2::Error::QueryError(
+                diesel::result::Error::QueryBuilderError(e.to_string().into()),
+            )),
+        }
+    }
+}
+
 impl Database {
+    /// Like [`Database::open`], but a Postgres server that cannot be reached now is not an error:
+    /// the pool is built without connecting, the writer keeps every write until Postgres answers,
+    /// and the migrations run on the first connection. Any other error (a bad URL, a failed
+    /// migration, an unusable SQLite file) is still returned. Blocks.
+    pub fn open_or_wait(url: &str) -> DbResult<(Database, Vec<String>)> {
+        match Database::open(url) {
+            Err(DatabaseError::Connect {
+                backend: "postgres",
+                reason,
+            }) => {
+                let DatabaseUrl::Postgres(url) = DatabaseUrl::parse(url)? else {
+                    return Err(DatabaseError::Connect {
+                        backend: "postgres",
+                        reason,
+                    });
+                };
+                tracing::error!(%reason,
+                    "postgres unreachable at start-up; serving anyway, participation writes are kept until it answers");
+                let pool = Pool::builder()
+                    .max_size(4)
+                    .min_idle(Some(0))
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    .connection_customizer(Box::new(PgMigrateOnFirstConnect::default()))
+                    .build_unchecked(ConnectionManager::<PgConnection>::new(url));
+                Ok((Database::Postgres(pool), Vec::new()))
+            }
+            other => other,
+        }
+    }
+
     /// Connects, runs the pending migrations, and builds the pool. Returns the versions of the
     /// migrations it applied. Blocks.
     pub fn open(url: &str) -> DbResult<(Database, Vec<String>)> {

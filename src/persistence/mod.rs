@@ -38,11 +38,12 @@ pub struct FlushReport {
 }
 
 impl Persistence {
-    /// Connects to `url`, runs the pending migrations and starts the writer. Must run inside an
-    /// actix system; the blocking work runs on the blocking pool.
+    /// Connects to `url`, runs the pending migrations and starts the writer. A Postgres server
+    /// that is down at start-up is waited for (see [`Database::open_or_wait`]). Must run inside
+    /// an actix system; the blocking work runs on the blocking pool.
     pub async fn open(url: &str, settings: PersistenceSettings) -> DbResult<Persistence> {
         let url = url.to_owned();
-        let (db, applied) = blocking(move || Database::open(&url)).await?;
+        let (db, applied) = blocking(move || Database::open_or_wait(&url)).await?;
         if !applied.is_empty() {
             tracing::info!(backend = db.backend(), migrations = ?applied, "database migrations applied");
         }
