@@ -1,50 +1,31 @@
 //! Measures the Redis commands one store operation costs, from `INFO commandstats` deltas on a
-//! private `redis-server`. A measurement, not a check: run it with
-//! `cargo test --test redis_commandstats -- --ignored --nocapture`.
+//! private `redis-server`: `cargo bench --bench commandstats`.
 //!
 //! Commands run inside a script (`redis.call`) are counted by Redis under their own names, next
 //! to the top-level `evalsha`; the report splits the two.
 
-#[path = "support/redis.rs"]
-mod redis_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::PrivateRedis;
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{InstanceId, Store};
 
-use redis_support::RedisServer;
-
-fn commandstats(url: &str) -> BTreeMap<String, u64> {
-    let client = redis::Client::open(url).expect("url");
-    let mut conn = client.get_connection().expect("connect");
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut conn)
-        .expect("INFO");
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
+fn stats(server: &PrivateRedis) -> BTreeMap<String, u64> {
+    server.commandstats().into_iter().collect()
 }
 
-/// Deltas, minus the INFO call that reads them.
+/// Deltas, minus the calls that read them.
 fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     after
         .iter()
         .filter_map(|(name, calls)| {
             let mut d = calls - before.get(name).copied().unwrap_or(0);
-            if name == "info" {
+            // The reading connection's own PING (on connect) and INFO.
+            if name == "info" || name == "ping" {
                 d -= 1;
             }
             (d > 0).then(|| (name.clone(), d))
@@ -94,10 +75,12 @@ fn report(what: &str, d: &BTreeMap<String, u64>) {
     );
 }
 
-#[tokio::test]
-#[ignore = "a measurement; run with --ignored --nocapture"]
-async fn commands_per_operation() {
-    let server = RedisServer::start();
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if !common::invoked_by_cargo_bench("commandstats") {
+        return;
+    }
+    let server = PrivateRedis::start();
     let url = server.url();
     let (a, _feed) = RedisStore::connect(
         &url,
@@ -117,29 +100,29 @@ async fn commands_per_operation() {
     a.counts(&["s".into()]).await.unwrap();
     a.join("s", member(&a, "m2"), 100).await.unwrap();
 
-    let before = commandstats(&url);
+    let before = stats(&server);
     a.join("s", member(&a, "m3"), 100).await.unwrap();
-    let after = commandstats(&url);
+    let after = stats(&server);
     report("join (3rd member)", &delta(&before, &after));
 
-    let before = commandstats(&url);
+    let before = stats(&server);
     a.leave("s", "m3", LeaveReason::Left).await.unwrap();
-    let after = commandstats(&url);
+    let after = stats(&server);
     report("leave (non-leader)", &delta(&before, &after));
 
-    let before = commandstats(&url);
+    let before = stats(&server);
     a.leave("s", "m1", LeaveReason::Left).await.unwrap();
-    let after = commandstats(&url);
+    let after = stats(&server);
     report("leave (leader, hand-over)", &delta(&before, &after));
 
-    let before = commandstats(&url);
+    let before = stats(&server);
     a.view("s").await.unwrap();
-    let after = commandstats(&url);
+    let after = stats(&server);
     report("member list (view)", &delta(&before, &after));
 
     let sessions: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
-    let before = commandstats(&url);
+    let before = stats(&server);
     a.counts(&sessions).await.unwrap();
-    let after = commandstats(&url);
+    let after = stats(&server);
     report("counts of 10 sessions", &delta(&before, &after));
 }
