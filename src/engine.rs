@@ -39,6 +39,7 @@ impl EngineSettings {
             supervisor: SupervisorSettings {
                 heartbeat: args.heartbeat(),
                 max_members_per_session: args.max_members_per_session,
+                message_batch: Duration::from_millis(args.message_batch_ms),
                 max_connections: args.max_connections,
                 touch_every_ticks: 60,
             },

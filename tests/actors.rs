@@ -46,6 +46,8 @@ struct Probe {
     rx: mpsc::UnboundedReceiver<ToClient>,
     /// Every frame received, parsed.
     frames: Vec<Value>,
+    /// How many frames each delivery carried, in order (a socket writes each delivery at once).
+    writes: Vec<usize>,
     /// Sessions whose membership the engine ended (`MembershipEnded`).
     ended: Vec<String>,
     /// The close code, once the engine asked to close this connection.
@@ -62,6 +64,7 @@ impl Probe {
             addr: Recipient { tx }.start(),
             rx,
             frames: Vec::new(),
+            writes: Vec::new(),
             ended: Vec::new(),
             close: None,
             session: None,
@@ -146,8 +149,16 @@ impl Probe {
     fn take(&mut self, msg: ToClient) {
         match msg {
             ToClient::Frame(text) => {
+                self.writes.push(1);
                 self.frames
                     .push(serde_json::from_str(&text).expect("frames are JSON"));
+            }
+            ToClient::Frames(frames) => {
+                self.writes.push(frames.len());
+                for text in frames.iter() {
+                    self.frames
+                        .push(serde_json::from_str(text).expect("frames are JSON"));
+                }
             }
             ToClient::MembershipEnded { session } => self.ended.push(session),
             ToClient::Close { code, .. } => self.close = Some(code),
@@ -195,6 +206,28 @@ impl Probe {
 
 fn settings() -> EngineSettings {
     EngineSettings::from_args(&test_args())
+}
+
+async fn publish(probe: &Probe, data: Value) {
+    let publish = Publish {
+        connection: probe.id.clone(),
+        data,
+    };
+    probe
+        .actor()
+        .send(publish)
+        .await
+        .expect("the session actor answers")
+        .expect("published");
+}
+
+/// The `message` frames among `frames`, as their `data`.
+fn messages(frames: &[Value]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["data"].clone())
+        .collect()
 }
 
 async fn engine() -> Engine {
@@ -671,4 +704,77 @@ async fn joins_racing_the_retirement_of_an_emptied_session_actor_are_never_lost(
         .await
         .expect("answer");
     assert!(lookup.is_none(), "the emptied session actor retired");
+}
+
+#[actix_rt::test]
+async fn batched_messages_share_one_write_keep_their_order_and_reach_only_members_present() {
+    let mut args = test_args();
+    // Long enough that nothing below depends on the timer, except where the test waits for it.
+    args.message_batch_ms = 1000;
+    let engine = Engine::start_in_memory(&EngineSettings::from_args(&args))
+        .await
+        .expect("the engine starts");
+    let (mut a, mut b, mut c) = (Probe::new(None), Probe::new(None), Probe::new(None));
+    a.join(&engine, "batch").await.expect("join");
+    b.join(&engine, "batch").await.expect("join");
+    a.expect("B's join", |f| f["type"] == "member_joined").await;
+    a.drain();
+    b.drain();
+    let (writes_a, writes_b) = (a.writes.len(), b.writes.len());
+
+    publish(&a, json!(1)).await;
+    publish(&a, json!(2)).await;
+    publish(&b, json!(3)).await;
+    // A change in the session delivers the held messages first, to the members of that moment.
+    c.join(&engine, "batch").await.expect("join");
+    let joined = b.expect("C's join", |f| f["type"] == "member_joined").await;
+    assert_eq!(joined["member"]["connection"], c.id.as_str());
+    a.expect("C's join", |f| {
+        f["type"] == "member_joined" && f["member"]["connection"] == c.id.as_str()
+    })
+    .await;
+    assert_eq!(
+        messages(&b.frames),
+        [json!(1), json!(2)],
+        "a publisher never gets its own message"
+    );
+    assert_eq!(messages(&a.frames), [json!(3)]);
+    assert_eq!(
+        b.writes[writes_b..],
+        [2, 1],
+        "B: one write for A's two messages, then one for C's join"
+    );
+    assert_eq!(a.writes[writes_a..], [1, 1]);
+    let before_join = b
+        .frames
+        .iter()
+        .position(|f| f["type"] == "member_joined" && f["member"]["connection"] == c.id.as_str());
+    let last_message = b.frames.iter().rposition(|f| f["type"] == "message");
+    assert!(
+        last_message < before_join,
+        "messages precede the later join"
+    );
+
+    // With nothing else happening, the window's timer delivers the batch, to C as well.
+    publish(&a, json!(4)).await;
+    publish(&a, json!(5)).await;
+    for probe in [&mut b, &mut c] {
+        probe
+            .expect("message 5", |f| f["type"] == "message" && f["data"] == 5)
+            .await;
+    }
+    assert_eq!(
+        messages(&c.frames),
+        [json!(4), json!(5)],
+        "C got only what came after it joined"
+    );
+    assert_eq!(c.writes.last(), Some(&2));
+
+    // A member that leaves first gets what was published while it was there.
+    publish(&a, json!(6)).await;
+    b.leave(LeaveReason::Left).await.expect("leave");
+    b.expect("message 6", |f| f["type"] == "message" && f["data"] == 6)
+        .await;
+    c.expect("message 6", |f| f["type"] == "message" && f["data"] == 6)
+        .await;
 }

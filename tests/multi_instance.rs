@@ -38,6 +38,14 @@ impl Handler<ToClient> for Probe {
     fn handle(&mut self, msg: ToClient, _ctx: &mut Context<Self>) {
         let frame = match msg {
             ToClient::Frame(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+            ToClient::Frames(frames) => {
+                for text in frames.iter() {
+                    let _ = self
+                        .tx
+                        .send(serde_json::from_str(text).unwrap_or(Value::Null));
+                }
+                return;
+            }
             ToClient::MembershipEnded { session } => {
                 json!({"type": "test:membership_ended", "session": session})
             }

@@ -445,6 +445,12 @@ impl Handler<ToClient> for ConnectionActor {
                 ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
                 ctx.text(&*frame)
             }
+            ToClient::Frames(frames) => {
+                ::metrics::counter!(metrics::FRAMES_OUT).increment(frames.len() as u64);
+                for frame in frames.iter() {
+                    ctx.text(&**frame);
+                }
+            }
             ToClient::MembershipEnded { session } => {
                 self.sessions.remove(&session);
             }

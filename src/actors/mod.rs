@@ -61,6 +61,9 @@ pub enum ReplyFrame {
 pub enum ToClient {
     /// One encoded JSON frame.
     Frame(Arc<str>),
+    /// Several frames to write at once, in this order (a batch of `message`s, see
+    /// `--message-batch-ms`); the client sees the same frames as if each had come alone.
+    Frames(Arc<[Arc<str>]>),
     /// The connection is no longer a member of this session (ended, shut down, or lost).
     MembershipEnded { session: String },
     /// Close the connection with this WebSocket close code (1012 on graceful shutdown).

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
@@ -32,6 +33,10 @@ pub struct SessionActor {
     supervisor: Addr<Supervisor>,
     max_members: usize,
     recorder: Option<ChangeRecorder>,
+    /// How long a `message` may wait to share one write with the next ones; zero sends at once.
+    message_batch: Duration,
+    /// `message` frames waiting for the batch window, each with the member that must not get it.
+    pending_messages: Vec<(Arc<str>, Option<String>)>,
     view: SessionView,
     local: HashMap<String, LocalMember>,
     /// Local connections whose removal the store has not confirmed yet (it was unreachable).
@@ -44,6 +49,7 @@ impl SessionActor {
         store: Arc<dyn Store>,
         supervisor: Addr<Supervisor>,
         max_members: usize,
+        message_batch: Duration,
         recorder: Option<ChangeRecorder>,
     ) -> SessionActor {
         SessionActor {
@@ -52,16 +58,70 @@ impl SessionActor {
             supervisor,
             max_members,
             recorder,
+            message_batch,
+            pending_messages: Vec::new(),
             view: SessionView::default(),
             local: HashMap::new(),
             pending_removals: Vec::new(),
         }
     }
 
-    fn send_frame(&self, frame: &Arc<str>, skip: Option<&str>) {
+    /// Sends a frame to every local member but `skip`, after the batched messages before it.
+    fn send_frame(&mut self, frame: &Arc<str>, skip: Option<&str>) {
+        self.flush_messages();
+        self.send_each(frame, skip);
+    }
+
+    fn send_each(&self, frame: &Arc<str>, skip: Option<&str>) {
         for (connection, local) in &self.local {
             if Some(connection.as_str()) != skip {
                 local.client.do_send(ToClient::Frame(frame.clone()));
+            }
+        }
+    }
+
+    /// Delivers a `message` frame to every local member but `skip`: at once, or, with a batch
+    /// window, together with the other messages published within it, so that a busy session costs
+    /// one write per socket per window instead of one per message.
+    fn deliver_message(&mut self, frame: Arc<str>, skip: Option<String>, ctx: &mut Context<Self>) {
+        if self.message_batch.is_zero() {
+            self.send_each(&frame, skip.as_deref());
+            return;
+        }
+        if self.pending_messages.is_empty() {
+            ctx.run_later(self.message_batch, |act, _| act.flush_messages());
+        }
+        self.pending_messages.push((frame, skip));
+    }
+
+    /// Sends the batched messages. It runs before any other frame goes out and before the local
+    /// members change, so batching never reorders a socket's frames, and a message reaches
+    /// exactly the members that were there when it was published.
+    fn flush_messages(&mut self) {
+        let pending = std::mem::take(&mut self.pending_messages);
+        if let [(frame, skip)] = pending.as_slice() {
+            self.send_each(frame, skip.as_deref());
+            return;
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let everyone: Arc<[Arc<str>]> = pending.iter().map(|(frame, _)| frame.clone()).collect();
+        for (connection, local) in &self.local {
+            let is_publisher = pending
+                .iter()
+                .any(|(_, skip)| skip.as_deref() == Some(connection.as_str()));
+            let frames = if is_publisher {
+                pending
+                    .iter()
+                    .filter(|(_, skip)| skip.as_deref() != Some(connection.as_str()))
+                    .map(|(frame, _)| frame.clone())
+                    .collect()
+            } else {
+                everyone.clone()
+            };
+            if !frames.is_empty() {
+                local.client.do_send(ToClient::Frames(frames));
             }
         }
     }
@@ -78,7 +138,8 @@ impl SessionActor {
     }
 
     /// Enqueues a frame for one local connection, in order with the events sent to it.
-    fn send_to(&self, connection: &str, message: ServerMessage) {
+    fn send_to(&mut self, connection: &str, message: ServerMessage) {
+        self.flush_messages();
         if let Some(local) = self.local.get(connection) {
             local.client.do_send(ToClient::Frame(message.encode()));
         }
@@ -156,7 +217,8 @@ impl SessionActor {
                 .map(|result, act, _ctx| match result {
                     Ok(Some(view)) if view.version >= act.view.version => {
                         act.view = view;
-                        act.send_frame(&act.snapshot_frame(), None);
+                        let frame = act.snapshot_frame();
+                        act.send_frame(&frame, None);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -212,6 +274,7 @@ impl Handler<JoinLocal> for SessionActor {
                         .member(&connection)
                         .cloned()
                         .unwrap_or(msg.member);
+                    act.flush_messages();
                     act.local.insert(
                         connection.clone(),
                         LocalMember {
@@ -262,6 +325,7 @@ impl Handler<Leave> for SessionActor {
     type Result = AtomicResponse<Self, Result<(), ApiError>>;
 
     fn handle(&mut self, msg: Leave, _ctx: &mut Context<Self>) -> Self::Result {
+        self.flush_messages();
         if self.local.remove(&msg.connection).is_none() {
             let session = self.session.clone();
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ApiError::not_member(
@@ -352,7 +416,7 @@ pub struct Publish {
 impl Handler<Publish> for SessionActor {
     type Result = AtomicResponse<Self, Result<(), ApiError>>;
 
-    fn handle(&mut self, msg: Publish, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
         let Some(local) = self.local.get(&msg.connection) else {
             let err = ApiError::not_member(&self.session);
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))));
@@ -365,7 +429,7 @@ impl Handler<Publish> for SessionActor {
             data: msg.data.clone(),
         }
         .encode();
-        self.send_frame(&frame, Some(&msg.connection));
+        self.deliver_message(frame, Some(msg.connection.clone()), ctx);
         let store = self.store.clone();
         let session = self.session.clone();
         AtomicResponse::new(Box::pin(
@@ -407,7 +471,8 @@ impl Handler<ReadMembers> for SessionActor {
                         // The store is ahead of what this actor delivered (an event is still on
                         // its way): the other local clients get the same view as a snapshot.
                         act.view = view.clone();
-                        act.send_frame(&act.snapshot_frame(), Some(&msg.connection));
+                        let frame = act.snapshot_frame();
+                        act.send_frame(&frame, Some(&msg.connection));
                     }
                     if let ReplyFrame::Session { id } = msg.reply {
                         let members = ServerMessage::Members {
@@ -449,6 +514,7 @@ impl Handler<EndSession> for SessionActor {
                     let change = result?;
                     act.record(&change);
                     // The ender gets `ended` as its reply, not `session_ended`.
+                    act.flush_messages();
                     if let Some(local) = act.local.remove(&msg.connection) {
                         local.client.do_send(ToClient::MembershipEnded {
                             session: act.session.clone(),
@@ -491,7 +557,7 @@ pub struct RemoteMessage {
 impl Handler<RemoteMessage> for SessionActor {
     type Result = ();
 
-    fn handle(&mut self, msg: RemoteMessage, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: RemoteMessage, ctx: &mut Context<Self>) {
         let frame = ServerMessage::Message {
             session: self.session.clone(),
             from: msg.from,
@@ -499,7 +565,7 @@ impl Handler<RemoteMessage> for SessionActor {
             data: msg.data,
         }
         .encode();
-        self.send_frame(&frame, None);
+        self.deliver_message(frame, None, ctx);
     }
 }
 
@@ -563,7 +629,7 @@ impl Handler<Reconcile> for SessionActor {
                         || view.leader != act.view.leader
                     {
                         act.view = view;
-                        act.send_frame(&act.snapshot_frame(), None);
+                        let frame = act.snapshot_frame(); act.send_frame(&frame, None);
                     }
                 }
                 Err(e) => {
@@ -586,6 +652,7 @@ impl Handler<ShutdownSession> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let me = store.instance().incarnation.clone();
+        self.flush_messages();
         let had_members = !self.local.is_empty();
         let mut clients = Vec::with_capacity(self.local.len());
         for (_, local) in self.local.drain() {

@@ -29,6 +29,8 @@ pub const CLOSE_RESTARTING: u16 = 1012;
 pub struct SupervisorSettings {
     pub heartbeat: Duration,
     pub max_members_per_session: usize,
+    /// Batch window for `message` delivery (see `--message-batch-ms`); zero sends at once.
+    pub message_batch: Duration,
     pub max_connections: usize,
     /// Refresh the backstop TTL of session keys every this many heartbeats.
     pub touch_every_ticks: u64,
@@ -413,6 +415,7 @@ impl Handler<Join> for Supervisor {
                     self.store.clone(),
                     ctx.address(),
                     self.settings.max_members_per_session,
+                    self.settings.message_batch,
                     self.recorder.clone(),
                 )
                 .start();
