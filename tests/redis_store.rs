@@ -175,6 +175,8 @@ async fn touch_keeps_a_live_member_past_the_backstop_ttl() {
     );
 }
 
+/// Only a session's first join sets the TTL on every key; later joins set it only on a key they
+/// may create (the users hash, here created by the second join, as the first member is anonymous).
 /// Leave, update and instance removal do not refresh the TTL themselves; the keys they leave
 /// behind must still carry the one set at join, so nothing ever outlives the backstop.
 #[tokio::test]
@@ -182,7 +184,9 @@ async fn every_session_key_keeps_a_ttl_after_every_kind_of_change() {
     let server = RedisServer::start();
     let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
     let (b, _g) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
-    a.join("s", member(&a, "c1"), 10).await.unwrap();
+    let mut anonymous = member(&a, "c1");
+    anonymous.user = None;
+    a.join("s", anonymous, 10).await.unwrap();
     let mut named = member(&a, "c2");
     named.user = Some("u2".into());
     a.join("s", named.clone(), 10).await.unwrap();

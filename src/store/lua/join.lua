@@ -4,25 +4,32 @@
 -- member's so that join order is election order even within one millisecond); ARGV[6]: max members.
 -- Returns {'ended'} | {'full'} | view_reply('same') for an idempotent re-join |
 -- view_reply('ok', change JSON) after the join.
-if redis.call('HEXISTS', META, 'ended_at') == 1 then
+local h = header()
+if h.ended_at then
   return { 'ended' }
 end
 local member = cjson.decode(ARGV[5])
 if redis.call('HEXISTS', MEMBERS, member.connection) == 1 then
-  return view_reply('same')
+  return view_reply('same', nil, h)
 end
-if redis.call('HLEN', MEMBERS) >= tonumber(ARGV[6]) then
+local count = redis.call('HLEN', MEMBERS)
+if count >= tonumber(ARGV[6]) then
   return { 'full' }
 end
-local h = header()
 member.joined_at = now_ms()
 local latest = redis.call('ZRANGE', ORDER, -1, -1, 'WITHSCORES')
 if latest[2] and tonumber(latest[2]) >= member.joined_at then
   member.joined_at = tonumber(latest[2]) + 1
 end
-add_member(member)
+local new_user = add_member(member)
 local events = { { type = 'member_joined', member = member } }
 elect(h, false, events)
 local msg = commit(h, events)
-refresh()
-return view_reply('ok', msg)
+-- A session with members already has all its keys, each with the backstop TTL (kept alive by
+-- touch); only a first member creates them, and only a user's first connection may create USERS.
+if count == 0 then
+  refresh()
+elseif new_user then
+  redis.call('PEXPIRE', USERS, TTL)
+end
+return view_reply('ok', msg, h)

@@ -9,6 +9,10 @@ local m = cjson.decode(record)
 local h = header()
 remove_member(m)
 local events = { { type = 'member_left', connection = m.connection, user = m.user, reason = ARGV[6] } }
-elect(h, false, events)
+-- Any other leader is a member still (every removal re-elects), so only its own leave or a
+-- leaderless session needs an election.
+if not h.leader or h.leader == m.connection then
+  elect(h, false, events)
+end
 local msg = commit(h, events)
 return { 'ok', msg }

@@ -36,15 +36,16 @@ local function is_anonymous(user)
   return user == nil or user == cjson.null
 end
 
+-- Returns true when this made USERS gain a field (so the USERS key may have just been created).
 local function add_member(m)
   redis.call('HSET', MEMBERS, m.connection, cjson.encode(m))
   redis.call('ZADD', ORDER, m.joined_at, m.connection)
   redis.call('ZADD', BYINST, 0, inst_entry(m.instance, m.connection))
   if is_anonymous(m.user) then
     redis.call('HINCRBY', META, 'anonymous', 1)
-  else
-    redis.call('HINCRBY', USERS, m.user, 1)
+    return false
   end
+  return redis.call('HINCRBY', USERS, m.user, 1) == 1
 end
 
 local function remove_member(m)
@@ -76,10 +77,10 @@ end
 -- (a crate::store::Broadcast).
 local function commit(h, events)
   h.version = h.version + 1
-  redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch)
   if h.leader then
-    redis.call('HSET', META, 'leader', h.leader)
+    redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch, 'leader', h.leader)
   else
+    redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch)
     redis.call('HDEL', META, 'leader')
   end
   local msg = cjson.encode({
@@ -97,9 +98,9 @@ local function commit(h, events)
   return msg
 end
 
--- Refreshes the backstop TTL of every session key (a missing key is left alone). Called by the
--- scripts that may create keys (join, reassert, end) and by touch; leave, update and
--- remove_instance only change or delete fields of keys that already carry the TTL.
+-- Refreshes the backstop TTL of every session key (a missing key is left alone). Called where keys
+-- may be created (a session's first join, reassert, end) and by touch; the other changes only
+-- change or delete fields of keys that already carry the TTL.
 local function refresh()
   for i = 1, 5 do
     redis.call('PEXPIRE', KEYS[i], TTL)
@@ -107,8 +108,9 @@ local function refresh()
 end
 
 -- {status, change, version, leader|'', epoch, ended_at|'', member records...}
-local function view_reply(status, change)
-  local h = header()
+-- `h` is the header as the script left it (read afresh when not given).
+local function view_reply(status, change, h)
+  h = h or header()
   local reply = { status, change or '', tostring(h.version), h.leader or '', tostring(h.epoch), h.ended_at or '' }
   local members = redis.call('HVALS', MEMBERS)
   for i = 1, #members do
