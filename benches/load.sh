@@ -9,7 +9,8 @@
 #
 # The server gets a rate limit that lets a load client through (the defaults, 20/s with a burst
 # of 40, would refuse most churn and publish requests). Extra server flags go in SERVER_ARGS.
-# For `idle`, the server's pid is passed to the load tool.
+# For `idle`, the server's pid is passed to the load tool. ROLLCALL_BIN runs another server
+# binary (for A/B runs of a change).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,7 +36,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
 # shellcheck disable=SC2086
-RUST_LOG=warn "$bin/rollcall" serve --bind "127.0.0.1:$server_port" \
+RUST_LOG=warn "${ROLLCALL_BIN:-$bin/rollcall}" serve --bind "127.0.0.1:$server_port" \
     --redis-url "redis://127.0.0.1:$redis_port/" --database-url "sqlite://$dir/db.sqlite" \
     --rate-limit-per-second 100000 --rate-limit-burst 100000 ${SERVER_ARGS:-} \
     >"$dir/server.log" 2>&1 &
