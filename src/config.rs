@@ -122,9 +122,10 @@ pub struct ServeArgs {
     /// Serialized size limit of `publish` data, in bytes.
     #[arg(long, env = "ROLLCALL_MAX_PUBLISH_BYTES", default_value_t = 16 * 1024)]
     pub max_publish_bytes: usize,
-    /// How long a published `message` may wait so that the messages of a busy session reach each
-    /// socket in one write, in milliseconds. 0 (the default) sends every message at once.
-    #[arg(long, env = "ROLLCALL_MESSAGE_BATCH_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    /// Longest wait of a `message` so that a busy session's messages reach each socket in one
+    /// write, in milliseconds. A message after a quiet window goes out at once; 0 sends every
+    /// message at once.
+    #[arg(long, env = "ROLLCALL_MESSAGE_BATCH_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub message_batch_ms: u64,
     /// Connections this instance accepts; more are refused with HTTP 503 before the upgrade.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = 100_000)]

@@ -722,9 +722,20 @@ async fn batched_messages_share_one_write_keep_their_order_and_reach_only_member
     b.drain();
     let (writes_a, writes_b) = (a.writes.len(), b.writes.len());
 
+    // The first message after a quiet window goes out at once.
+    let sent = tokio::time::Instant::now();
     publish(&a, json!(1)).await;
+    b.expect("message 1", |f| f["type"] == "message" && f["data"] == 1)
+        .await;
+    assert!(
+        sent.elapsed() < Duration::from_millis(500),
+        "message 1 waited {:?}, as if held for the 1 s window",
+        sent.elapsed()
+    );
+    // Messages right behind it wait for the window, together.
     publish(&a, json!(2)).await;
-    publish(&b, json!(3)).await;
+    publish(&a, json!(3)).await;
+    publish(&b, json!(4)).await;
     // A change in the session delivers the held messages first, to the members of that moment.
     c.join(&engine, "batch").await.expect("join");
     let joined = b.expect("C's join", |f| f["type"] == "member_joined").await;
@@ -735,14 +746,14 @@ async fn batched_messages_share_one_write_keep_their_order_and_reach_only_member
     .await;
     assert_eq!(
         messages(&b.frames),
-        [json!(1), json!(2)],
+        [json!(1), json!(2), json!(3)],
         "a publisher never gets its own message"
     );
-    assert_eq!(messages(&a.frames), [json!(3)]);
+    assert_eq!(messages(&a.frames), [json!(4)]);
     assert_eq!(
         b.writes[writes_b..],
-        [2, 1],
-        "B: one write for A's two messages, then one for C's join"
+        [1, 2, 1],
+        "B: message 1 alone, one write for 2 and 3, then one for C's join"
     );
     assert_eq!(a.writes[writes_a..], [1, 1]);
     let before_join = b
@@ -756,25 +767,25 @@ async fn batched_messages_share_one_write_keep_their_order_and_reach_only_member
     );
 
     // With nothing else happening, the window's timer delivers the batch, to C as well.
-    publish(&a, json!(4)).await;
     publish(&a, json!(5)).await;
+    publish(&a, json!(6)).await;
     for probe in [&mut b, &mut c] {
         probe
-            .expect("message 5", |f| f["type"] == "message" && f["data"] == 5)
+            .expect("message 6", |f| f["type"] == "message" && f["data"] == 6)
             .await;
     }
     assert_eq!(
         messages(&c.frames),
-        [json!(4), json!(5)],
+        [json!(5), json!(6)],
         "C got only what came after it joined"
     );
     assert_eq!(c.writes.last(), Some(&2));
 
     // A member that leaves first gets what was published while it was there.
-    publish(&a, json!(6)).await;
+    publish(&a, json!(7)).await;
     b.leave(LeaveReason::Left).await.expect("leave");
-    b.expect("message 6", |f| f["type"] == "message" && f["data"] == 6)
+    b.expect("message 7", |f| f["type"] == "message" && f["data"] == 7)
         .await;
-    c.expect("message 6", |f| f["type"] == "message" && f["data"] == 6)
+    c.expect("message 7", |f| f["type"] == "message" && f["data"] == 7)
         .await;
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
@@ -37,6 +37,8 @@ pub struct SessionActor {
     message_batch: Duration,
     /// `message` frames waiting for the batch window, each with the member that must not get it.
     pending_messages: Vec<(Arc<str>, Option<String>)>,
+    /// When `message`s last went out.
+    last_message_write: Option<Instant>,
     view: SessionView,
     local: HashMap<String, LocalMember>,
     /// Local connections whose removal the store has not confirmed yet (it was unreachable).
@@ -60,6 +62,7 @@ impl SessionActor {
             recorder,
             message_batch,
             pending_messages: Vec::new(),
+            last_message_write: None,
             view: SessionView::default(),
             local: HashMap::new(),
             pending_removals: Vec::new(),
@@ -80,16 +83,24 @@ impl SessionActor {
         }
     }
 
-    /// Delivers a `message` frame to every local member but `skip`: at once, or, with a batch
-    /// window, together with the other messages published within it, so that a busy session costs
-    /// one write per socket per window instead of one per message.
+    /// Delivers a `message` frame to every local member but `skip`. A message that follows a
+    /// whole batch window of quiet goes out at once; one that follows sooner waits until the
+    /// window since the last write ends, together with the others that arrive meanwhile. A
+    /// sparse session sees no delay, and a busy one costs one write per socket per window
+    /// instead of one per message.
     fn deliver_message(&mut self, frame: Arc<str>, skip: Option<String>, ctx: &mut Context<Self>) {
-        if self.message_batch.is_zero() {
-            self.send_each(&frame, skip.as_deref());
-            return;
-        }
+        let now = Instant::now();
+        let since_write = self
+            .last_message_write
+            .map_or(Duration::MAX, |at| now.duration_since(at));
         if self.pending_messages.is_empty() {
-            ctx.run_later(self.message_batch, |act, _| act.flush_messages());
+            if since_write >= self.message_batch {
+                self.last_message_write = Some(now);
+                self.send_each(&frame, skip.as_deref());
+                return;
+            }
+            let wait = self.message_batch - since_write;
+            ctx.run_later(wait, |act, _| act.flush_messages());
         }
         self.pending_messages.push((frame, skip));
     }
@@ -99,6 +110,9 @@ impl SessionActor {
     /// exactly the members that were there when it was published.
     fn flush_messages(&mut self) {
         let pending = std::mem::take(&mut self.pending_messages);
+        if !pending.is_empty() {
+            self.last_message_write = Some(Instant::now());
+        }
         if let [(frame, skip)] = pending.as_slice() {
             self.send_each(frame, skip.as_deref());
             return;
