@@ -110,14 +110,12 @@ impl SessionActor {
     /// exactly the members that were there when it was published.
     fn flush_messages(&mut self) {
         let pending = std::mem::take(&mut self.pending_messages);
-        if !pending.is_empty() {
-            self.last_message_write = Some(Instant::now());
-        }
-        if let [(frame, skip)] = pending.as_slice() {
-            self.send_each(frame, skip.as_deref());
+        if pending.is_empty() {
             return;
         }
-        if pending.is_empty() {
+        self.last_message_write = Some(Instant::now());
+        if let [(frame, skip)] = pending.as_slice() {
+            self.send_each(frame, skip.as_deref());
             return;
         }
         let everyone: Arc<[Arc<str>]> = pending.iter().map(|(frame, _)| frame.clone()).collect();
