@@ -28,7 +28,7 @@ use rollcall::store::{InstanceId, Store};
 /// The stand-in for `join.lua` that `redis-benchmark` runs: the same kinds and number of commands
 /// as a join into a session that has members (header read, duplicate check, size check, TIME,
 /// latest join read, record write with cjson, two zset adds, counter, leader check, header write,
-/// PUBLISH of the JSON change, view read): 13 commands, where a join does 13–14 and a leave 10–11.
+/// PUBLISH of the JSON change, view read): 13 commands, where a join does 13–14 and a leave 9–11.
 /// `redis-benchmark` sends the same member every time, so the writes overwrite one entry and
 /// every call sees the same sizes.
 const CEILING_SCRIPT: &str = r#"
