@@ -323,6 +323,8 @@ async fn my_sessions_lists_own_rows_with_live_counts() {
     }
     alice_tab2.join("s3").await;
     bob_tab.join("s2").await;
+    // Join times have millisecond resolution: s4 must be strictly later to be listed first.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let joined = bob_tab.join("s4").await;
     alice_tab1.leave("s1").await;
     alice_tab1.leave("s2").await;
