@@ -141,13 +141,13 @@ async fn every_script_call_stays_in_one_cluster_slot() {
     }
     // The scripts use only KEYS[...] as key names (they never build one).
     for source in [
-        include_str!("../src/store/lua/session_prelude.lua"),
-        include_str!("../src/store/lua/register.lua"),
-        include_str!("../src/store/lua/renew.lua"),
-        include_str!("../src/store/lua/claim.lua"),
-        include_str!("../src/store/lua/forget.lua"),
-        include_str!("../src/store/lua/deregister.lua"),
-        include_str!("../src/store/lua/expired.lua"),
+        include_str!("../src/store/redis/lua/session_prelude.lua"),
+        include_str!("../src/store/redis/lua/register.lua"),
+        include_str!("../src/store/redis/lua/renew.lua"),
+        include_str!("../src/store/redis/lua/claim.lua"),
+        include_str!("../src/store/redis/lua/forget.lua"),
+        include_str!("../src/store/redis/lua/deregister.lua"),
+        include_str!("../src/store/redis/lua/expired.lua"),
     ] {
         assert!(!source.contains(".. ':'"), "a script builds a key name");
     }

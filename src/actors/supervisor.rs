@@ -109,10 +109,14 @@ impl SubscriptionQueue {
             .is_ok();
         async move {
             if !queued {
-                return Err(StoreError::Unavailable("subscription queue stopped".into()));
+                return Err(StoreError::unavailable_because(
+                    "subscription queue stopped",
+                ));
             }
             result.await.unwrap_or_else(|_| {
-                Err(StoreError::Unavailable("subscription queue stopped".into()))
+                Err(StoreError::unavailable_because(
+                    "subscription queue stopped",
+                ))
             })
         }
     }

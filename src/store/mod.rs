@@ -13,6 +13,8 @@ pub mod instrumented;
 pub mod memory;
 pub mod redis;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,7 +41,8 @@ impl InstanceId {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a store operation failed.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the session has been ended")]
     SessionEnded,
@@ -47,11 +50,42 @@ pub enum StoreError {
     SessionFull(usize),
     #[error("not the current leader, or a stale epoch")]
     NotLeader,
+    /// The store could not be reached; the source is the underlying error.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Arc<dyn std::error::Error + Send + Sync>),
     #[error("store returned malformed data: {0}")]
     Corrupt(String),
 }
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] caused by `source`.
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Unavailable(Arc::new(source))
+    }
+
+    /// [`StoreError::Unavailable`] with a reason of our own rather than an underlying error.
+    pub fn unavailable_because(reason: &str) -> StoreError {
+        let source: Box<dyn std::error::Error + Send + Sync> = reason.into();
+        StoreError::Unavailable(Arc::from(source))
+    }
+}
+
+/// Two errors are equal when they are the same variant with the same value; unavailability is
+/// compared by its message (the underlying errors are not comparable).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &StoreError) -> bool {
+        use StoreError::*;
+        match (self, other) {
+            (SessionEnded, SessionEnded) | (NotLeader, NotLeader) => true,
+            (SessionFull(a), SessionFull(b)) => a == b,
+            (Unavailable(a), Unavailable(b)) => a.to_string() == b.to_string(),
+            (Corrupt(a), Corrupt(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

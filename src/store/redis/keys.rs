@@ -1,0 +1,71 @@
+//! Names of every Redis key and channel rollcall uses, in one place.
+//!
+//! Every script call touches keys of ONE Redis Cluster slot only, passed in `KEYS`; scripts never
+//! build key names. `P` is the key prefix (`--key-prefix`):
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `P:{s:<id>}:meta` | hash | `version`, `epoch`, `leader`, `ended_at`, `anonymous` |
+//! | `P:{s:<id>}:members` | hash | connection → member record (JSON of [`crate::model::Member`]) |
+//! | `P:{s:<id>}:order` | zset | connection scored by `joined_at` (election order, ties by id) |
+//! | `P:{s:<id>}:byinst` | zset | `<incarnation>\0<connection>`, score 0: the per-instance member sets (a lex range is one instance's members, so removing them costs O(their number)) |
+//! | `P:{s:<id>}:users` | hash | user id → live connections of that user (for `counts`) |
+//! | `P:{i:<incarnation>}:sessions` | set | sessions in which the instance has (or had) members |
+//! | `P:{i:<incarnation>}:claim` | string | who reaps this (dead) instance, with a short TTL |
+//! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
+//! | `P:{g}:names` | hash | instance name → current incarnation |
+//! | `P:{g}:generation` | string | random token set once; a change means Redis lost its data |
+//!
+//! The pub/sub channel of a session is `P:{s:<id>}:events`, carrying JSON
+//! [`crate::store::Broadcast`]s.
+
+/// Key and channel names. Public so tests can check the slot rule and inspect keys.
+#[derive(Clone, Debug)]
+pub struct KeyLayout {
+    prefix: String,
+}
+
+impl KeyLayout {
+    pub fn new(prefix: &str) -> KeyLayout {
+        KeyLayout {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The five keys of a session, in the order the session scripts take them.
+    pub fn session(&self, session: &str) -> [String; 5] {
+        let p = &self.prefix;
+        ["meta", "members", "order", "byinst", "users"].map(|k| format!("{p}:{{s:{session}}}:{k}"))
+    }
+
+    /// The per-instance member index of a session (the fourth of [`KeyLayout::session`]).
+    pub fn session_by_instance(&self, session: &str) -> String {
+        format!("{}:{{s:{session}}}:byinst", self.prefix)
+    }
+
+    pub fn channel(&self, session: &str) -> String {
+        format!("{}:{{s:{session}}}:events", self.prefix)
+    }
+
+    /// The channel's session id, if `channel` is a session channel of this prefix.
+    pub fn session_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":{s:")?
+            .strip_suffix("}:events")
+    }
+
+    pub fn instance_sessions(&self, incarnation: &str) -> String {
+        format!("{}:{{i:{incarnation}}}:sessions", self.prefix)
+    }
+
+    pub fn instance_claim(&self, incarnation: &str) -> String {
+        format!("{}:{{i:{incarnation}}}:claim", self.prefix)
+    }
+
+    /// Leases zset, names hash, generation token: the keys of the lease scripts.
+    pub fn global(&self) -> [String; 3] {
+        let p = &self.prefix;
+        ["leases", "names", "generation"].map(|k| format!("{p}:{{g}}:{k}"))
+    }
+}

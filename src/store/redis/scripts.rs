@@ -1,0 +1,64 @@
+//! The Lua scripts, compiled into the binary.
+//!
+//! Every session script is the shared prelude (`lua/session_prelude.lua`: header reads and writes,
+//! election, the change record and its PUBLISH) followed by the script's own body. Each file in
+//! `lua/` starts with a comment that says what it does and what it returns.
+
+use ::redis::Script;
+
+macro_rules! session_script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/session_prelude.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+macro_rules! global_script {
+    ($file:literal) => {
+        Script::new(include_str!(concat!("lua/", $file)))
+    };
+}
+
+/// One [`Script`] per operation; [`Script::invoke_async`] sends EVALSHA and reloads the script
+/// when Redis does not know it (after `SCRIPT FLUSH` or a restart).
+pub(super) struct Scripts {
+    pub join: Script,
+    pub leave: Script,
+    pub update: Script,
+    pub end: Script,
+    pub remove_instance: Script,
+    pub reassert: Script,
+    pub view: Script,
+    pub counts: Script,
+    pub touch: Script,
+    pub register: Script,
+    pub renew: Script,
+    pub expired: Script,
+    pub deregister: Script,
+    pub forget: Script,
+    pub claim: Script,
+}
+
+impl Scripts {
+    pub fn load() -> Scripts {
+        Scripts {
+            join: session_script!("join.lua"),
+            leave: session_script!("leave.lua"),
+            update: session_script!("update.lua"),
+            end: session_script!("end.lua"),
+            remove_instance: session_script!("remove_instance.lua"),
+            reassert: session_script!("reassert.lua"),
+            view: session_script!("view.lua"),
+            counts: session_script!("counts.lua"),
+            touch: session_script!("touch.lua"),
+            register: global_script!("register.lua"),
+            renew: global_script!("renew.lua"),
+            expired: global_script!("expired.lua"),
+            deregister: global_script!("deregister.lua"),
+            forget: global_script!("forget.lua"),
+            claim: global_script!("claim.lua"),
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The [`Store`] trait over Redis: each operation is one script call (or one pipeline whose
+//! commands share a slot), its reply decoded by [`super::reply`].
+
+use ::redis::Value;
+use async_trait::async_trait;
+use serde_json::Value as Json;
+
+use super::reply::{
+    ScriptStatus, array, change_of, int, member_json, optional_change, reply_error, status, text,
+    unexpected, view_of,
+};
+use super::{RedisStore, RedisStoreError, Result, fresh_token, lock, within};
+use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
+use crate::store::{
+    Broadcast, BroadcastBody, Floor, InstanceId, JoinOutcome, LeaseStatus, Store, StoreError,
+    StoreResult,
+};
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn instance(&self) -> &InstanceId {
+        &self.instance
+    }
+
+    async fn join(
+        &self,
+        session: &str,
+        member: Member,
+        max_members: usize,
+    ) -> StoreResult<JoinOutcome> {
+        let mut call = self.session_call("join", &self.scripts.join, session);
+        call.arg(member_json(&member)?).arg(max_members);
+        let mut pipe = ::redis::pipe();
+        pipe.invoke_script(&call)
+            .cmd("SADD")
+            .arg(self.keys.instance_sessions(&member.instance))
+            .arg(session)
+            .ignore();
+        let mut replies = self
+            .pipeline_with_script(&self.scripts.join, &pipe)
+            .await?
+            .into_iter();
+        let items = array(replies.next().unwrap_or(Value::Nil))?;
+        match status(&items)? {
+            ScriptStatus::Ended => Err(StoreError::SessionEnded),
+            ScriptStatus::Full => Err(StoreError::SessionFull(max_members)),
+            ScriptStatus::Same => Ok(JoinOutcome {
+                view: view_of(&items)?,
+                change: None,
+            }),
+            ScriptStatus::Ok => Ok(JoinOutcome {
+                view: view_of(&items)?,
+                change: Some(change_of(items.get(1))?),
+            }),
+            other => Err(unexpected("join", other).into()),
+        }
+    }
+
+    async fn leave(
+        &self,
+        session: &str,
+        connection: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        let mut call = self.session_call("leave", &self.scripts.leave, session);
+        call.arg(connection).arg(reason.as_str());
+        let reply = self.invoke(&call).await?;
+        Ok(optional_change("leave", reply)?)
+    }
+
+    async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {
+        let mut call = self.session_call("update", &self.scripts.update, session);
+        call.arg(member_json(&member)?);
+        let reply = self.invoke(&call).await?;
+        Ok(optional_change("update", reply)?)
+    }
+
+    async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
+        let mut call = self.session_call("end", &self.scripts.end, session);
+        call.arg(connection).arg(epoch);
+        let items = array(self.invoke(&call).await?)?;
+        match status(&items)? {
+            ScriptStatus::NotLeader => Err(StoreError::NotLeader),
+            ScriptStatus::Ended => Err(StoreError::SessionEnded),
+            ScriptStatus::Ok => Ok(change_of(items.get(1))?),
+            other => Err(unexpected("end", other).into()),
+        }
+    }
+
+    async fn view(&self, session: &str) -> StoreResult<Option<SessionView>> {
+        let call = self.session_call("view", &self.scripts.view, session);
+        let items = array(self.invoke(&call).await?)?;
+        match status(&items)? {
+            ScriptStatus::None => Ok(None),
+            _ => Ok(Some(view_of(&items)?)),
+        }
+    }
+
+    async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let calls: Vec<_> = sessions
+            .iter()
+            .map(|s| self.session_call("counts", &self.scripts.counts, s))
+            .collect();
+        let mut pipe = ::redis::pipe();
+        for call in &calls {
+            pipe.invoke_script(call);
+        }
+        let replies = self
+            .pipeline_with_script(&self.scripts.counts, &pipe)
+            .await?;
+        let counts = replies
+            .into_iter()
+            .map(|reply| {
+                let items = array(reply)?;
+                match items.as_slice() {
+                    [connections, users] => Ok(Counts {
+                        connections: int(connections)?,
+                        users: int(users)?,
+                    }),
+                    _ => Err(reply_error("counts reply")),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(counts)
+    }
+
+    async fn publish(
+        &self,
+        session: &str,
+        from: &str,
+        user: Option<&str>,
+        data: &Json,
+    ) -> StoreResult<()> {
+        let message = Broadcast {
+            session: session.to_owned(),
+            origin: self.instance.incarnation.clone(),
+            body: BroadcastBody::Message {
+                from: from.to_owned(),
+                user: user.map(str::to_owned),
+                data: data.clone(),
+            },
+        };
+        let payload = serde_json::to_string(&message)
+            .map_err(|e| StoreError::Corrupt(format!("message JSON: {e}")))?;
+        let mut conn = self.conn.clone();
+        let cmd = ::redis::cmd("PUBLISH")
+            .arg(self.keys.channel(session))
+            .arg(payload)
+            .to_owned();
+        within(cmd.query_async::<Value>(&mut conn))
+            .await?
+            .map_err(RedisStoreError::from)?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, session: &str) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        within(conn.subscribe(self.keys.channel(session)))
+            .await?
+            .map_err(RedisStoreError::from)?;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        within(conn.unsubscribe(self.keys.channel(session)))
+            .await?
+            .map_err(RedisStoreError::from)?;
+        // No local member is left here: the session leaves this instance's session set too, so
+        // the set stays as small as the instance's live sessions.
+        let mut srem = ::redis::cmd("SREM");
+        srem.arg(self.keys.instance_sessions(&self.instance.incarnation))
+            .arg(session);
+        within(srem.query_async::<()>(&mut conn))
+            .await?
+            .map_err(RedisStoreError::from)?;
+        Ok(())
+    }
+
+    async fn register(&self) -> StoreResult<Option<String>> {
+        let mut call = self.global_call("register", &self.scripts.register);
+        call.arg(&self.instance.incarnation)
+            .arg(&self.instance.name)
+            .arg(self.lease_ms())
+            .arg(fresh_token());
+        let items = array(self.invoke(&call).await?)?;
+        let generation = items
+            .first()
+            .and_then(text)
+            .ok_or_else(|| StoreError::Corrupt("register: no generation".into()))?;
+        *lock(&self.generation) = Some(generation);
+        Ok(items.get(1).and_then(text))
+    }
+
+    async fn renew_lease(&self) -> StoreResult<LeaseStatus> {
+        let known = lock(&self.generation).clone().unwrap_or_default();
+        let mut call = self.global_call("renew", &self.scripts.renew);
+        call.arg(&self.instance.incarnation)
+            .arg(&self.instance.name)
+            .arg(self.lease_ms())
+            .arg(known)
+            .arg(fresh_token());
+        let mut pipe = ::redis::pipe();
+        pipe.invoke_script(&call)
+            .cmd("PEXPIRE")
+            .arg(self.keys.instance_sessions(&self.instance.incarnation))
+            .arg(self.ttl_ms())
+            .ignore();
+        let mut replies = self
+            .pipeline_with_script(&self.scripts.renew, &pipe)
+            .await?
+            .into_iter();
+        let items = array(replies.next().unwrap_or(Value::Nil))?;
+        let generation = items
+            .get(1)
+            .and_then(text)
+            .ok_or_else(|| StoreError::Corrupt("renew: no generation".into()))?;
+        *lock(&self.generation) = Some(generation);
+        match status(&items)? {
+            ScriptStatus::Held => Ok(LeaseStatus::Held),
+            ScriptStatus::Lost => Ok(LeaseStatus::WasLost),
+            ScriptStatus::Reset => Ok(LeaseStatus::StoreReset),
+            other => Err(unexpected("renew", other).into()),
+        }
+    }
+
+    async fn deregister(&self) -> StoreResult<()> {
+        let mut call = self.global_call("deregister", &self.scripts.deregister);
+        call.arg(&self.instance.incarnation)
+            .arg(&self.instance.name);
+        let mut pipe = ::redis::pipe();
+        pipe.invoke_script(&call)
+            .ignore()
+            .cmd("DEL")
+            .arg(self.keys.instance_sessions(&self.instance.incarnation))
+            .ignore();
+        self.pipeline_with_script(&self.scripts.deregister, &pipe)
+            .await?;
+        Ok(())
+    }
+
+    async fn expired_instances(&self) -> StoreResult<Vec<String>> {
+        let call = self.global_call("expired", &self.scripts.expired);
+        let items = array(self.invoke(&call).await?)?;
+        Ok(items.iter().filter_map(text).collect())
+    }
+
+    async fn claim_reap(&self, dead: &str) -> StoreResult<bool> {
+        let key = self.keys.instance_claim(dead);
+        self.record("claim", std::slice::from_ref(&key));
+        let mut call = self.scripts.claim.key(&key);
+        call.arg(&self.instance.incarnation).arg(self.lease_ms());
+        let reply = self.invoke(&call).await?;
+        Ok(int(&reply)? == 1)
+    }
+
+    async fn sessions_of(&self, dead: &str) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let cmd = ::redis::cmd("SMEMBERS")
+            .arg(self.keys.instance_sessions(dead))
+            .to_owned();
+        let listed = within(cmd.query_async::<Value>(&mut conn))
+            .await?
+            .map_err(RedisStoreError::from)?;
+        let listed: Vec<String> = array(listed)?.iter().filter_map(text).collect();
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The set is a superset (see the module doc): keep the sessions where `dead` still has an
+        // entry in the per-instance index.
+        let mut pipe = ::redis::pipe();
+        for session in &listed {
+            pipe.cmd("ZRANGEBYLEX")
+                .arg(self.keys.session_by_instance(session))
+                .arg(format!("[{dead}\0"))
+                .arg(format!("({dead}\u{1}"))
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1);
+        }
+        let present = within(pipe.query_async::<Vec<Value>>(&mut conn))
+            .await?
+            .map_err(RedisStoreError::from)?;
+        let mut sessions: Vec<String> = listed
+            .into_iter()
+            .zip(present)
+            .filter(|(_, found)| matches!(found, Value::Array(a) if !a.is_empty()))
+            .map(|(session, _)| session)
+            .collect();
+        sessions.sort();
+        Ok(sessions)
+    }
+
+    async fn remove_instance_members(
+        &self,
+        session: &str,
+        dead: &str,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        let mut call = self.session_call("remove_instance", &self.scripts.remove_instance, session);
+        call.arg(dead).arg(reason.as_str());
+        let reply = self.invoke(&call).await?;
+        Ok(optional_change("remove_instance", reply)?)
+    }
+
+    async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
+        let mut call = self.global_call("forget", &self.scripts.forget);
+        call.arg(dead);
+        let mut pipe = ::redis::pipe();
+        pipe.invoke_script(&call)
+            .ignore()
+            .cmd("DEL")
+            .arg(self.keys.instance_sessions(dead))
+            .arg(self.keys.instance_claim(dead))
+            .ignore();
+        self.pipeline_with_script(&self.scripts.forget, &pipe)
+            .await?;
+        Ok(())
+    }
+
+    async fn reassert(
+        &self,
+        session: &str,
+        members: Vec<Member>,
+        floor: Floor,
+    ) -> StoreResult<Option<Change>> {
+        let mut call = self.session_call("reassert", &self.scripts.reassert, session);
+        call.arg(floor.version).arg(floor.epoch);
+        for member in &members {
+            call.arg(member_json(member)?);
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.invoke_script(&call)
+            .cmd("SADD")
+            .arg(self.keys.instance_sessions(&self.instance.incarnation))
+            .arg(session)
+            .ignore();
+        let mut replies = self
+            .pipeline_with_script(&self.scripts.reassert, &pipe)
+            .await?
+            .into_iter();
+        let items = array(replies.next().unwrap_or(Value::Nil))?;
+        match status(&items)? {
+            ScriptStatus::Ended => Err(StoreError::SessionEnded),
+            ScriptStatus::None => Ok(None),
+            ScriptStatus::Ok => Ok(Some(change_of(items.get(1))?)),
+            other => Err(unexpected("reassert", other).into()),
+        }
+    }
+
+    async fn touch(&self, session: &str) -> StoreResult<()> {
+        let call = self.session_call("touch", &self.scripts.touch, session);
+        self.invoke(&call).await?;
+        Ok(())
+    }
+}
