@@ -5,7 +5,7 @@
 //!
 //! Each run: a "dead" `RedisStore` with a short lease registers and joins its members, then stops
 //! renewing; once Redis lists it as expired, a second `RedisStore` (the reaper) times
-//! `rollcall::actors::supervisor::reap_instance` on it, and the bench checks that every member left.
+//! `rollcall::store::reaping::reap_instance` on it, and the bench checks that every member left.
 //!
 //! Run: `cargo bench --bench reap`. Environment: `BENCH_RUNS` (default 3), `BENCH_MEMBERS`
 //! (default 10000), `BENCH_SESSIONS` (default 100), `BENCH_POPULATE` (default 1000000).
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{PrivateRedis, env_or, median_spread};
 use futures_util::StreamExt;
-use rollcall::actors::supervisor::reap_instance;
 use rollcall::model::{Event, Member};
+use rollcall::store::reaping::reap_instance;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{InstanceId, Store};
 

@@ -12,12 +12,13 @@ use actix::{Actor, Addr, AsyncContext};
 
 use crate::actors::connection::ConnectionSettings;
 use crate::actors::rate::RateSettings;
-use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings, register_and_reap};
+use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings};
 use crate::actors::{ChangeRecorder, RecordChange};
 use crate::config::ServeArgs;
 use crate::protocol::request::ParseLimits;
 use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryBackend;
+use crate::store::reaping::register_and_reap;
 use crate::store::{Feed, InstanceId, Store, StoreError};
 
 /// Everything the engine needs to know, derived from the command line or built by tests.

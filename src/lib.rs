@@ -5,6 +5,19 @@
 //! supervisor), [`store`] (the shared state, Memory or Redis), [`protocol`] (the wire contract),
 //! [`http`] (routes), [`config`] (flags), [`engine`] (the engine without HTTP) and [`server`].
 
+/// Logs a failed store operation: at `warn`, or at `debug` when the store is unreachable. An
+/// outage is logged once, by the supervisor, when the store's state changes; reporting it again
+/// for every request and every tick of every session would flood the log while it lasts.
+macro_rules! log_store_failure {
+    ($error:expr, $($event:tt)+) => {
+        if matches!($error, crate::store::StoreError::Unavailable(_)) {
+            tracing::debug!($($event)+)
+        } else {
+            tracing::warn!($($event)+)
+        }
+    };
+}
+
 pub mod actors;
 pub mod auth;
 pub mod config;

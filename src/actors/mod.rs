@@ -5,19 +5,6 @@
 //! Connections are reached only through a `Recipient<ToClient>`, so tests can stand in for a socket
 //! with any actor that handles [`ToClient`].
 
-/// Logs a failed store operation: at `warn`, or at `debug` when the store is unreachable. An
-/// outage is logged once, by the supervisor, when the store's state changes; reporting it again
-/// for every request and every tick of every session would flood the log while it lasts.
-macro_rules! log_store_failure {
-    ($error:expr, $($event:tt)+) => {
-        if matches!($error, crate::store::StoreError::Unavailable(_)) {
-            tracing::debug!($($event)+)
-        } else {
-            tracing::warn!($($event)+)
-        }
-    };
-}
-
 pub mod connection;
 pub mod rate;
 pub mod session;

@@ -10,17 +10,40 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
-    Recipient, WrapFuture,
+    Actor, ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient,
+    WrapFuture,
 };
 use serde_json::Value;
 
-use super::supervisor::{LocalCount, Supervisor};
 use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
 use crate::model::{Change, Event, LeaveReason, Member, SessionView};
 use crate::protocol::error::ApiError;
 use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::store::{Floor, Store, StoreError};
+
+/// Where a session actor reports to whoever owns it (the supervisor in an engine, a probe in a test).
+/// Recipients, not the owner's address, so the session actor knows nothing of its owner's type.
+#[derive(Clone)]
+pub struct SessionOwner {
+    pub local_count: Recipient<LocalCount>,
+    pub orphaned: Recipient<Orphaned>,
+}
+
+/// A session actor's number of local members changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LocalCount {
+    pub session: String,
+    pub count: usize,
+}
+
+/// Removals a retired session actor could not get confirmed; retried on every heartbeat.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Orphaned {
+    pub session: String,
+    pub removals: Vec<(String, LeaveReason)>,
+}
 
 struct LocalMember {
     member: Member,
@@ -30,7 +53,7 @@ struct LocalMember {
 pub struct SessionActor {
     session: String,
     store: Arc<dyn Store>,
-    supervisor: Addr<Supervisor>,
+    owner: SessionOwner,
     max_members: usize,
     recorder: Option<ChangeRecorder>,
     /// How long a `message` may wait to share one write with the next ones; zero sends at once.
@@ -49,7 +72,7 @@ impl SessionActor {
     pub fn new(
         session: String,
         store: Arc<dyn Store>,
-        supervisor: Addr<Supervisor>,
+        owner: SessionOwner,
         max_members: usize,
         message_batch: Duration,
         recorder: Option<ChangeRecorder>,
@@ -57,7 +80,7 @@ impl SessionActor {
         SessionActor {
             session,
             store,
-            supervisor,
+            owner,
             max_members,
             recorder,
             message_batch,
@@ -158,7 +181,7 @@ impl SessionActor {
     }
 
     fn report_count(&self) {
-        self.supervisor.do_send(LocalCount {
+        self.owner.local_count.do_send(LocalCount {
             session: self.session.clone(),
             count: self.local.len(),
         });
@@ -723,7 +746,7 @@ impl Handler<Retire> for SessionActor {
             return;
         }
         if !self.pending_removals.is_empty() {
-            self.supervisor.do_send(super::supervisor::Orphaned {
+            self.owner.orphaned.do_send(Orphaned {
                 session: self.session.clone(),
                 removals: std::mem::take(&mut self.pending_removals),
             });

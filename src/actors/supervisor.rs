@@ -14,7 +14,8 @@ use actix::{
 };
 
 use super::session::{
-    JoinLocal, Reconcile, RemoteChange, RemoteMessage, Retire, SessionActor, ShutdownSession,
+    JoinLocal, LocalCount, Orphaned, Reconcile, RemoteChange, RemoteMessage, Retire, SessionActor,
+    SessionOwner, ShutdownSession,
 };
 use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
 use crate::model::{Change, LeaveReason, Member, SessionView};
@@ -238,7 +239,7 @@ impl Supervisor {
                             Err(_) => unconfirmed.push((session, connection, reason)),
                         }
                     }
-                    reaped.extend(reap_expired(store.as_ref()).await);
+                    reaped.extend(crate::store::reaping::reap_expired(store.as_ref()).await);
                 } else {
                     unconfirmed = orphans;
                 }
@@ -285,63 +286,6 @@ impl Supervisor {
             }),
         );
     }
-}
-
-/// Reaps every instance whose lease expired; returns the changes made, per session.
-pub async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
-    let mut changes = Vec::new();
-    let expired = match store.expired_instances().await {
-        Ok(expired) => expired,
-        Err(e) => {
-            tracing::debug!(error = %e, "could not list expired instances");
-            return changes;
-        }
-    };
-    for dead in expired {
-        if dead == store.instance().incarnation {
-            continue;
-        }
-        match reap_instance(store, &dead).await {
-            Ok(mut reaped) => changes.append(&mut reaped),
-            Err(e) => {
-                log_store_failure!(e, instance = %dead, error = %e, "reaping failed; will retry")
-            }
-        }
-    }
-    changes
-}
-
-/// Removes every member of `dead` from every session it was in, then forgets it.
-pub async fn reap_instance(
-    store: &dyn Store,
-    dead: &str,
-) -> Result<Vec<(String, Change)>, StoreError> {
-    if !store.claim_reap(dead).await? {
-        return Ok(Vec::new());
-    }
-    let started = std::time::Instant::now();
-    let mut changes = Vec::new();
-    let mut members = 0usize;
-    for session in store.sessions_of(dead).await? {
-        if let Some(change) = store
-            .remove_instance_members(&session, dead, LeaveReason::InstanceLost)
-            .await?
-        {
-            members += change
-                .events
-                .iter()
-                .filter(|e| matches!(e, crate::model::Event::MemberLeft { .. }))
-                .count();
-            changes.push((session, change));
-        }
-    }
-    store.forget_instance(dead).await?;
-    metrics::counter!(crate::metrics::MEMBERS_REAPED).increment(members as u64);
-    metrics::histogram!(crate::metrics::REAPER_PASS_SECONDS)
-        .record(started.elapsed().as_secs_f64());
-    tracing::warn!(instance = %dead, members, sessions = changes.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64, "reaped a dead instance");
-    Ok(changes)
 }
 
 impl Actor for Supervisor {
@@ -417,7 +361,10 @@ impl Handler<Join> for Supervisor {
                 let addr = SessionActor::new(
                     session.clone(),
                     self.store.clone(),
-                    ctx.address(),
+                    SessionOwner {
+                        local_count: ctx.address().recipient(),
+                        orphaned: ctx.address().recipient(),
+                    },
                     self.settings.max_members_per_session,
                     self.settings.message_batch,
                     self.recorder.clone(),
@@ -467,14 +414,6 @@ impl Handler<Join> for Supervisor {
     }
 }
 
-/// A session actor's number of local members changed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LocalCount {
-    pub session: String,
-    pub count: usize,
-}
-
 impl Handler<LocalCount> for Supervisor {
     type Result = ();
 
@@ -488,14 +427,6 @@ impl Handler<LocalCount> for Supervisor {
             self.retire_if_idle(&msg.session);
         }
     }
-}
-
-/// Removals a retired session actor could not get confirmed; retried on every heartbeat.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Orphaned {
-    pub session: String,
-    pub removals: Vec<(String, LeaveReason)>,
 }
 
 impl Handler<Orphaned> for Supervisor {
@@ -643,17 +574,4 @@ impl Handler<Shutdown> for Supervisor {
             .into_actor(self),
         ))
     }
-}
-
-/// Start-up: register the lease, reap the previous incarnation of this name at once, then any other
-/// dead instance. Returns the changes the reaping made, per session.
-pub async fn register_and_reap(store: &dyn Store) -> Result<Vec<(String, Change)>, StoreError> {
-    let previous = store.register().await?;
-    let mut reaped = Vec::new();
-    if let Some(previous) = previous {
-        tracing::info!(previous = %previous, "reaping the previous incarnation of this instance name");
-        reaped.extend(reap_instance(store, &previous).await?);
-    }
-    reaped.extend(reap_expired(store).await);
-    Ok(reaped)
 }

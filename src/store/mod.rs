@@ -11,6 +11,7 @@
 
 pub mod instrumented;
 pub mod memory;
+pub mod reaping;
 pub mod redis;
 
 use std::sync::Arc;
