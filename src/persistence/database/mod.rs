@@ -17,6 +17,8 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+mod queries;
+
 use super::batch::Batch;
 
 /// Migrations of each backend, embedded in the binary.
@@ -25,8 +27,6 @@ pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/
 
 /// How long a caller waits for a pooled connection before the database counts as unreachable.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Rows per multi-row statement (well below both backends' bind-parameter limits).
-const ROWS_PER_STATEMENT: usize = 1000;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
@@ -200,6 +200,25 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for PgMigrateOnFirst
     }
 }
 
+/// Runs `$body` on a pooled connection `$conn` of whichever backend `$db` is, with `$q` naming
+/// that backend's query module, and maps its errors to [`DatabaseError`] naming the backend.
+macro_rules! on_backend {
+    ($db:expr, |$conn:ident, $q:ident| $body:expr) => {
+        match $db {
+            Database::Postgres(pool) => {
+                use queries::pg as $q;
+                let mut $conn = pool.get().map_err(|e| unavailable("postgres", e))?;
+                $body.map_err(|e| query("postgres", e))
+            }
+            Database::Sqlite(pool) => {
+                use queries::sqlite as $q;
+                let mut $conn = pool.get().map_err(|e| unavailable("sqlite", e))?;
+                $body.map_err(|e| query("sqlite", e))
+            }
+        }
+    };
+}
+
 impl Database {
     /// Like [`Database::open`], but a Postgres server that cannot be reached now is not an error:
     /// the pool is built without connecting, the writer keeps every write until Postgres answers,
@@ -323,72 +342,27 @@ impl Database {
     /// Writes one batch in one transaction: a multi-row upsert of the sessions, a multi-row upsert
     /// of the participants that joined, one multi-row update of those that only left.
     pub fn write(&self, batch: &Batch) -> DbResult<()> {
-        match self {
-            Database::Postgres(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("postgres", e))?;
-                pg::write(&mut conn, batch).map_err(|e| query("postgres", e))
-            }
-            Database::Sqlite(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("sqlite", e))?;
-                sqlite::write(&mut conn, batch).map_err(|e| query("sqlite", e))
-            }
-        }
+        on_backend!(self, |conn, q| q::write(&mut conn, batch))
     }
 
     /// The sessions `user` took part in, most recently joined first.
     pub fn participations(&self, user: &str, limit: i64) -> DbResult<Vec<Participation>> {
-        match self {
-            Database::Postgres(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("postgres", e))?;
-                pg::participations(&mut conn, user, limit).map_err(|e| query("postgres", e))
-            }
-            Database::Sqlite(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("sqlite", e))?;
-                sqlite::participations(&mut conn, user, limit).map_err(|e| query("sqlite", e))
-            }
-        }
+        on_backend!(self, |conn, q| q::participations(&mut conn, user, limit))
     }
 
     /// Every participant row of `session`, ordered by user id.
     pub fn participants(&self, session: &str) -> DbResult<Vec<(String, ParticipantRow)>> {
-        match self {
-            Database::Postgres(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("postgres", e))?;
-                pg::participants(&mut conn, session).map_err(|e| query("postgres", e))
-            }
-            Database::Sqlite(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("sqlite", e))?;
-                sqlite::participants(&mut conn, session).map_err(|e| query("sqlite", e))
-            }
-        }
+        on_backend!(self, |conn, q| q::participants(&mut conn, session))
     }
 
     /// The record of one session, if there is one.
     pub fn session(&self, id: &str) -> DbResult<Option<SessionRecord>> {
-        match self {
-            Database::Postgres(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("postgres", e))?;
-                pg::session(&mut conn, id).map_err(|e| query("postgres", e))
-            }
-            Database::Sqlite(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("sqlite", e))?;
-                sqlite::session(&mut conn, id).map_err(|e| query("sqlite", e))
-            }
-        }
+        on_backend!(self, |conn, q| q::session(&mut conn, id))
     }
 
     /// Counts every participant row (for tests and tools).
     pub fn count_participants(&self) -> DbResult<i64> {
-        match self {
-            Database::Postgres(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("postgres", e))?;
-                pg::count_participants(&mut conn).map_err(|e| query("postgres", e))
-            }
-            Database::Sqlite(pool) => {
-                let mut conn = pool.get().map_err(|e| unavailable("sqlite", e))?;
-                sqlite::count_participants(&mut conn).map_err(|e| query("sqlite", e))
-            }
-        }
+        on_backend!(self, |conn, q| q::count_participants(&mut conn))
     }
 }
 
@@ -438,258 +412,6 @@ fn migrate_sqlite(conn: &mut SqliteConnection) -> DbResult<Vec<String>> {
     });
     applied_versions(result, "sqlite")
 }
-
-/// The queries, written once and expanded per backend. `$ts` is the backend's SQL type for a UTC
-/// timestamp; `$leave_sql` builds the multi-row "only left" update for `n` rows; `$transaction`
-/// is the connection method that opens a write transaction (SQLite takes the write lock at once).
-macro_rules! backend {
-    ($module:ident, $conn:ty, $ts:ident, $transaction:ident, $leave_sql:expr) => {
-        mod $module {
-            use chrono::{DateTime, Utc};
-            use diesel::prelude::*;
-            use diesel::sql_types::{$ts, Nullable, Text};
-            use diesel::upsert::excluded;
-
-            use super::super::batch::Batch;
-            use super::{Participation, ROWS_PER_STATEMENT, SessionRecord};
-
-            pub mod schema {
-                diesel::table! {
-                    sessions (id) {
-                        id -> Text,
-                        created_at -> $ts,
-                        last_active_at -> $ts,
-                        ended_at -> Nullable<$ts>,
-                    }
-                }
-
-                diesel::table! {
-                    session_participants (session_id, user_id) {
-                        session_id -> Text,
-                        user_id -> Text,
-                        display_name -> Text,
-                        first_joined_at -> $ts,
-                        last_joined_at -> $ts,
-                        last_left_at -> Nullable<$ts>,
-                        join_count -> BigInt,
-                    }
-                }
-
-                diesel::joinable!(session_participants -> sessions (session_id));
-                diesel::allow_tables_to_appear_in_same_query!(sessions, session_participants);
-            }
-
-            use schema::{session_participants as sp, sessions as s};
-
-            diesel::define_sql_function! {
-                fn coalesce(x: Nullable<$ts>, y: Nullable<$ts>) -> Nullable<$ts>;
-            }
-
-            pub fn write(conn: &mut $conn, batch: &Batch) -> QueryResult<()> {
-                // Tuples of `column.eq(value)` (not a derived `Insertable`): SQLite can then put
-                // every row in one VALUES list, since no value may fall back to DEFAULT.
-                let sessions: Vec<_> = batch
-                    .sessions
-                    .iter()
-                    .map(|(id, op)| {
-                        (
-                            s::id.eq(id.as_str()),
-                            s::created_at.eq(op.first_active),
-                            s::last_active_at.eq(op.last_active),
-                            s::ended_at.eq(op.ended_at),
-                        )
-                    })
-                    .collect();
-                let mut joined = Vec::new();
-                let mut left_only = Vec::new();
-                for ((session, user), op) in &batch.participants {
-                    match (op.first_join, op.last_join) {
-                        (Some(first), Some(last)) if op.has_join() => joined.push((
-                            sp::session_id.eq(session.as_str()),
-                            sp::user_id.eq(user.as_str()),
-                            sp::display_name.eq(op.display_name.as_deref().unwrap_or(user)),
-                            sp::first_joined_at.eq(first),
-                            sp::last_joined_at.eq(last),
-                            sp::last_left_at.eq(op.last_left),
-                            sp::join_count.eq(op.joins),
-                        )),
-                        _ => {
-                            if let Some(at) = op.last_left {
-                                left_only.push((session.as_str(), user.as_str(), at));
-                            }
-                        }
-                    }
-                }
-                conn.$transaction(|conn| {
-                    for chunk in sessions.chunks(ROWS_PER_STATEMENT) {
-                        diesel::insert_into(s::table)
-                            .values(chunk.to_vec())
-                            .on_conflict(s::id)
-                            .do_update()
-                            .set((
-                                s::last_active_at.eq(excluded(s::last_active_at)),
-                                s::ended_at.eq(coalesce(excluded(s::ended_at), s::ended_at)),
-                            ))
-                            .execute(conn)?;
-                    }
-                    for chunk in joined.chunks(ROWS_PER_STATEMENT) {
-                        diesel::insert_into(sp::table)
-                            .values(chunk.to_vec())
-                            .on_conflict((sp::session_id, sp::user_id))
-                            .do_update()
-                            .set((
-                                sp::display_name.eq(excluded(sp::display_name)),
-                                sp::last_joined_at.eq(excluded(sp::last_joined_at)),
-                                sp::last_left_at
-                                    .eq(coalesce(excluded(sp::last_left_at), sp::last_left_at)),
-                                sp::join_count.eq(sp::join_count + excluded(sp::join_count)),
-                            ))
-                            .execute(conn)?;
-                    }
-                    for chunk in left_only.chunks(ROWS_PER_STATEMENT) {
-                        let sql: String = $leave_sql(chunk.len());
-                        let mut query = diesel::sql_query(sql).into_boxed();
-                        for (session, user, at) in chunk {
-                            query = query
-                                .bind::<Text, _>(*session)
-                                .bind::<Text, _>(*user)
-                                .bind::<$ts, _>(*at);
-                        }
-                        query.execute(conn)?;
-                    }
-                    Ok(())
-                })
-            }
-
-            type Row = (
-                String,
-                String,
-                DateTime<Utc>,
-                DateTime<Utc>,
-                Option<DateTime<Utc>>,
-                i64,
-                Option<DateTime<Utc>>,
-            );
-
-            fn participation(row: Row) -> Participation {
-                let (session, display_name, first, last, left, join_count, ended_at) = row;
-                Participation {
-                    session,
-                    display_name,
-                    first_joined_at: first,
-                    last_joined_at: last,
-                    last_left_at: left,
-                    join_count,
-                    ended_at,
-                }
-            }
-
-            pub fn participations(
-                conn: &mut $conn,
-                user: &str,
-                limit: i64,
-            ) -> QueryResult<Vec<Participation>> {
-                let rows: Vec<Row> = sp::table
-                    .inner_join(s::table)
-                    .filter(sp::user_id.eq(user))
-                    .order((sp::last_joined_at.desc(), sp::session_id.asc()))
-                    .limit(limit)
-                    .select((
-                        sp::session_id,
-                        sp::display_name,
-                        sp::first_joined_at,
-                        sp::last_joined_at,
-                        sp::last_left_at,
-                        sp::join_count,
-                        s::ended_at,
-                    ))
-                    .load(conn)?;
-                Ok(rows.into_iter().map(participation).collect())
-            }
-
-            pub fn participants(
-                conn: &mut $conn,
-                session: &str,
-            ) -> QueryResult<Vec<(String, Participation)>> {
-                let rows: Vec<(String, Row)> = sp::table
-                    .inner_join(s::table)
-                    .filter(sp::session_id.eq(session))
-                    .order(sp::user_id.asc())
-                    .select((
-                        sp::user_id,
-                        (
-                            sp::session_id,
-                            sp::display_name,
-                            sp::first_joined_at,
-                            sp::last_joined_at,
-                            sp::last_left_at,
-                            sp::join_count,
-                            s::ended_at,
-                        ),
-                    ))
-                    .load(conn)?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(user, row)| (user, participation(row)))
-                    .collect())
-            }
-
-            pub fn session(conn: &mut $conn, id: &str) -> QueryResult<Option<SessionRecord>> {
-                let row: Option<(String, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>)> =
-                    s::table
-                        .filter(s::id.eq(id))
-                        .select((s::id, s::created_at, s::last_active_at, s::ended_at))
-                        .first(conn)
-                        .optional()?;
-                Ok(row.map(|(id, created_at, last_active_at, ended_at)| SessionRecord {
-                    id,
-                    created_at,
-                    last_active_at,
-                    ended_at,
-                }))
-            }
-
-            pub fn count_participants(conn: &mut $conn) -> QueryResult<i64> {
-                sp::table.count().get_result(conn)
-            }
-        }
-    };
-}
-
-backend!(pg, PgConnection, Timestamptz, transaction, |n: usize| {
-    let values: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                "(${}::text, ${}::text, ${}::timestamptz)",
-                3 * i + 1,
-                3 * i + 2,
-                3 * i + 3
-            )
-        })
-        .collect();
-    format!(
-        "UPDATE session_participants AS p SET last_left_at = v.t \
-         FROM (VALUES {}) AS v(s, u, t) \
-         WHERE p.session_id = v.s AND p.user_id = v.u",
-        values.join(", ")
-    )
-});
-
-backend!(
-    sqlite,
-    SqliteConnection,
-    TimestamptzSqlite,
-    immediate_transaction,
-    |n: usize| {
-        let values = vec!["(?, ?, ?)"; n].join(", ");
-        format!(
-            "UPDATE session_participants SET last_left_at = v.column3 \
-             FROM (VALUES {values}) AS v \
-             WHERE session_participants.session_id = v.column1 \
-             AND session_participants.user_id = v.column2"
-        )
-    }
-);
 
 #[cfg(test)]
 mod tests {
