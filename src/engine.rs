@@ -4,8 +4,8 @@
 //! sessions by sending the supervisor and session actors their messages, with any actor that
 //! handles [`crate::actors::ToClient`] standing in for a socket.
 
+use crate::admission::Admission;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use actix::{Actor, Addr, AsyncContext};
@@ -27,6 +27,8 @@ pub struct EngineSettings {
     pub instance_name: String,
     pub lease: Duration,
     pub max_frame_bytes: usize,
+    /// Open WebSocket connections admitted at most (`--max-connections`).
+    pub max_connections: usize,
     pub supervisor: SupervisorSettings,
     pub connection: ConnectionSettings,
 }
@@ -37,11 +39,11 @@ impl EngineSettings {
         EngineSettings {
             lease: args.lease(),
             max_frame_bytes: args.max_frame_bytes,
+            max_connections: args.max_connections,
             supervisor: SupervisorSettings {
                 heartbeat: args.heartbeat(),
                 max_members_per_session: args.max_members_per_session,
                 message_batch: Duration::from_millis(args.message_batch_ms),
-                max_connections: args.max_connections,
                 touch_every_ticks: 60,
             },
             connection: ConnectionSettings {
@@ -69,7 +71,7 @@ pub struct Engine {
     supervisor: Addr<Supervisor>,
     store: Arc<dyn Store>,
     connection_settings: Arc<ConnectionSettings>,
-    open_connections: Arc<AtomicUsize>,
+    admission: Admission,
 }
 
 impl Engine {
@@ -109,7 +111,7 @@ impl Engine {
             supervisor,
             store,
             connection_settings: Arc::new(settings.connection.clone()),
-            open_connections: Arc::new(AtomicUsize::new(0)),
+            admission: Admission::new(settings.max_connections),
         })
     }
 
@@ -132,13 +134,14 @@ impl Engine {
         &self.connection_settings
     }
 
-    /// Live WebSocket connections of this instance.
-    pub fn open_connections(&self) -> &Arc<AtomicUsize> {
-        &self.open_connections
+    /// The connection slots of this instance.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// Graceful stop: members leave with `shutdown`, clients are closed with 1012, the lease goes.
     pub async fn shutdown(&self) {
+        self.admission.close();
         if self.supervisor.send(Shutdown).await.is_err() {
             tracing::warn!("supervisor already stopped");
         }

@@ -19,6 +19,7 @@ macro_rules! log_store_failure {
 }
 
 pub mod actors;
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod engine;

@@ -137,7 +137,6 @@ pub async fn start_http_with(
     let state = AppState {
         engine: engine.clone(),
         max_frame_bytes: args.max_frame_bytes,
-        max_connections: args.max_connections,
         allowed_origins: Arc::new(
             args.allowed_origins
                 .iter()

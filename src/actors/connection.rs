@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -22,6 +22,7 @@ use super::{ReplyFrame, ToClient};
 
 /// Close code for a connection that keeps flooding after being rate limited.
 const CLOSE_POLICY: u16 = 1008;
+use crate::admission::ConnectionPermit;
 use crate::metrics;
 use crate::model::{LeaveReason, Member};
 use crate::protocol::PROTOCOL_VERSION;
@@ -55,8 +56,8 @@ pub struct ConnectionActor {
     identity: Identity,
     settings: Arc<ConnectionSettings>,
     supervisor: Addr<Supervisor>,
-    /// Live connections of this instance; decremented when this actor stops.
-    open_connections: Arc<AtomicUsize>,
+    /// This connection's admission slot, given back when the actor is dropped.
+    _permit: ConnectionPermit,
     sessions: HashMap<String, Addr<SessionActor>>,
     name: Option<String>,
     avatar: Option<String>,
@@ -72,14 +73,14 @@ impl ConnectionActor {
         identity: Identity,
         settings: Arc<ConnectionSettings>,
         supervisor: Addr<Supervisor>,
-        open_connections: Arc<AtomicUsize>,
+        permit: ConnectionPermit,
     ) -> ConnectionActor {
         ConnectionActor {
             id: uuid::Uuid::new_v4().to_string(),
             identity,
             settings: settings.clone(),
             supervisor,
-            open_connections,
+            _permit: permit,
             sessions: HashMap::new(),
             name: None,
             avatar: None,
@@ -368,7 +369,6 @@ impl Actor for ConnectionActor {
             heartbeat_ms: self.settings.ping_interval.as_millis() as u64,
         };
         self.send(ctx, welcome);
-        ::metrics::gauge!(metrics::CONNECTIONS).increment(1.0);
         ctx.run_interval(self.settings.ping_interval, |_act, ctx| ctx.ping(b""));
         self.check_liveness_in(self.settings.client_timeout, ctx);
         tracing::debug!(connection = %self.id, user = ?self.identity.user, "connected");
@@ -384,8 +384,6 @@ impl Actor for ConnectionActor {
         self.supervisor.do_send(Disconnect {
             connection: self.id.clone(),
         });
-        self.open_connections.fetch_sub(1, Ordering::SeqCst);
-        ::metrics::gauge!(metrics::CONNECTIONS).decrement(1.0);
         tracing::debug!(connection = %self.id, reason = self.end_reason.as_str(), "disconnected");
     }
 }

@@ -32,7 +32,6 @@ pub struct SupervisorSettings {
     pub max_members_per_session: usize,
     /// Batch window for `message` delivery (see `--message-batch-ms`); zero sends at once.
     pub message_batch: Duration,
-    pub max_connections: usize,
     /// Refresh the backstop TTL of session keys every this many heartbeats.
     pub touch_every_ticks: u64,
 }
@@ -439,29 +438,26 @@ impl Handler<Orphaned> for Supervisor {
     }
 }
 
-/// A client connected; refused when the instance is full or shutting down.
+/// A client connected (it was admitted before its upgrade, see [`crate::admission`]). One that
+/// arrives while the instance is stopping is closed with 1012 at once, like those already here.
 #[derive(Message)]
-#[rtype(result = "Result<(), ApiError>")]
+#[rtype(result = "()")]
 pub struct Connect {
     pub connection: String,
     pub client: Recipient<ToClient>,
 }
 
 impl Handler<Connect> for Supervisor {
-    type Result = Result<(), ApiError>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Connect, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Connect, _ctx: &mut Context<Self>) {
         if self.shutting_down {
-            return Err(ApiError::new(ErrorCode::Unavailable, "shutting down"));
-        }
-        if self.clients.len() >= self.settings.max_connections {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "this instance has reached its connection limit",
-            ));
+            msg.client.do_send(ToClient::Close {
+                code: CLOSE_RESTARTING,
+                reason: "server restarting".into(),
+            });
         }
         self.clients.insert(msg.connection, msg.client);
-        Ok(())
     }
 }
 

@@ -16,7 +16,6 @@ use crate::persistence::Persistence;
 pub struct AppState {
     pub engine: Engine,
     pub max_frame_bytes: usize,
-    pub max_connections: usize,
     /// Origins allowed to open a WebSocket; empty = any.
     pub allowed_origins: Arc<Vec<String>>,
     /// Checks sign-in tokens (WebSocket upgrade and `/api/*`).

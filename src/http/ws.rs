@@ -1,8 +1,6 @@
 //! The WebSocket upgrade: identity and limits checked before the upgrade, then one
 //! [`ConnectionActor`]. A bad token is an HTTP 401 here, never an anonymous connection.
 
-use std::sync::atomic::Ordering;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 
@@ -27,32 +25,24 @@ pub async fn upgrade(
         Ok(identity) => identity,
         Err(e) => return unauthorized(&e),
     };
-    let open = state.engine.open_connections().clone();
-    if open.fetch_add(1, Ordering::SeqCst) >= state.max_connections {
-        open.fetch_sub(1, Ordering::SeqCst);
-        let err = ApiError::new(
-            ErrorCode::Unavailable,
-            "this instance has reached its connection limit",
-        );
-        return error_response(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, &err);
-    }
+    let permit = match state.engine.admission().try_admit() {
+        Ok(permit) => permit,
+        Err(refused) => {
+            let err = ApiError::new(ErrorCode::Unavailable, refused.to_string());
+            return error_response(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, &err);
+        }
+    };
     let actor = ConnectionActor::new(
         identity,
         state.engine.connection_settings().clone(),
         state.engine.supervisor().clone(),
-        open.clone(),
+        permit,
     );
     let started = ws::WsResponseBuilder::new(actor, &req, stream)
         .frame_size(state.max_frame_bytes)
         .start();
-    match started {
-        Ok(response) => response,
-        Err(e) => {
-            // The actor never started, so it will not give its slot back.
-            open.fetch_sub(1, Ordering::SeqCst);
-            e.error_response()
-        }
-    }
+    // A failed upgrade drops the actor, and with it the permit.
+    started.unwrap_or_else(|e| e.error_response())
 }
 
 /// With an allow-list, the `Origin` header must name one of its entries (browsers always send it
