@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod probe;
 pub mod process;
 pub mod proxy;
 pub mod redis;

@@ -1,13 +1,11 @@
 //! Liveness, close codes, graceful shutdown and the HTTP API of one instance (PROTOCOL.md §1.5, §2).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::server::{TestServer, WAIT, test_args};
+use crate::support::ws::{WsClient, member_ids};
 use rollcall::store::memory::MemoryBackend;
 use serde_json::{Value, json};
-use support::server::{TestServer, WAIT, test_args};
-use support::ws::{WsClient, member_ids};
 
 fn is_member_left(frame: &Value, session: &str, connection: &str) -> bool {
     frame["type"] == "member_left"

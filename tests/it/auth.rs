@@ -2,14 +2,12 @@
 //! a 401 before the upgrade and never an anonymous connection; the `sessions` claim limits joins;
 //! anonymous access can be turned off.
 
-mod support;
-
+use crate::support::db::{now_secs, token, token_with_exp, ws_handshake_status};
+use crate::support::server::http_get_as;
+use crate::support::ws::WsClient;
 use rollcall::config::ServeArgs;
 use rollcall::server::RunningServer;
 use serde_json::json;
-use support::db::{now_secs, token, token_with_exp, ws_handshake_status};
-use support::server::http_get_as;
-use support::ws::WsClient;
 
 const SECRET: &str = "auth-test-secret";
 

@@ -1,9 +1,6 @@
 //! One set of store cases, run against the Memory store and the Redis store (a private
 //! `redis-server` per test). The Redis store must behave event for event like the Memory store.
 
-#[path = "support/redis.rs"]
-mod redis_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +11,7 @@ use rollcall::store::{
     BroadcastBody, Feed, FeedEvent, Floor, InstanceId, LeaseStatus, Store, StoreError,
 };
 
-use redis_support::RedisServer;
+use crate::support::redis::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(3);
 

@@ -3,16 +3,14 @@
 //! the Origin allow-list (403 before the upgrade), and the per-connection rate limit: a flooding
 //! client gets `rate_limited`, then a 1008 close, while another client's joins stay fast.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::redis::RedisServer;
+use crate::support::server::{TestServer, WAIT, test_args};
+use crate::support::ws::{WsClient, member_ids};
 use serde_json::{Value, json};
-use support::redis::RedisServer;
-use support::server::{TestServer, WAIT, test_args};
-use support::ws::{WsClient, member_ids};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

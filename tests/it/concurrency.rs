@@ -3,16 +3,14 @@
 //! view, rebuilt only from the events it received after its `joined`, equals the server's member
 //! list, and every client that saw a version saw the same leader and epoch at it.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::support::server::{TestServer, WAIT};
+use crate::support::ws::{SessionModel, WsClient, member_ids};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use support::server::{TestServer, WAIT};
-use support::ws::{SessionModel, WsClient, member_ids};
 
 const SESSION: &str = "crowd";
 const CONNECTIONS: usize = 200;

@@ -3,14 +3,12 @@
 //! connection stays open, the server keeps serving normal clients, and Redis holds nothing derived
 //! from an invalid session id. Frames over the size limit close with 1009.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::redis::RedisServer;
+use crate::support::server::{TestServer, WAIT, test_args};
+use crate::support::ws::{WsClient, member_ids};
 use serde_json::{Value, json};
-use support::redis::RedisServer;
-use support::server::{TestServer, WAIT, test_args};
-use support::ws::{WsClient, member_ids};
 
 /// The valid session ids this file uses; every session-tagged Redis key must name one of them.
 const VALID: [&str; 2] = ["valid-1", "valid_2"];

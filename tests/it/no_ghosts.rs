@@ -6,17 +6,15 @@
 //! asserts the documented bound with a margin. They run one at a time: the bounds are about
 //! timing, and two of them at once on a 2-core machine would measure each other.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::process::RollcallProcess;
+use crate::support::proxy::TcpProxy;
+use crate::support::redis::RedisServer;
+use crate::support::server::http_get;
+use crate::support::ws::{WsClient, member_ids};
 use serde_json::Value;
-use support::process::RollcallProcess;
-use support::proxy::TcpProxy;
-use support::redis::RedisServer;
-use support::server::http_get;
-use support::ws::{WsClient, member_ids};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

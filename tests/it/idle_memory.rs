@@ -3,12 +3,10 @@
 //! keeps an 8 KiB read and an 8 KiB write buffer, and members of busy sessions keep more
 //! (BENCHMARKS.md §3c: 17.8–22.6 KiB each instead of 8.7–10.9).
 
-mod support;
-
+use crate::support::process::RollcallProcess;
+use crate::support::redis::RedisServer;
+use crate::support::ws::WsClient;
 use futures_util::future::join_all;
-use support::process::RollcallProcess;
-use support::redis::RedisServer;
-use support::ws::WsClient;
 
 /// The bound for 10,000 idle connections, per connection.
 const BOUND_KIB: u64 = 16;

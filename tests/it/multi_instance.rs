@@ -1,8 +1,6 @@
 //! Several instances sharing one private Redis: engines in this process driven by actor messages,
 //! and real `rollcall` processes driven by WebSocket clients.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +16,7 @@ use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use support::redis::RedisServer;
+use crate::support::redis::RedisServer;
 
 /// A cross-instance event must arrive within this (the bound is 100 ms; margin for a loaded host).
 const EVENT_BOUND: Duration = Duration::from_secs(1);
@@ -352,9 +350,9 @@ mod processes {
     use serde_json::json;
 
     use super::EVENT_BOUND;
-    use super::support::process::RollcallProcess;
-    use super::support::redis::RedisServer;
-    use super::support::ws::WsClient;
+    use crate::support::process::RollcallProcess;
+    use crate::support::redis::RedisServer;
+    use crate::support::ws::WsClient;
 
     async fn start(redis: &RedisServer, name: &str) -> RollcallProcess {
         let flags = [

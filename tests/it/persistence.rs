@@ -2,19 +2,19 @@
 //! in-process server, and the rows in Postgres (a fresh database per test) or SQLite (a temporary
 //! folder) are checked. Also: a database outage through a proxy we cut, and `/api/me/sessions`.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::db::{
+    TestDatabase, eventually, postgres_addr, token, token_with_exp, with_host,
+};
+use crate::support::proxy::TcpProxy;
+use crate::support::server::http_get_as;
+use crate::support::ws::WsClient;
 use chrono::{DateTime, Utc};
 use rollcall::config::ServeArgs;
 use rollcall::persistence::{Database, Persistence};
 use rollcall::server::RunningServer;
 use serde_json::json;
-use support::db::{TestDatabase, eventually, postgres_addr, token, token_with_exp, with_host};
-use support::proxy::TcpProxy;
-use support::server::http_get_as;
-use support::ws::WsClient;
 
 const SECRET: &str = "persistence-test-secret";
 const DRAIN: Duration = Duration::from_secs(30);
@@ -380,7 +380,7 @@ async fn my_sessions_lists_own_rows_with_live_counts() {
 
     let (status, body) = http_get_as(server.addr, "/api/me/sessions", None).await;
     assert_eq!(status, 401, "{body}");
-    let expired = token_with_exp(SECRET, "alice", None, support::db::now_secs() - 3600);
+    let expired = token_with_exp(SECRET, "alice", None, crate::support::db::now_secs() - 3600);
     let (status, _) = http_get_as(server.addr, "/api/me/sessions", Some(&expired)).await;
     assert_eq!(status, 401);
     let (status, _) = http_get_as(server.addr, "/api/me/sessions?limit=0", Some(&alice)).await;

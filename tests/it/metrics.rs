@@ -5,16 +5,14 @@
 //! two scrapes, and the tests of this file run one at a time (a static lock): nothing else in this
 //! binary moves a counter between two scrapes.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::db::token;
+use crate::support::server::{TestServer, WAIT, test_args};
+use crate::support::ws::WsClient;
 use serde_json::json;
-use support::db::token;
-use support::server::{TestServer, WAIT, test_args};
-use support::ws::WsClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -538,6 +536,9 @@ async fn metrics_parse_as_prometheus_text_and_move_exactly_with_the_traffic() {
             &[("reason", "disconnected")],
         ) >= 2.0
             && d(e, &before, "rollcall_connections", &[]) == -1.0
+            // The gauges follow the leaves: the session actors report their counts after them.
+            && d(e, &before, "rollcall_members_local", &[]) <= -2.0
+            && e.get("rollcall_sessions", &[]) == 0.0
     })
     .await;
     assert_eq!(

@@ -1,9 +1,6 @@
 //! Redis-only properties of the Redis store: the Cluster slot rule, the backstop TTL, script
 //! reloading after a flush, and the feed resuming after Redis restarts.
 
-#[path = "support/redis.rs"]
-mod redis_support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +9,7 @@ use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, Store};
 
-use redis_support::RedisServer;
+use crate::support::redis::RedisServer;
 
 /// CRC16/XMODEM, as Redis Cluster uses for key slots.
 fn crc16(data: &[u8]) -> u16 {
@@ -141,13 +138,13 @@ async fn every_script_call_stays_in_one_cluster_slot() {
     }
     // The scripts use only KEYS[...] as key names (they never build one).
     for source in [
-        include_str!("../src/store/redis/lua/session_prelude.lua"),
-        include_str!("../src/store/redis/lua/register.lua"),
-        include_str!("../src/store/redis/lua/renew.lua"),
-        include_str!("../src/store/redis/lua/claim.lua"),
-        include_str!("../src/store/redis/lua/forget.lua"),
-        include_str!("../src/store/redis/lua/deregister.lua"),
-        include_str!("../src/store/redis/lua/expired.lua"),
+        include_str!("../../src/store/redis/lua/session_prelude.lua"),
+        include_str!("../../src/store/redis/lua/register.lua"),
+        include_str!("../../src/store/redis/lua/renew.lua"),
+        include_str!("../../src/store/redis/lua/claim.lua"),
+        include_str!("../../src/store/redis/lua/forget.lua"),
+        include_str!("../../src/store/redis/lua/deregister.lua"),
+        include_str!("../../src/store/redis/lua/expired.lua"),
     ] {
         assert!(!source.contains(".. ':'"), "a script builds a key name");
     }

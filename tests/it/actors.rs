@@ -2,11 +2,11 @@
 //! routes `Join`, the session actor handles `Leave`, `UpdateProfile`, `Publish`, `ReadMembers` and
 //! `EndSession`, and a small test actor stands in for each socket.
 
-mod support;
-
 use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler};
+use crate::support::probe::forward;
+use crate::support::server::{WAIT, test_args};
+use actix::{Actor, Addr};
 use rollcall::actors::session::{
     CurrentView, EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile,
 };
@@ -18,31 +18,13 @@ use rollcall::protocol::error::ErrorCode;
 use rollcall::store::InstanceId;
 use rollcall::store::memory::MemoryBackend;
 use serde_json::{Value, json};
-use support::server::{WAIT, test_args};
 use tokio::sync::mpsc;
-
-/// Stands in for a socket: forwards every [`ToClient`] into a channel.
-struct Recipient {
-    tx: mpsc::UnboundedSender<ToClient>,
-}
-
-impl Actor for Recipient {
-    type Context = Context<Self>;
-}
-
-impl Handler<ToClient> for Recipient {
-    type Result = ();
-
-    fn handle(&mut self, msg: ToClient, _ctx: &mut Context<Self>) {
-        let _ = self.tx.send(msg);
-    }
-}
 
 /// One fake connection: its id, its recipient, and what it received.
 struct Probe {
     id: String,
     user: Option<String>,
-    addr: Addr<Recipient>,
+    client: actix::Recipient<ToClient>,
     rx: mpsc::UnboundedReceiver<ToClient>,
     /// Every frame received, parsed.
     frames: Vec<Value>,
@@ -57,11 +39,11 @@ struct Probe {
 
 impl Probe {
     fn new(user: Option<&str>) -> Probe {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (client, rx) = forward::<ToClient>();
         Probe {
             id: uuid::Uuid::new_v4().to_string(),
             user: user.map(str::to_owned),
-            addr: Recipient { tx }.start(),
+            client,
             rx,
             frames: Vec::new(),
             writes: Vec::new(),
@@ -86,7 +68,7 @@ impl Probe {
         let join = Join {
             session: session.to_owned(),
             member: self.member("Guest"),
-            client: self.addr.clone().recipient(),
+            client: self.client.clone(),
             reply: ReplyFrame::Caller,
         };
         let joined = engine
@@ -607,11 +589,10 @@ async fn graceful_shutdown_removes_members_with_reason_shutdown_and_closes_with_
             .supervisor()
             .send(rollcall::actors::supervisor::Connect {
                 connection: p.id.clone(),
-                client: p.addr.clone().recipient(),
+                client: p.client.clone(),
             })
             .await
-            .expect("answer")
-            .expect("connected");
+            .expect("the supervisor registers the client");
     }
 
     tokio::time::timeout(WAIT, engine.shutdown())
@@ -788,4 +769,81 @@ async fn batched_messages_share_one_write_keep_their_order_and_reach_only_member
         .await;
     c.expect("message 7", |f| f["type"] == "message" && f["data"] == 7)
         .await;
+}
+
+#[actix_rt::test]
+async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
+    use rollcall::actors::session::{JoinLocal, LocalCount, SessionOwner};
+    let backend = MemoryBackend::new(Duration::from_secs(3));
+    let (store, _feed) = backend.connect(InstanceId::new("alone"));
+    let (local_count, mut counts) = forward::<LocalCount>();
+    let (orphaned, _orphans) = forward();
+    let actor = SessionActor::new(
+        "solo".to_owned(),
+        std::sync::Arc::new(store),
+        SessionOwner {
+            local_count,
+            orphaned,
+        },
+        10,
+        Duration::ZERO,
+        None,
+    )
+    .start();
+    let probe = Probe::new(Some("ada"));
+    let view = actor
+        .send(JoinLocal {
+            member: probe.member("Ada"),
+            client: probe.client.clone(),
+            reply: ReplyFrame::Caller,
+        })
+        .await
+        .expect("the session actor answers")
+        .expect("joined");
+    assert_eq!(view.leader.as_deref(), Some(probe.id.as_str()));
+    let reported = tokio::time::timeout(WAIT, counts.recv()).await;
+    let reported = reported
+        .expect("a count within the wait")
+        .expect("owner alive");
+    assert_eq!((reported.session.as_str(), reported.count), ("solo", 1));
+
+    actor
+        .send(Leave {
+            connection: probe.id.clone(),
+            reason: LeaveReason::Left,
+        })
+        .await
+        .expect("the session actor answers")
+        .expect("left");
+    let reported = tokio::time::timeout(WAIT, counts.recv()).await;
+    let reported = reported
+        .expect("a count within the wait")
+        .expect("owner alive");
+    assert_eq!(reported.count, 0, "the owner learns the session is empty");
+    assert_eq!(backend.live_member_count(), 0);
+}
+
+#[actix_rt::test]
+async fn a_client_that_connects_during_a_graceful_stop_is_closed_with_1012() {
+    use rollcall::actors::supervisor::Connect;
+    let backend = MemoryBackend::new(Duration::from_secs(3));
+    let engine = engine_on(&backend).await;
+    tokio::time::timeout(WAIT, engine.shutdown())
+        .await
+        .expect("the shutdown finishes");
+    assert!(
+        engine.admission().try_admit().is_err(),
+        "a stopping instance admits no new connection"
+    );
+    // One admitted just before the stop reaches the supervisor after it: it is told to go too.
+    let mut late = Probe::new(None);
+    engine
+        .supervisor()
+        .send(Connect {
+            connection: late.id.clone(),
+            client: late.client.clone(),
+        })
+        .await
+        .expect("the supervisor registers the client");
+    assert_eq!(late.expect_close().await, 1012);
 }

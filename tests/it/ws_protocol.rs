@@ -1,14 +1,12 @@
 //! The WebSocket contract of PROTOCOL.md §1 on one instance, over a real client against a server on a
 //! free port: every request, every event, every error code that one instance can produce.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::server::{TestServer, WAIT, test_args};
+use crate::support::ws::{SessionModel, WsClient, member_ids};
 use rollcall::store::memory::MemoryBackend;
 use serde_json::{Value, json};
-use support::server::{TestServer, WAIT, test_args};
-use support::ws::{SessionModel, WsClient, member_ids};
 
 async fn client(server: &TestServer) -> WsClient {
     WsClient::connect(&server.ws_url()).await

@@ -1,0 +1,23 @@
+//! rollcall's integration tests, in one binary: linking the whole stack once instead of once per
+//! file saves most of the suite's build time on a small machine. One module per concern; shared
+//! helpers live in [`support`].
+//!
+//! Run one module with `cargo test --test it no_ghosts::`.
+
+mod support;
+
+mod actors;
+mod auth;
+mod concurrency;
+mod hostile_input;
+mod idle_memory;
+mod limits;
+mod metrics;
+mod multi_instance;
+mod no_ghosts;
+mod persistence;
+mod protocol_properties;
+mod redis_store;
+mod store_conformance;
+mod ws_lifecycle;
+mod ws_protocol;
