@@ -6,7 +6,7 @@
 //! `postgres://postgres@127.0.0.1/postgres`; a fresh database is created and dropped).
 //! `BENCH_ROWS` sets the number of distinct (session, user) rows (default 20000).
 
-#[path = "../tests/support/proxy.rs"]
+#[path = "../tests/it/support/proxy.rs"]
 #[allow(dead_code)]
 mod proxy;
 

@@ -5,38 +5,17 @@
 //! only the sessions it lists (403 for the others); a token without the claim may read any session.
 //! `/api/me/sessions` only ever shows the token user's own rows.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::error::HttpError;
 use crate::actors::supervisor::GetHealth;
 use crate::auth::{AuthError, Claims};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::validate;
-
-/// `{"error": {"code", "message"}}` with a status.
-pub fn error_response(status: StatusCode, err: &ApiError) -> HttpResponse {
-    http_error(status, err.code.as_str(), &err.message)
-}
-
-/// An HTTP error with a code of its own (such as `not_found`, which no WebSocket reply uses).
-pub fn http_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}))
-}
-
-fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::BadRequest | ErrorCode::InvalidSession | ErrorCode::InvalidProfile => {
-            StatusCode::BAD_REQUEST
-        }
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
 
 /// Milliseconds since the Unix epoch as an RFC 3339 UTC string.
 pub fn rfc3339(ms: i64) -> String {
@@ -58,13 +37,6 @@ pub async fn metrics() -> HttpResponse {
 /// A time as an RFC 3339 UTC string, with milliseconds.
 pub fn rfc3339_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// HTTP 401 with the reason, and the challenge header clients expect.
-pub fn unauthorized(err: &AuthError) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header(("WWW-Authenticate", "Bearer"))
-        .json(json!({"error": {"code": err.code(), "message": err.to_string()}}))
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
@@ -104,32 +76,25 @@ pub async fn session(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let claims: Option<Claims> = match state.auth.api_claims(&req) {
-        Ok(claims) => claims,
-        Err(e) => return unauthorized(&e),
-    };
+) -> Result<HttpResponse, HttpError> {
+    let claims: Option<Claims> = state.auth.api_claims(&req)?;
     let id = path.into_inner();
-    if let Err(err) = validate::session_id(&id) {
-        return error_response(StatusCode::BAD_REQUEST, &err);
-    }
+    validate::session_id(&id)?;
     if let Some(allowed) = claims.as_ref().and_then(|c| c.sessions.as_ref())
         && !allowed.iter().any(|s| s == &id)
     {
-        return http_error(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden.as_str(),
-            &format!("this token may not see session {id:?}"),
-        );
+        return Err(HttpError::api(
+            ErrorCode::Forbidden,
+            format!("this token may not see session {id:?}"),
+        ));
     }
-    let view = match state.engine.store().view(&id).await {
-        Ok(view) => view,
-        Err(e) => {
-            let err = ApiError::from(e);
-            return error_response(status_of(err.code), &err);
-        }
-    };
-    let view = view.unwrap_or_default();
+    let view = state
+        .engine
+        .store()
+        .view(&id)
+        .await
+        .map_err(ApiError::from)?
+        .unwrap_or_default();
     let body = |ended_at: Option<String>| {
         json!({
             "session": id,
@@ -142,7 +107,7 @@ pub async fn session(
         })
     };
     if !view.members.is_empty() {
-        return HttpResponse::Ok().json(body(view.ended_at.map(rfc3339)));
+        return Ok(HttpResponse::Ok().json(body(view.ended_at.map(rfc3339))));
     }
     // No live member: the database's record decides (a finished session is still 200).
     let record = match &state.persistence {
@@ -152,31 +117,25 @@ pub async fn session(
         }
         None => Ok(None),
     };
-    match record {
-        Ok(Some(record)) => HttpResponse::Ok().json(body(
-            record
-                .ended_at
-                .as_ref()
-                .map(rfc3339_time)
-                .or(view.ended_at.map(rfc3339)),
-        )),
-        Ok(None) if view.ended_at.is_some() => {
-            HttpResponse::Ok().json(body(view.ended_at.map(rfc3339)))
+    let ended_at = match record {
+        Ok(Some(record)) => record
+            .ended_at
+            .as_ref()
+            .map(rfc3339_time)
+            .or(view.ended_at.map(rfc3339)),
+        Ok(None) if view.ended_at.is_some() => view.ended_at.map(rfc3339),
+        Ok(None) => {
+            return Err(HttpError::NotFound(format!(
+                "no live or recorded session {id:?}"
+            )));
         }
-        Ok(None) => http_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no live or recorded session {id:?}"),
-        ),
         Err(e) if view.ended_at.is_some() => {
             tracing::debug!(error = %e, "session record unavailable; answering from the store");
-            HttpResponse::Ok().json(body(view.ended_at.map(rfc3339)))
+            view.ended_at.map(rfc3339)
         }
-        Err(e) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &ApiError::new(ErrorCode::Unavailable, e.to_string()),
-        ),
-    }
+        Err(e) => return Err(HttpError::api(ErrorCode::Unavailable, e.to_string())),
+    };
+    Ok(HttpResponse::Ok().json(body(ended_at)))
 }
 
 /// Default and largest `limit` of `/api/me/sessions`.
@@ -192,49 +151,35 @@ pub async fn my_sessions(
     req: HttpRequest,
     query: web::Query<MySessionsQuery>,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let user = match state.auth.api_claims(&req) {
-        Ok(Some(claims)) => claims.sub,
-        Ok(None) => {
-            return unauthorized(&AuthError::Invalid(
-                "sign-in is not configured on this server (no --jwt-secret), so there is no \
-                 current user"
-                    .into(),
-            ));
-        }
-        Err(e) => return unauthorized(&e),
+) -> Result<HttpResponse, HttpError> {
+    let Some(claims) = state.auth.api_claims(&req)? else {
+        return Err(HttpError::Unauthorized(AuthError::Invalid(
+            "sign-in is not configured on this server (no --jwt-secret), so there is no \
+             current user"
+                .into(),
+        )));
     };
+    let user = claims.sub;
     let limit = match query.limit.as_deref().map(str::parse::<i64>) {
         None => MY_SESSIONS_DEFAULT_LIMIT,
         Some(Ok(n)) if n >= 1 => n.min(MY_SESSIONS_MAX_LIMIT),
         Some(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &ApiError::new(
-                    ErrorCode::BadRequest,
-                    format!("`limit` must be an integer from 1 to {MY_SESSIONS_MAX_LIMIT}"),
-                ),
-            );
+            return Err(HttpError::api(
+                ErrorCode::BadRequest,
+                format!("`limit` must be an integer from 1 to {MY_SESSIONS_MAX_LIMIT}"),
+            ));
         }
     };
     let Some(persistence) = &state.persistence else {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &ApiError::new(ErrorCode::Unavailable, "this server has no database"),
-        );
+        return Err(HttpError::api(
+            ErrorCode::Unavailable,
+            "this server has no database",
+        ));
     };
-    let rows = match persistence
+    let rows = persistence
         .read(move |db| db.participations(&user, limit))
         .await
-    {
-        Ok(rows) => rows,
-        Err(e) => {
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &ApiError::new(ErrorCode::Unavailable, e.to_string()),
-            );
-        }
-    };
+        .map_err(|e| HttpError::api(ErrorCode::Unavailable, e.to_string()))?;
     let ids: Vec<String> = rows.iter().map(|r| r.session.clone()).collect();
     // One batched read of the live counts; without the store the rows still answer.
     let live = if ids.is_empty() {
@@ -264,5 +209,5 @@ pub async fn my_sessions(
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({"sessions": sessions}))
+    Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
 }

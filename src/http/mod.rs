@@ -1,6 +1,7 @@
 //! HTTP surface (PROTOCOL.md §2) and the WebSocket upgrade.
 
 pub mod api;
+pub mod error;
 pub mod ws;
 
 use std::sync::Arc;

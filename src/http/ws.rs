@@ -5,33 +5,27 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 
 use super::AppState;
-use super::api::{error_response, unauthorized};
+use super::error::HttpError;
 use crate::actors::connection::ConnectionActor;
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::error::ErrorCode;
 
 pub async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, HttpError> {
     if !origin_allowed(&req, &state.allowed_origins) {
-        let err = ApiError::new(
+        return Err(HttpError::api(
             ErrorCode::Forbidden,
             "this origin may not open a WebSocket here",
-        );
-        return error_response(actix_web::http::StatusCode::FORBIDDEN, &err);
+        ));
     }
-    let identity = match state.auth.identify(&req) {
-        Ok(identity) => identity,
-        Err(e) => return unauthorized(&e),
-    };
-    let permit = match state.engine.admission().try_admit() {
-        Ok(permit) => permit,
-        Err(refused) => {
-            let err = ApiError::new(ErrorCode::Unavailable, refused.to_string());
-            return error_response(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, &err);
-        }
-    };
+    let identity = state.auth.identify(&req)?;
+    let permit = state
+        .engine
+        .admission()
+        .try_admit()
+        .map_err(|refused| HttpError::api(ErrorCode::Unavailable, refused.to_string()))?;
     let actor = ConnectionActor::new(
         identity,
         state.engine.connection_settings().clone(),
@@ -42,7 +36,7 @@ pub async fn upgrade(
         .frame_size(state.max_frame_bytes)
         .start();
     // A failed upgrade drops the actor, and with it the permit.
-    started.unwrap_or_else(|e| e.error_response())
+    Ok(started.unwrap_or_else(|e| e.error_response()))
 }
 
 /// With an allow-list, the `Origin` header must name one of its entries (browsers always send it

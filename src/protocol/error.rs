@@ -21,6 +21,12 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,7 +49,7 @@ impl ErrorCode {
 
 /// An error answer: a code from the closed list and a human-readable message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{code:?}: {message}")]
+#[error("{code}: {message}")]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,

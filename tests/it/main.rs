@@ -12,7 +12,6 @@ mod concurrency;
 mod hostile_input;
 mod idle_memory;
 mod limits;
-mod metrics;
 mod multi_instance;
 mod no_ghosts;
 mod persistence;

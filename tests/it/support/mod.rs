@@ -1,4 +1,4 @@
-//! Shared helpers of the integration tests. Each test binary uses only part of them.
+//! Shared helpers of the integration tests (`tests/it`, and `tests/metrics.rs`, which uses a part).
 #![allow(dead_code)]
 
 pub mod db;

@@ -4,15 +4,21 @@
 //! The recorder is process-global (one per test binary), so every assertion is on a delta between
 //! two scrapes, and the tests of this file run one at a time (a static lock): nothing else in this
 //! binary moves a counter between two scrapes.
+//!
+//! A test binary of its own: the metrics recorder is process-global, and these tests assert exact
+//! deltas, which the servers of other tests running in parallel would move.
+
+#[path = "it/support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::db::token;
-use crate::support::server::{TestServer, WAIT, test_args};
-use crate::support::ws::WsClient;
 use serde_json::json;
+use support::db::token;
+use support::server::{TestServer, WAIT, test_args};
+use support::ws::WsClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
