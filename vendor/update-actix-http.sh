@@ -9,6 +9,8 @@
 #   vendor/update-actix-http.sh --make-patch          rewrite vendor/actix-http.patch as the diff
 #                                                     between the published crate and the current
 #                                                     vendor/actix-http (after editing it on purpose)
+#   vendor/update-actix-http.sh --write-unpatched     replace vendor/actix-http with the published
+#                                                     crate alone (to re-apply the patch by hand)
 #   ... --version 3.x.y                               use that release instead of the version in
 #                                                     vendor/actix-http/Cargo.toml (upgrades)
 #
@@ -18,13 +20,13 @@
 # vendored copy leaves out is then removed: benches/, examples/, tests/, CHANGES.md, Cargo.lock,
 # Cargo.toml.orig, .cargo_vcs_info.json, and the [[example]], [[test]], [[bench]] and
 # dev-dependency tables of the (normalized) Cargo.toml. Last, vendor/actix-http.patch is applied
-# with `patch -p1 --fuzz=0`; if it no longer applies to a new release, apply it by hand in
-# vendor/actix-http (after `--version NEW --write` fails, start from an unpatched copy as described
-# in vendor/README.md) and run `--version NEW --make-patch`.
+# with `patch -p1 --fuzz=0`. If it no longer applies to a new release: `--version NEW
+# --write-unpatched`, apply the patch in vendor/actix-http by hand (`patch -p1 --merge` helps),
+# then `--make-patch` and `--check` (vendor/README.md has the whole upgrade procedure).
 set -euo pipefail
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit "${1:-2}"
 }
 
@@ -32,7 +34,7 @@ mode=""
 version=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --check | --write | --make-patch)
+    --check | --write | --make-patch | --write-unpatched)
       [ -z "$mode" ] || usage
       mode="${1#--}"
       ;;
@@ -118,7 +120,8 @@ regenerate() {
   if ! patch -d "$out" -p1 -E --fuzz=0 --forward --batch --no-backup-if-mismatch --quiet \
     -r "$tmp/rejects" <"$patch_file"; then
     echo "update-actix-http: vendor/actix-http.patch does not apply cleanly to actix-http $version;" \
-      "re-apply it by hand and run --make-patch (see vendor/README.md)" >&2
+      "run 'bash vendor/update-actix-http.sh --version $version --write-unpatched', re-apply the" \
+      "patch in vendor/actix-http by hand, then run --make-patch (see vendor/README.md)" >&2
     exit 1
   fi
 }
@@ -130,8 +133,8 @@ case "$mode" in
       sed "s|$tmp/actix-http|<regenerated>|g" "$tmp/diff" | head -n 200 >&2
       echo "update-actix-http: vendor/actix-http is not actix-http $version from crates.io plus" \
         "vendor/actix-http.patch (differences above). Edit the patch, not the folder: run" \
-        "'bash vendor/update-actix-http.sh --write' to regenerate it, or '--make-patch' to keep" \
-        "deliberate edits to vendor/actix-http in the patch." >&2
+        "'bash vendor/update-actix-http.sh --write' to regenerate the folder, or '--make-patch' to" \
+        "keep deliberate edits to vendor/actix-http in the patch." >&2
       exit 1
     fi
     echo "update-actix-http: vendor/actix-http is actix-http $version from crates.io plus vendor/actix-http.patch"
@@ -141,6 +144,12 @@ case "$mode" in
     rm -rf "$crate_dir"
     cp -R "$tmp/actix-http" "$crate_dir"
     echo "update-actix-http: wrote vendor/actix-http (actix-http $version + vendor/actix-http.patch)"
+    ;;
+  write-unpatched)
+    pristine "$tmp/actix-http"
+    rm -rf "$crate_dir"
+    cp -R "$tmp/actix-http" "$crate_dir"
+    echo "update-actix-http: wrote vendor/actix-http (actix-http $version, without vendor/actix-http.patch)"
     ;;
   make-patch)
     mkdir -p "$tmp/diff-root"
