@@ -1,4 +1,4 @@
-//! Sign-in tokens (PROTOCOL.md §1.1): HS256 JWTs that turn an HTTP request into an [`Identity`].
+//! Sign-in tokens (docs/protocol.md §1.2): HS256 JWTs that turn an HTTP request into an [`Identity`].
 //!
 //! The identity of a WebSocket connection is settled before the upgrade, so a bad token is an HTTP
 //! 401 and never a silently anonymous connection. The same check guards `/api/*` when a secret is
@@ -62,7 +62,7 @@ impl AuthError {
 }
 
 /// Verifies tokens with the configured secret. Without a secret every connection is anonymous
-/// (tokens are ignored) and `/api/*` is open, as PROTOCOL.md §3 says.
+/// (tokens are ignored) and `/api/*` is open, as docs/protocol.md §1.2 says.
 #[derive(Clone)]
 pub struct Authenticator {
     keys: Option<(DecodingKey, EncodingKey)>,

@@ -1,4 +1,4 @@
-//! Command line and environment configuration (PROTOCOL.md §3). Every flag also reads an
+//! Command line and environment configuration (docs/protocol.md §3). Every flag also reads an
 //! environment variable; the defaults run a single instance with no external server.
 
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! rollcall: a real-time session engine with no ghost participants.
 //!
 //! WebSocket clients join sessions, see the live member list, and get exactly one leader per
-//! session. The architecture (DESIGN.md §1) shows in the modules: [`actors`] (connection, session,
+//! session. The architecture (docs/architecture.md §1) shows in the modules: [`actors`] (connection, session,
 //! supervisor), [`store`] (the shared state, Memory or Redis), [`protocol`] (the wire contract),
 //! [`http`] (routes), [`config`] (flags), [`engine`] (the engine without HTTP) and [`server`].
 

@@ -1,4 +1,4 @@
-//! `/metrics` (PROTOCOL.md §2, issue 6): the text parses as the Prometheus exposition format under a
+//! `/metrics` (docs/protocol.md §2.6, issue 6): the text parses as the Prometheus exposition format under a
 //! strict parser, and the counters and gauges move exactly with the traffic the test sends.
 //!
 //! The recorder is process-global (one per test binary), so every assertion is on a delta between

@@ -1,4 +1,4 @@
-//! The actors of DESIGN.md §1: one [`connection::ConnectionActor`] per socket, one
+//! The actors of docs/architecture.md §2: one [`connection::ConnectionActor`] per socket, one
 //! [`session::SessionActor`] per session with local members, one [`supervisor::Supervisor`] per
 //! instance. Each message type lives next to the actor that handles it.
 //!

@@ -1,4 +1,4 @@
-//! JSON endpoints: health, readiness, the session read and "my sessions" of PROTOCOL.md §2.
+//! JSON endpoints: health, readiness, the session read and "my sessions" of docs/protocol.md §2.
 //!
 //! When a JWT secret is configured every `/api/*` route needs a bearer token (401 without a valid
 //! one). Access rule of `/api/sessions/{id}`: a token whose `sessions` claim is present may read

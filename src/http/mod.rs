@@ -1,4 +1,4 @@
-//! HTTP surface (PROTOCOL.md §2) and the WebSocket upgrade.
+//! HTTP surface (docs/protocol.md §2) and the WebSocket upgrade.
 
 pub mod api;
 pub mod error;

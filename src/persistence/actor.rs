@@ -1,4 +1,4 @@
-//! The PersistenceActor (DESIGN.md §1): one per instance, the only writer of participation records.
+//! The PersistenceActor (docs/architecture.md §2.4): one per instance, the only writer of participation records.
 //!
 //! It receives every [`RecordChange`] the engine makes and folds it into a pending [`Batch`] at
 //! once (cheap, in memory), so the engine never waits for the database. At most one flush runs at

@@ -1,4 +1,4 @@
-//! Participation records (DESIGN.md §5): who took part in which session, kept in a SQL database.
+//! Participation records (docs/architecture.md §6): who took part in which session, kept in a SQL database.
 //!
 //! The engine's live state is in the store and is gone when a session empties; this module keeps
 //! the history that outlives it (`/api/me/sessions`, and the `ended_at` of a finished session). It

@@ -1,4 +1,4 @@
-//! Error codes of PROTOCOL.md §1.4, and the error value every layer returns to a client.
+//! Error codes of docs/protocol.md §1.9, and the error value every layer returns to a client.
 
 use serde::Serialize;
 

@@ -1,4 +1,4 @@
-//! The WebSocket wire contract of PROTOCOL.md §1: what clients send, what the server answers.
+//! The WebSocket wire contract of docs/protocol.md §1: what clients send, what the server answers.
 //!
 //! Parsing never panics and never trusts a field: [`request::parse`] turns a text frame into a
 //! validated [`request::Request`] or an [`error::ApiError`] that becomes an `error` reply.

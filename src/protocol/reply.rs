@@ -1,4 +1,4 @@
-//! Server → client frames of PROTOCOL.md §1.3.
+//! Server → client frames of docs/protocol.md §1.6.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Field validators of PROTOCOL.md §1.2. Invalid input is refused here, before any store access.
+//! Field validators of docs/protocol.md §1.4. Invalid input is refused here, before any store access.
 
 use super::error::{ApiError, ErrorCode};
 
@@ -71,7 +71,7 @@ pub fn display_name(name: &str) -> Result<(), ApiError> {
 /// Avatars: an absolute http(s) URL of at most 512 characters, no white space or control characters.
 pub fn avatar_url(url: &str) -> Result<(), ApiError> {
     let err = |msg: &str| Err(ApiError::new(ErrorCode::InvalidProfile, msg));
-    // Characters, as PROTOCOL.md counts them (a byte count refused valid non-ASCII URLs).
+    // Characters, as docs/protocol.md §1.4 counts them (a byte count refused valid non-ASCII URLs).
     if url.chars().count() > MAX_AVATAR {
         return err("avatar must be at most 512 characters");
     }

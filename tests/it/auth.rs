@@ -1,4 +1,4 @@
-//! Sign-in token rules (PROTOCOL.md §1.1) at the WebSocket upgrade and on `/api/*`: a bad token is
+//! Sign-in token rules (docs/protocol.md §1.2) at the WebSocket upgrade and on `/api/*`: a bad token is
 //! a 401 before the upgrade and never an anonymous connection; the `sessions` claim limits joins;
 //! anonymous access can be turned off.
 

@@ -1,4 +1,4 @@
-//! Limits of PROTOCOL.md §1 and §3 over a real socket (issue 6): sessions per connection, members
+//! Limits of docs/protocol.md §1.10 and §3.1 over a real socket (issue 6): sessions per connection, members
 //! per session (both stores), connections per instance (HTTP 503 before the upgrade), publish size,
 //! the Origin allow-list (403 before the upgrade), and the per-connection rate limit: a flooding
 //! client gets `rate_limited`, then a 1008 close, while another client's joins stay fast.

@@ -1,4 +1,4 @@
-//! The bounds of DESIGN.md §4, each shown with real `rollcall` processes sharing a private Redis:
+//! The bounds of docs/architecture.md §7, each shown with real `rollcall` processes sharing a private Redis:
 //! an instance killed with SIGKILL, restarted under its name, crashed five times in a row, Redis
 //! restarted empty, an instance partitioned from Redis, and a graceful stop.
 //!

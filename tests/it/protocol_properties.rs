@@ -1,4 +1,4 @@
-//! Property tests of the frame parser and the field validators (PROTOCOL.md §1.2, §1.4).
+//! Property tests of the frame parser and the field validators (docs/protocol.md §1.4, §1.9).
 //!
 //! Every property compares the code with an oracle written from the documented rules, not from the
 //! code: whatever a client sends (arbitrary text, arbitrary JSON, deep nesting, huge numbers, odd

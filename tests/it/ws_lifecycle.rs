@@ -1,4 +1,4 @@
-//! Liveness, close codes, graceful shutdown and the HTTP API of one instance (PROTOCOL.md §1.5, §2).
+//! Liveness, close codes, graceful shutdown and the HTTP API of one instance (docs/protocol.md §1.10, §2).
 
 use std::time::{Duration, Instant};
 

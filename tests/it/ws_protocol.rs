@@ -1,4 +1,4 @@
-//! The WebSocket contract of PROTOCOL.md §1 on one instance, over a real client against a server on a
+//! The WebSocket contract of docs/protocol.md §1 on one instance, over a real client against a server on a
 //! free port: every request, every event, every error code that one instance can produce.
 
 use std::time::Duration;

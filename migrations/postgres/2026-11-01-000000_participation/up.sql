@@ -1,4 +1,4 @@
--- Participation records (DESIGN.md §5): one row per authenticated user per session.
+-- Participation records (docs/architecture.md §6): one row per authenticated user per session.
 CREATE TABLE sessions (
     id             TEXT PRIMARY KEY CHECK (char_length(id) BETWEEN 1 AND 128),
     created_at     TIMESTAMPTZ NOT NULL,

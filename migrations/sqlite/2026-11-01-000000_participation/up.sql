@@ -1,4 +1,4 @@
--- Participation records (DESIGN.md §5): one row per authenticated user per session.
+-- Participation records (docs/architecture.md §6): one row per authenticated user per session.
 -- Times are TEXT in UTC ("YYYY-MM-DD HH:MM:SS.fff+00:00"), which sorts in time order.
 CREATE TABLE sessions (
     id             TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),

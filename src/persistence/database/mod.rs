@@ -2,7 +2,7 @@
 //!
 //! Two typed r2d2 pools behind one enum, rather than diesel's `MultiConnection`: each backend keeps
 //! its native types (`timestamptz` on Postgres), `ON CONFLICT` compiles, and a connection error
-//! names the backend and the real reason (STACK-NOTES.md). The queries are written once, in the
+//! names the backend and the real reason (docs/architecture.md §9). The queries are written once, in the
 //! [`backend!`] macro, and expanded for each backend with its connection and timestamp types.
 //!
 //! Everything here blocks: callers run it off the actix arbiter threads (`spawn_blocking`).
