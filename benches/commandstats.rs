@@ -35,7 +35,7 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 
 fn member(store: &RedisStore, connection: &str) -> Member {
     Member {
-        connection: connection.to_owned(),
+        connection: connection.into(),
         user: Some(format!("u-{connection}")),
         name: connection.to_owned(),
         avatar: None,

@@ -87,14 +87,14 @@ impl Drop for PgDatabase {
 
 fn joined(session: &str, user: &str) -> RecordChange {
     RecordChange {
-        session: session.to_owned(),
+        session: session.to_owned().into(),
         change: Change {
             version: 1,
             leader: None,
             epoch: 1,
             events: vec![Event::MemberJoined {
                 member: Member {
-                    connection: uuid::Uuid::new_v4().to_string(),
+                    connection: uuid::Uuid::new_v4().to_string().into(),
                     user: Some(user.to_owned()),
                     name: format!("User {user}"),
                     avatar: None,
@@ -108,7 +108,7 @@ fn joined(session: &str, user: &str) -> RecordChange {
 
 fn left(session: &str, user: &str) -> RecordChange {
     RecordChange {
-        session: session.to_owned(),
+        session: session.to_owned().into(),
         change: Change {
             version: 2,
             leader: None,

@@ -51,7 +51,7 @@ async fn one_run(
             let incarnation = incarnation.clone();
             async move {
                 let member = Member {
-                    connection: format!("{incarnation}-c{i}"),
+                    connection: format!("{incarnation}-c{i}").into(),
                     user: Some(format!("user-{i}")),
                     name: format!("Participant {i}"),
                     avatar: None,
@@ -72,7 +72,7 @@ async fn one_run(
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let expired = reaper.expired_instances().await.expect("expired");
-        if expired.contains(&incarnation) {
+        if expired.iter().any(|e| *e == incarnation) {
             break;
         }
         assert!(Instant::now() < deadline, "the dead lease never lapsed");

@@ -66,12 +66,12 @@ struct RunResult {
 
 fn member(instance: &str, connection: String) -> Member {
     Member {
-        connection,
+        connection: connection.into(),
         user: None,
         name: "Bench Participant".to_owned(),
         avatar: None,
         joined_at: 0,
-        instance: instance.to_owned(),
+        instance: instance.into(),
     }
 }
 

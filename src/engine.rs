@@ -96,7 +96,10 @@ impl Engine {
         let reaped = register_and_reap(store.as_ref()).await?;
         if let Some(recorder) = &recorder {
             for (session, change) in reaped {
-                recorder.do_send(RecordChange { session, change });
+                recorder.do_send(RecordChange {
+                    session: session.into(),
+                    change,
+                });
             }
         }
         let supervisor_store = store.clone();

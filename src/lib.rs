@@ -24,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod ids;
 pub mod metrics;
 pub mod model;
 pub mod persistence;

@@ -7,10 +7,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{ConnectionId, Incarnation};
+
 /// One live membership: a connection in a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
-    pub connection: String,
+    pub connection: ConnectionId,
     pub user: Option<String>,
     pub name: String,
     pub avatar: Option<String>,
@@ -18,7 +20,7 @@ pub struct Member {
     pub joined_at: i64,
     /// The instance (incarnation) that holds this connection. A compatible extension of the
     /// protocol's `Member` object, useful to operators.
-    pub instance: String,
+    pub instance: Incarnation,
 }
 
 /// Why a membership ended. Serialized as the protocol's `reason` strings.
@@ -89,7 +91,7 @@ pub enum Event {
         member: Member,
     },
     MemberLeft {
-        connection: String,
+        connection: ConnectionId,
         /// The member's user id, so the participation record can be closed without a lookup.
         user: Option<String>,
         reason: LeaveReason,
@@ -98,11 +100,11 @@ pub enum Event {
         member: Member,
     },
     LeaderChanged {
-        leader: Option<String>,
+        leader: Option<ConnectionId>,
         epoch: u64,
     },
     SessionEnded {
-        by: String,
+        by: ConnectionId,
     },
 }
 
@@ -110,7 +112,7 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub version: u64,
-    pub leader: Option<String>,
+    pub leader: Option<ConnectionId>,
     pub epoch: u64,
     pub events: Vec<Event>,
 }
@@ -119,7 +121,7 @@ pub struct Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionView {
     pub version: u64,
-    pub leader: Option<String>,
+    pub leader: Option<ConnectionId>,
     pub epoch: u64,
     /// Sorted by `joined_at`, then connection id: the election order.
     pub members: Vec<Member>,

@@ -23,6 +23,7 @@ use super::{ReplyFrame, ToClient};
 /// Close code for a connection that keeps flooding after being rate limited.
 const CLOSE_POLICY: u16 = 1008;
 use crate::admission::ConnectionPermit;
+use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::metrics;
 use crate::model::{LeaveReason, Member};
 use crate::protocol::PROTOCOL_VERSION;
@@ -52,13 +53,13 @@ pub struct ConnectionSettings {
 }
 
 pub struct ConnectionActor {
-    id: String,
+    id: ConnectionId,
     identity: Identity,
     settings: Arc<ConnectionSettings>,
     supervisor: Addr<Supervisor>,
     /// This connection's admission slot, given back when the actor is dropped.
     _permit: ConnectionPermit,
-    sessions: HashMap<String, Addr<SessionActor>>,
+    sessions: HashMap<SessionId, Addr<SessionActor>>,
     name: Option<String>,
     avatar: Option<String>,
     last_seen: Instant,
@@ -76,7 +77,7 @@ impl ConnectionActor {
         permit: ConnectionPermit,
     ) -> ConnectionActor {
         ConnectionActor {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: ConnectionId::new(uuid::Uuid::new_v4().to_string()),
             identity,
             settings: settings.clone(),
             supervisor,
@@ -239,13 +240,13 @@ impl ConnectionActor {
     fn join(
         &mut self,
         id: Option<RequestId>,
-        session: String,
+        session: SessionId,
         name: Option<String>,
         avatar: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if let Some(allowed) = &self.identity.sessions
-            && !allowed.contains(&session)
+            && !allowed.iter().any(|a| session == a.as_str())
         {
             let err = ApiError::new(
                 ErrorCode::Forbidden,
@@ -271,7 +272,7 @@ impl ConnectionActor {
             name: self.display_name(name),
             avatar: avatar.or_else(|| self.avatar.clone()),
             joined_at: 0,
-            instance: String::new(),
+            instance: Incarnation::default(),
         };
         let join = Join {
             session: session.clone(),

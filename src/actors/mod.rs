@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use actix::{Message, Recipient};
 
+use crate::ids::SessionId;
 use crate::model::Change;
 
 /// A change this instance made (its own requests, shutdown removals and reaped instances), for
@@ -21,7 +22,7 @@ use crate::model::Change;
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "()")]
 pub struct RecordChange {
-    pub session: String,
+    pub session: SessionId,
     pub change: Change,
 }
 
@@ -52,7 +53,7 @@ pub enum ToClient {
     /// `--message-batch-ms`); the client sees the same frames as if each had come alone.
     Frames(Arc<[Arc<str>]>),
     /// The connection is no longer a member of this session (ended, shut down, or lost).
-    MembershipEnded { session: String },
+    MembershipEnded { session: SessionId },
     /// Close the connection with this WebSocket close code (1012 on graceful shutdown).
     Close { code: u16, reason: String },
 }

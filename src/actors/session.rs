@@ -16,6 +16,7 @@ use actix::{
 use serde_json::Value;
 
 use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
+use crate::ids::{ConnectionId, SessionId};
 use crate::model::{Change, Event, LeaveReason, Member, SessionView};
 use crate::protocol::error::ApiError;
 use crate::protocol::reply::{ServerMessage, ViewBody};
@@ -33,7 +34,7 @@ pub struct SessionOwner {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LocalCount {
-    pub session: String,
+    pub session: SessionId,
     pub count: usize,
 }
 
@@ -41,8 +42,22 @@ pub struct LocalCount {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Orphaned {
-    pub session: String,
-    pub removals: Vec<(String, LeaveReason)>,
+    pub session: SessionId,
+    pub removals: Vec<PendingRemoval>,
+}
+
+/// A removal the store has not confirmed yet (it was unreachable); retried until it is.
+#[derive(Clone, Debug)]
+pub struct PendingRemoval {
+    pub connection: ConnectionId,
+    pub reason: LeaveReason,
+}
+
+/// A `message` frame held for the batch window, with the member that published it (who does not
+/// get its own message back).
+struct HeldMessage {
+    frame: Arc<str>,
+    publisher: Option<ConnectionId>,
 }
 
 struct LocalMember {
@@ -51,7 +66,7 @@ struct LocalMember {
 }
 
 pub struct SessionActor {
-    session: String,
+    session: SessionId,
     store: Arc<dyn Store>,
     owner: SessionOwner,
     max_members: usize,
@@ -59,18 +74,18 @@ pub struct SessionActor {
     /// How long a `message` may wait to share one write with the next ones; zero sends at once.
     message_batch: Duration,
     /// `message` frames waiting for the batch window, each with the member that must not get it.
-    pending_messages: Vec<(Arc<str>, Option<String>)>,
+    pending_messages: Vec<HeldMessage>,
     /// When `message`s last went out.
     last_message_write: Option<Instant>,
     view: SessionView,
-    local: HashMap<String, LocalMember>,
+    local: HashMap<ConnectionId, LocalMember>,
     /// Local connections whose removal the store has not confirmed yet (it was unreachable).
-    pending_removals: Vec<(String, LeaveReason)>,
+    pending_removals: Vec<PendingRemoval>,
 }
 
 impl SessionActor {
     pub fn new(
-        session: String,
+        session: SessionId,
         store: Arc<dyn Store>,
         owner: SessionOwner,
         max_members: usize,
@@ -111,7 +126,12 @@ impl SessionActor {
     /// window since the last write ends, together with the others that arrive meanwhile. A
     /// sparse session sees no delay, and a busy one costs one write per socket per window
     /// instead of one per message.
-    fn deliver_message(&mut self, frame: Arc<str>, skip: Option<String>, ctx: &mut Context<Self>) {
+    fn deliver_message(
+        &mut self,
+        frame: Arc<str>,
+        publisher: Option<ConnectionId>,
+        ctx: &mut Context<Self>,
+    ) {
         let now = Instant::now();
         let since_write = self
             .last_message_write
@@ -119,13 +139,13 @@ impl SessionActor {
         if self.pending_messages.is_empty() {
             if since_write >= self.message_batch {
                 self.last_message_write = Some(now);
-                self.send_each(&frame, skip.as_deref());
+                self.send_each(&frame, publisher.as_deref());
                 return;
             }
             let wait = self.message_batch - since_write;
             ctx.run_later(wait, |act, _| act.flush_messages());
         }
-        self.pending_messages.push((frame, skip));
+        self.pending_messages.push(HeldMessage { frame, publisher });
     }
 
     /// Sends the batched messages. It runs before any other frame goes out and before the local
@@ -137,20 +157,20 @@ impl SessionActor {
             return;
         }
         self.last_message_write = Some(Instant::now());
-        if let [(frame, skip)] = pending.as_slice() {
-            self.send_each(frame, skip.as_deref());
+        if let [HeldMessage { frame, publisher }] = pending.as_slice() {
+            self.send_each(frame, publisher.as_deref());
             return;
         }
-        let everyone: Arc<[Arc<str>]> = pending.iter().map(|(frame, _)| frame.clone()).collect();
+        let everyone: Arc<[Arc<str>]> = pending.iter().map(|held| held.frame.clone()).collect();
         for (connection, local) in &self.local {
             let is_publisher = pending
                 .iter()
-                .any(|(_, skip)| skip.as_deref() == Some(connection.as_str()));
+                .any(|held| held.publisher.as_ref() == Some(connection));
             let frames = if is_publisher {
                 pending
                     .iter()
-                    .filter(|(_, skip)| skip.as_deref() != Some(connection.as_str()))
-                    .map(|(frame, _)| frame.clone())
+                    .filter(|held| held.publisher.as_ref() != Some(connection))
+                    .map(|held| held.frame.clone())
                     .collect()
             } else {
                 everyone.clone()
@@ -352,7 +372,7 @@ impl Handler<JoinLocal> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct Leave {
-    pub connection: String,
+    pub connection: ConnectionId,
     pub reason: LeaveReason,
 }
 
@@ -384,7 +404,10 @@ impl Handler<Leave> for SessionActor {
                         Err(e) => {
                             log_store_failure!(e, session = %act.session, connection = %msg.connection, error = %e,
                                 "leave not confirmed by the store; will retry on reconcile");
-                            act.pending_removals.push((msg.connection, msg.reason));
+                            act.pending_removals.push(PendingRemoval {
+                                connection: msg.connection,
+                                reason: msg.reason,
+                            });
                             Err(ApiError::from(e))
                         }
                     };
@@ -399,7 +422,7 @@ impl Handler<Leave> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct UpdateProfile {
-    pub connection: String,
+    pub connection: ConnectionId,
     pub name: String,
     pub avatar: Option<String>,
 }
@@ -444,7 +467,7 @@ impl Handler<UpdateProfile> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct Publish {
-    pub connection: String,
+    pub connection: ConnectionId,
     pub data: Value,
 }
 
@@ -483,7 +506,7 @@ impl Handler<Publish> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "Result<SessionView, ApiError>")]
 pub struct ReadMembers {
-    pub connection: String,
+    pub connection: ConnectionId,
     pub reply: ReplyFrame,
 }
 
@@ -527,7 +550,7 @@ impl Handler<ReadMembers> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct EndSession {
-    pub connection: String,
+    pub connection: ConnectionId,
     pub epoch: u64,
 }
 
@@ -584,7 +607,7 @@ impl Handler<RemoteChange> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RemoteMessage {
-    pub from: String,
+    pub from: ConnectionId,
     pub user: Option<String>,
     pub data: Value,
 }
@@ -624,12 +647,13 @@ impl Handler<Reconcile> for SessionActor {
             async move {
                 let mut unconfirmed = Vec::new();
                 let mut confirmed = Vec::new();
-                for (connection, reason) in pending {
-                    match store.leave(&session, &connection, reason).await {
+                for removal in pending {
+                    let PendingRemoval { connection, reason } = &removal;
+                    match store.leave(&session, connection, *reason).await {
                         Ok(change) => confirmed.extend(change),
                         Err(e) => {
                             log_store_failure!(e, %session, %connection, error = %e, "leave still not confirmed");
-                            unconfirmed.push((connection, reason));
+                            unconfirmed.push(removal);
                         }
                     }
                 }

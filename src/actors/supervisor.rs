@@ -14,11 +14,12 @@ use actix::{
 };
 
 use super::session::{
-    JoinLocal, LocalCount, Orphaned, Reconcile, RemoteChange, RemoteMessage, Retire, SessionActor,
-    SessionOwner, ShutdownSession,
+    JoinLocal, LocalCount, Orphaned, PendingRemoval, Reconcile, RemoteChange, RemoteMessage,
+    Retire, SessionActor, SessionOwner, ShutdownSession,
 };
 use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
-use crate::model::{Change, LeaveReason, Member, SessionView};
+use crate::ids::{ConnectionId, SessionId};
+use crate::model::{Change, Member, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store, StoreError};
 
@@ -51,13 +52,19 @@ pub struct Health {
     pub shutting_down: bool,
 }
 
+/// A removal a retired session actor left behind; the heartbeat retries it.
+struct Orphan {
+    session: SessionId,
+    removal: PendingRemoval,
+}
+
 pub struct Supervisor {
     store: Arc<dyn Store>,
     settings: SupervisorSettings,
     recorder: Option<ChangeRecorder>,
-    sessions: HashMap<String, SessionEntry>,
-    clients: HashMap<String, Recipient<ToClient>>,
-    orphans: Vec<(String, String, LeaveReason)>,
+    sessions: HashMap<SessionId, SessionEntry>,
+    clients: HashMap<ConnectionId, Recipient<ToClient>>,
+    orphans: Vec<Orphan>,
     store_reachable: bool,
     lease_held: bool,
     shutting_down: bool,
@@ -74,8 +81,11 @@ struct SubscriptionQueue {
 }
 
 enum SubscriptionOp {
-    Subscribe(String, tokio::sync::oneshot::Sender<Result<(), StoreError>>),
-    Unsubscribe(String),
+    Subscribe(
+        SessionId,
+        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    ),
+    Unsubscribe(SessionId),
 }
 
 impl SubscriptionQueue {
@@ -105,7 +115,7 @@ impl SubscriptionQueue {
         let (done, result) = tokio::sync::oneshot::channel();
         let queued = self
             .tx
-            .send(SubscriptionOp::Subscribe(session.to_owned(), done))
+            .send(SubscriptionOp::Subscribe(session.into(), done))
             .is_ok();
         async move {
             if !queued {
@@ -122,9 +132,7 @@ impl SubscriptionQueue {
     }
 
     fn unsubscribe(&self, session: &str) {
-        let _ = self
-            .tx
-            .send(SubscriptionOp::Unsubscribe(session.to_owned()));
+        let _ = self.tx.send(SubscriptionOp::Unsubscribe(session.into()));
     }
 }
 
@@ -191,7 +199,7 @@ impl Supervisor {
         crate::metrics::count_change(change);
         if let Some(recorder) = &self.recorder {
             recorder.do_send(RecordChange {
-                session: session.to_owned(),
+                session: session.into(),
                 change: change.clone(),
             });
         }
@@ -211,7 +219,7 @@ impl Supervisor {
         self.tick_running = true;
         self.ticks += 1;
         let store = self.store.clone();
-        let touch: Vec<String> = if self
+        let touch: Vec<SessionId> = if self
             .ticks
             .is_multiple_of(self.settings.touch_every_ticks.max(1))
         {
@@ -231,11 +239,13 @@ impl Supervisor {
                             tracing::debug!(%session, error = %e, "touch failed");
                         }
                     }
-                    for (session, connection, reason) in orphans {
-                        match store.leave(&session, &connection, reason).await {
-                            Ok(Some(change)) => reaped.push((session, change)),
+                    for orphan in orphans {
+                        let Orphan { session, removal } = &orphan;
+                        let left = store.leave(session, &removal.connection, removal.reason);
+                        match left.await {
+                            Ok(Some(change)) => reaped.push((session.to_string(), change)),
                             Ok(None) => {}
-                            Err(_) => unconfirmed.push((session, connection, reason)),
+                            Err(_) => unconfirmed.push(orphan),
                         }
                     }
                     reaped.extend(crate::store::reaping::reap_expired(store.as_ref()).await);
@@ -278,7 +288,7 @@ impl Supervisor {
                     act.route(&session, change);
                     // The reaped change is applied first; the reconcile then checks the view
                     // against the store (it only speaks up if something else was missed).
-                    if let Some(entry) = act.sessions.get(&session) {
+                    if let Some(entry) = act.sessions.get(session.as_str()) {
                         entry.addr.do_send(Reconcile { reassert: false });
                     }
                 }
@@ -334,7 +344,7 @@ pub struct Joined {
 #[derive(Message)]
 #[rtype(result = "Result<Joined, ApiError>")]
 pub struct Join {
-    pub session: String,
+    pub session: SessionId,
     pub member: Member,
     pub client: Recipient<ToClient>,
     pub reply: ReplyFrame,
@@ -432,8 +442,11 @@ impl Handler<Orphaned> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Orphaned, _ctx: &mut Context<Self>) {
-        for (connection, reason) in msg.removals {
-            self.orphans.push((msg.session.clone(), connection, reason));
+        for removal in msg.removals {
+            self.orphans.push(Orphan {
+                session: msg.session.clone(),
+                removal,
+            });
         }
     }
 }
@@ -443,7 +456,7 @@ impl Handler<Orphaned> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Connect {
-    pub connection: String,
+    pub connection: ConnectionId,
     pub client: Recipient<ToClient>,
 }
 
@@ -464,7 +477,7 @@ impl Handler<Connect> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Disconnect {
-    pub connection: String,
+    pub connection: ConnectionId,
 }
 
 impl Handler<Disconnect> for Supervisor {
@@ -508,7 +521,7 @@ impl Handler<GetHealth> for Supervisor {
 /// The session actor of `session` on this instance, if any.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<SessionActor>>")]
-pub struct LookupSession(pub String);
+pub struct LookupSession(pub SessionId);
 
 impl Handler<LookupSession> for Supervisor {
     type Result = Option<Addr<SessionActor>>;

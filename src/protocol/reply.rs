@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::request::RequestId;
+use crate::ids::{ConnectionId, SessionId};
 use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView};
 
 /// Every frame the server sends, tagged by `type`.
@@ -14,7 +15,7 @@ use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Welcome {
-        connection: String,
+        connection: ConnectionId,
         user: Option<String>,
         instance: String,
         protocol: u32,
@@ -23,59 +24,59 @@ pub enum ServerMessage {
     Joined {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        session: String,
-        you: String,
+        session: SessionId,
+        you: ConnectionId,
         #[serde(flatten)]
         view: ViewBody,
     },
     Left {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        session: String,
+        session: SessionId,
     },
     Members {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        session: String,
+        session: SessionId,
         #[serde(flatten)]
         view: ViewBody,
     },
     Snapshot {
-        session: String,
+        session: SessionId,
         #[serde(flatten)]
         view: ViewBody,
     },
     MemberJoined {
-        session: String,
+        session: SessionId,
         version: u64,
         member: Member,
     },
     MemberLeft {
-        session: String,
+        session: SessionId,
         version: u64,
-        connection: String,
+        connection: ConnectionId,
         reason: LeaveReason,
     },
     MemberUpdated {
-        session: String,
+        session: SessionId,
         version: u64,
         member: Member,
     },
     LeaderChanged {
-        session: String,
+        session: SessionId,
         version: u64,
-        leader: Option<String>,
+        leader: Option<ConnectionId>,
         epoch: u64,
     },
     Message {
-        session: String,
-        from: String,
+        session: SessionId,
+        from: ConnectionId,
         user: Option<String>,
         data: Value,
     },
     SessionEnded {
-        session: String,
-        by: String,
+        session: SessionId,
+        by: ConnectionId,
     },
     ProfileUpdated {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,12 +85,12 @@ pub enum ServerMessage {
     Published {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        session: String,
+        session: SessionId,
     },
     Ended {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        session: String,
+        session: SessionId,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,7 +108,7 @@ pub enum ServerMessage {
 #[derive(Clone, Debug, Serialize)]
 pub struct ViewBody {
     pub version: u64,
-    pub leader: Option<String>,
+    pub leader: Option<ConnectionId>,
     pub epoch: u64,
     pub members: Vec<Member>,
     pub counts: Counts,
@@ -144,7 +145,7 @@ impl ServerMessage {
     }
 
     pub fn from_event(session: &str, version: u64, event: &Event) -> ServerMessage {
-        let session = session.to_owned();
+        let session = SessionId::from(session);
         match event {
             Event::MemberJoined { member } => ServerMessage::MemberJoined {
                 session,

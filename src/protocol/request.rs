@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::error::{ApiError, ErrorCode};
 use super::validate;
+use crate::ids::SessionId;
 
 /// The `id` a client may put on a request; echoed on the direct reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -27,26 +28,26 @@ pub enum Patch<T> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     Join {
-        session: String,
+        session: SessionId,
         name: Option<String>,
         avatar: Option<String>,
     },
     Leave {
-        session: String,
+        session: SessionId,
     },
     Profile {
         name: Option<String>,
         avatar: Patch<String>,
     },
     Publish {
-        session: String,
+        session: SessionId,
         data: Value,
     },
     Members {
-        session: String,
+        session: SessionId,
     },
     End {
-        session: String,
+        session: SessionId,
         epoch: u64,
     },
     Ping,
@@ -160,7 +161,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             name,
             avatar,
         } => {
-            validate::session_id(&session)?;
+            let session = validate::session(session)?;
             if let Some(name) = &name {
                 validate::display_name(name)?;
             }
@@ -174,7 +175,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             }
         }
         RawRequest::Leave { session } => {
-            validate::session_id(&session)?;
+            let session = validate::session(session)?;
             Request::Leave { session }
         }
         RawRequest::Profile { name, avatar } => {
@@ -187,7 +188,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             Request::Profile { name, avatar }
         }
         RawRequest::Publish { session, data } => {
-            validate::session_id(&session)?;
+            let session = validate::session(session)?;
             if validate::json_depth(&data) > validate::MAX_DATA_DEPTH {
                 return Err(ApiError::bad_request(format!(
                     "publish data nests deeper than {} levels",
@@ -209,11 +210,11 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             Request::Publish { session, data }
         }
         RawRequest::Members { session } => {
-            validate::session_id(&session)?;
+            let session = validate::session(session)?;
             Request::Members { session }
         }
         RawRequest::End { session, epoch } => {
-            validate::session_id(&session)?;
+            let session = validate::session(session)?;
             Request::End { session, epoch }
         }
         RawRequest::Ping => Request::Ping,

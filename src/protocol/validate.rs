@@ -1,6 +1,7 @@
 //! Field validators of docs/protocol.md §1.4. Invalid input is refused here, before any store access.
 
 use super::error::{ApiError, ErrorCode};
+use crate::ids::SessionId;
 
 pub const MAX_SESSION_ID: usize = 128;
 pub const MAX_NAME: usize = 64;
@@ -28,6 +29,12 @@ pub fn json_depth(value: &serde_json::Value) -> usize {
 }
 
 /// Session ids: 1–128 chars of `[A-Za-z0-9_-]`.
+/// `raw` as a [`SessionId`], if it is a valid one.
+pub fn session(raw: String) -> Result<SessionId, ApiError> {
+    session_id(&raw)?;
+    Ok(SessionId::new(raw))
+}
+
 pub fn session_id(id: &str) -> Result<(), ApiError> {
     let valid = !id.is_empty()
         && id.len() <= MAX_SESSION_ID

@@ -17,6 +17,7 @@ use super::{
     Broadcast, BroadcastBody, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store,
     StoreError, StoreResult,
 };
+use crate::ids::ConnectionId;
 use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView, now_ms, sort_members};
 
 /// The shared in-process state; clone it to connect several engines to the same "cluster".
@@ -44,7 +45,7 @@ struct InstanceState {
 #[derive(Default)]
 struct SessionState {
     version: u64,
-    leader: Option<String>,
+    leader: Option<ConnectionId>,
     epoch: u64,
     members: Vec<Member>,
     ended_at: Option<i64>,
@@ -156,7 +157,7 @@ impl MemoryStore {
             return;
         };
         let message = Broadcast {
-            session: session.to_owned(),
+            session: session.into(),
             origin: self.instance.incarnation.clone(),
             body,
         };
@@ -261,7 +262,7 @@ impl Store for MemoryStore {
         };
         let gone = entry.members.remove(pos);
         let mut events = vec![Event::MemberLeft {
-            connection: connection.to_owned(),
+            connection: connection.into(),
             user: gone.user.clone(),
             reason,
         }];
@@ -305,10 +306,14 @@ impl Store for MemoryStore {
         if entry.leader.as_deref() != Some(connection) || entry.epoch != epoch {
             return Err(StoreError::NotLeader);
         }
-        let instances: HashSet<String> = entry.members.iter().map(|m| m.instance.clone()).collect();
+        let instances: HashSet<String> = entry
+            .members
+            .iter()
+            .map(|m| m.instance.to_string())
+            .collect();
         entry.ended_at = Some(now_ms());
         let mut events = vec![Event::SessionEnded {
-            by: connection.to_owned(),
+            by: connection.into(),
         }];
         events.extend(entry.members.drain(..).map(|m| Event::MemberLeft {
             connection: m.connection,
@@ -356,7 +361,7 @@ impl Store for MemoryStore {
     ) -> StoreResult<()> {
         let state = self.backend.lock();
         let body = BroadcastBody::Message {
-            from: from.to_owned(),
+            from: from.into(),
             user: user.map(str::to_owned),
             data: data.clone(),
         };
@@ -370,14 +375,14 @@ impl Store for MemoryStore {
             .subscribers
             .entry(session.to_owned())
             .or_default()
-            .insert(self.instance.incarnation.clone(), self.feed_tx.clone());
+            .insert(self.instance.incarnation.to_string(), self.feed_tx.clone());
         Ok(())
     }
 
     async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
         let mut state = self.backend.lock();
         if let Some(subs) = state.subscribers.get_mut(session) {
-            subs.remove(&self.instance.incarnation);
+            subs.remove(self.instance.incarnation.as_str());
             if subs.is_empty() {
                 state.subscribers.remove(session);
             }
@@ -387,7 +392,7 @@ impl Store for MemoryStore {
 
     async fn register(&self) -> StoreResult<Option<String>> {
         let mut state = self.backend.lock();
-        let me = self.instance.incarnation.clone();
+        let me = self.instance.incarnation.to_string();
         state.instances.insert(
             me.clone(),
             InstanceState {
@@ -410,7 +415,7 @@ impl Store for MemoryStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let generation = state.generation;
-        let me = self.instance.incarnation.clone();
+        let me = self.instance.incarnation.to_string();
         let expires = Instant::now() + self.backend.lease;
         let status = if *known != Some(generation) {
             LeaseStatus::StoreReset
@@ -434,7 +439,7 @@ impl Store for MemoryStore {
 
     async fn deregister(&self) -> StoreResult<()> {
         let mut state = self.backend.lock();
-        let me = &self.instance.incarnation;
+        let me = &self.instance.incarnation.to_string();
         state.instances.remove(me);
         if state.names.get(&self.instance.name) == Some(me) {
             state.names.remove(&self.instance.name);
@@ -457,7 +462,7 @@ impl Store for MemoryStore {
     async fn claim_reap(&self, dead: &str) -> StoreResult<bool> {
         let mut state = self.backend.lock();
         let now = Instant::now();
-        let me = self.instance.incarnation.clone();
+        let me = self.instance.incarnation.to_string();
         match state.claims.get(dead) {
             Some((holder, until)) if *until > now && *holder != me => Ok(false),
             _ => {
@@ -550,7 +555,7 @@ impl Store for MemoryStore {
         sort_members(&mut entry.members);
         entry.elect(true, &mut events);
         let change = entry.commit(events);
-        let instance = self.instance.incarnation.clone();
+        let instance = self.instance.incarnation.to_string();
         Self::track(&mut state, &instance, session, true);
         self.publish_change(&state, session, &change);
         Ok(Some(change))

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
@@ -28,7 +29,7 @@ use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 pub struct InstanceId {
     pub name: String,
     /// Unique per process start; members and keys of an instance are keyed by it.
-    pub incarnation: String,
+    pub incarnation: Incarnation,
 }
 
 impl InstanceId {
@@ -36,7 +37,7 @@ impl InstanceId {
         let name = name.into();
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         InstanceId {
-            incarnation: format!("{name}#{}", &suffix[..12]),
+            incarnation: Incarnation::new(format!("{name}#{}", &suffix[..12])),
             name,
         }
     }
@@ -111,9 +112,9 @@ pub enum LeaseStatus {
 /// What one instance tells the others about a session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Broadcast {
-    pub session: String,
+    pub session: SessionId,
     /// Incarnation of the instance that made the change; it ignores its own echo.
-    pub origin: String,
+    pub origin: Incarnation,
     pub body: BroadcastBody,
 }
 
@@ -122,7 +123,7 @@ pub struct Broadcast {
 pub enum BroadcastBody {
     Change(Change),
     Message {
-        from: String,
+        from: ConnectionId,
         user: Option<String>,
         data: Value,
     },

@@ -55,18 +55,18 @@ impl Probe {
 
     fn member(&self, name: &str) -> Member {
         Member {
-            connection: self.id.clone(),
+            connection: self.id.clone().into(),
             user: self.user.clone(),
             name: name.to_owned(),
             avatar: None,
             joined_at: 0,
-            instance: String::new(),
+            instance: String::new().into(),
         }
     }
 
     async fn join(&mut self, engine: &Engine, session: &str) -> Result<SessionView, ErrorCode> {
         let join = Join {
-            session: session.to_owned(),
+            session: session.to_owned().into(),
             member: self.member("Guest"),
             client: self.client.clone(),
             reply: ReplyFrame::Caller,
@@ -91,7 +91,7 @@ impl Probe {
 
     async fn leave(&mut self, reason: LeaveReason) -> Result<(), ErrorCode> {
         let leave = Leave {
-            connection: self.id.clone(),
+            connection: self.id.clone().into(),
             reason,
         };
         let result = self
@@ -104,7 +104,7 @@ impl Probe {
 
     async fn read(&self) -> Result<SessionView, ErrorCode> {
         let read = ReadMembers {
-            connection: self.id.clone(),
+            connection: self.id.clone().into(),
             reply: ReplyFrame::Caller,
         };
         let result = self
@@ -117,7 +117,7 @@ impl Probe {
 
     async fn end(&self, epoch: u64) -> Result<(), ErrorCode> {
         let end = EndSession {
-            connection: self.id.clone(),
+            connection: self.id.clone().into(),
             epoch,
         };
         let result = self
@@ -142,7 +142,7 @@ impl Probe {
                         .push(serde_json::from_str(text).expect("frames are JSON"));
                 }
             }
-            ToClient::MembershipEnded { session } => self.ended.push(session),
+            ToClient::MembershipEnded { session } => self.ended.push(session.to_string()),
             ToClient::Close { code, .. } => self.close = Some(code),
         }
     }
@@ -192,7 +192,7 @@ fn settings() -> EngineSettings {
 
 async fn publish(probe: &Probe, data: Value) {
     let publish = Publish {
-        connection: probe.id.clone(),
+        connection: probe.id.clone().into(),
         data,
     };
     probe
@@ -426,7 +426,7 @@ async fn profile_updates_and_publish_reach_the_right_members() {
     b.join(&engine, "p").await.expect("join");
 
     let update = UpdateProfile {
-        connection: a.id.clone(),
+        connection: a.id.clone().into(),
         name: "Ada".into(),
         avatar: Some("https://e.com/a.png".into()),
     };
@@ -447,7 +447,7 @@ async fn profile_updates_and_publish_reach_the_right_members() {
     assert_eq!(view.member(&a.id).map(|m| m.name.as_str()), Some("Ada"));
 
     let publish = Publish {
-        connection: a.id.clone(),
+        connection: a.id.clone().into(),
         data: json!({"hello": [1, 2]}),
     };
     a.actor()
@@ -460,7 +460,7 @@ async fn profile_updates_and_publish_reach_the_right_members() {
     assert_eq!(msg["data"], json!({"hello": [1, 2]}));
     // Fence: B's publish reaches A after anything A's own publish sent to A.
     let publish = Publish {
-        connection: b.id.clone(),
+        connection: b.id.clone().into(),
         data: json!(2),
     };
     b.actor()
@@ -477,13 +477,13 @@ async fn profile_updates_and_publish_reach_the_right_members() {
 
     let stranger = Probe::new(None);
     let publish = Publish {
-        connection: stranger.id.clone(),
+        connection: stranger.id.clone().into(),
         data: json!(1),
     };
     let err = a.actor().send(publish).await.expect("answer").unwrap_err();
     assert_eq!(err.code, ErrorCode::NotMember);
     let read = ReadMembers {
-        connection: stranger.id.clone(),
+        connection: stranger.id.clone().into(),
         reply: ReplyFrame::Caller,
     };
     let err = a.actor().send(read).await.expect("answer").unwrap_err();
@@ -588,7 +588,7 @@ async fn graceful_shutdown_removes_members_with_reason_shutdown_and_closes_with_
         engine
             .supervisor()
             .send(rollcall::actors::supervisor::Connect {
-                connection: p.id.clone(),
+                connection: p.id.clone().into(),
                 client: p.client.clone(),
             })
             .await
@@ -779,7 +779,7 @@ async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
     let (local_count, mut counts) = forward::<LocalCount>();
     let (orphaned, _orphans) = forward();
     let actor = SessionActor::new(
-        "solo".to_owned(),
+        "solo".to_owned().into(),
         std::sync::Arc::new(store),
         SessionOwner {
             local_count,
@@ -809,7 +809,7 @@ async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
 
     actor
         .send(Leave {
-            connection: probe.id.clone(),
+            connection: probe.id.clone().into(),
             reason: LeaveReason::Left,
         })
         .await
@@ -840,7 +840,7 @@ async fn a_client_that_connects_during_a_graceful_stop_is_closed_with_1012() {
     engine
         .supervisor()
         .send(Connect {
-            connection: late.id.clone(),
+            connection: late.id.clone().into(),
             client: late.client.clone(),
         })
         .await

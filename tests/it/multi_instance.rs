@@ -65,7 +65,7 @@ impl Client {
     fn new(connection: &str) -> Client {
         let (tx, rx) = mpsc::unbounded_channel();
         Client {
-            connection: connection.to_owned(),
+            connection: connection.into(),
             rx,
             probe: Probe { tx }.start(),
             actor: None,
@@ -74,7 +74,7 @@ impl Client {
 
     async fn join(&mut self, engine: &Engine, session: &str) -> rollcall::model::SessionView {
         let member = Member {
-            connection: self.connection.clone(),
+            connection: self.connection.clone().into(),
             user: Some(format!("user-{}", self.connection)),
             name: self.connection.clone(),
             avatar: None,
@@ -84,7 +84,7 @@ impl Client {
         let joined = engine
             .supervisor()
             .send(Join {
-                session: session.to_owned(),
+                session: session.to_owned().into(),
                 member,
                 client: self.probe.clone().recipient(),
                 reply: ReplyFrame::Caller,
@@ -103,7 +103,7 @@ impl Client {
     async fn leave(&mut self) {
         self.actor()
             .send(Leave {
-                connection: self.connection.clone(),
+                connection: self.connection.clone().into(),
                 reason: LeaveReason::Left,
             })
             .await
@@ -235,7 +235,7 @@ async fn concurrent_joins_spread_over_instances_elect_exactly_one_leader() {
         for engine in &engines {
             let actor = engine
                 .supervisor()
-                .send(LookupSession(session.clone()))
+                .send(LookupSession(session.clone().into()))
                 .await
                 .unwrap()
                 .expect("a session actor on every instance");

@@ -118,13 +118,17 @@ fn expected(frame: &Value) -> Expect {
         "ping" => Ok(Request::Ping),
         "join" => (|| {
             Ok(Request::Join {
-                session: req_str(o, "session")?,
+                session: req_str(o, "session")?.into(),
                 name: opt_str(o, "name")?,
                 avatar: opt_str(o, "avatar")?,
             })
         })(),
-        "leave" => req_str(o, "session").map(|session| Request::Leave { session }),
-        "members" => req_str(o, "session").map(|session| Request::Members { session }),
+        "leave" => req_str(o, "session").map(|session| Request::Leave {
+            session: session.into(),
+        }),
+        "members" => req_str(o, "session").map(|session| Request::Members {
+            session: session.into(),
+        }),
         "profile" => (|| {
             let avatar = match o.get("avatar") {
                 None => Patch::Keep,
@@ -140,12 +144,18 @@ fn expected(frame: &Value) -> Expect {
         "publish" => (|| {
             let session = req_str(o, "session")?;
             let data = o.get("data").cloned().ok_or(())?;
-            Ok(Request::Publish { session, data })
+            Ok(Request::Publish {
+                session: session.into(),
+                data,
+            })
         })(),
         "end" => (|| {
             let session = req_str(o, "session")?;
             let epoch = o.get("epoch").and_then(Value::as_u64).ok_or(())?;
-            Ok(Request::End { session, epoch })
+            Ok(Request::End {
+                session: session.into(),
+                epoch,
+            })
         })(),
         _ => Err(()),
     };

@@ -54,7 +54,7 @@ async fn connect(server: &RedisServer, name: &str, ttl: Duration) -> (RedisStore
 
 fn member(store: &RedisStore, connection: &str) -> Member {
     Member {
-        connection: connection.to_owned(),
+        connection: connection.into(),
         user: Some(format!("user-{connection}")),
         name: connection.to_owned(),
         avatar: None,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rollcall::ids::ConnectionId;
 use rollcall::model::{Change, Counts, Event, LeaveReason, Member};
 use rollcall::store::memory::MemoryBackend;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
@@ -77,7 +78,7 @@ impl Harness for Redis {
 
 fn member(store: &Arc<dyn Store>, connection: &str, user: Option<&str>) -> Member {
     Member {
-        connection: connection.to_owned(),
+        connection: connection.into(),
         user: user.map(str::to_owned),
         name: format!("name of {connection}"),
         avatar: None,
@@ -112,7 +113,7 @@ fn joined_member(change: &Change) -> Member {
 
 fn left(connection: &str, user: Option<&str>, reason: LeaveReason) -> Event {
     Event::MemberLeft {
-        connection: connection.to_owned(),
+        connection: connection.into(),
         user: user.map(str::to_owned),
         reason,
     }
@@ -120,7 +121,7 @@ fn left(connection: &str, user: Option<&str>, reason: LeaveReason) -> Event {
 
 fn leader(leader: Option<&str>, epoch: u64) -> Event {
     Event::LeaderChanged {
-        leader: leader.map(str::to_owned),
+        leader: leader.map(ConnectionId::from),
         epoch,
     }
 }
@@ -458,7 +459,12 @@ async fn remove_instance_members<H: Harness>() {
         "counts follow removals"
     );
     b.forget_instance(&dead).await.unwrap();
-    assert!(!b.expired_instances().await.unwrap().contains(&dead));
+    assert!(
+        !b.expired_instances()
+            .await
+            .unwrap()
+            .contains(&dead.to_string())
+    );
 }
 
 async fn reassert_after_data_loss<H: Harness>() {
@@ -534,7 +540,7 @@ async fn lease_expiry_and_claims<H: Harness>() {
 
     // Restart fast path: the same name registered again names its previous incarnation.
     let (a2, _f2) = h.connect("a").await;
-    assert_eq!(a2.register().await.unwrap(), Some(dead.clone()));
+    assert_eq!(a2.register().await.unwrap(), Some(dead.to_string()));
     a2.deregister().await.unwrap();
     assert!(b.expired_instances().await.unwrap().is_empty());
 

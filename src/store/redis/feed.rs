@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::keys::KeyLayout;
 use super::reply::{broadcast, text};
 use super::within;
+use crate::ids::Incarnation;
 use crate::store::{Broadcast, FeedEvent};
 
 /// How often the task asks a lost connection whether it is back.
@@ -25,7 +26,7 @@ pub(super) async fn run_feed(
     feed: mpsc::UnboundedSender<FeedEvent>,
     conn: ConnectionManager,
     keys: KeyLayout,
-    me: String,
+    me: Incarnation,
 ) {
     let decoder = Decoder { keys, me };
     while let Some(push) = pushes.recv().await {
@@ -89,7 +90,7 @@ async fn wait_until_back(
 struct Decoder {
     keys: KeyLayout,
     /// This instance's incarnation.
-    me: String,
+    me: Incarnation,
 }
 
 impl Decoder {

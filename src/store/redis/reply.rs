@@ -7,6 +7,7 @@
 use ::redis::Value;
 
 use super::RedisStoreError;
+use crate::ids::ConnectionId;
 use crate::model::{Change, Member, SessionView, sort_members};
 use crate::store::{Broadcast, BroadcastBody};
 
@@ -152,7 +153,7 @@ pub(super) fn view_of(items: &[Value]) -> Result<SessionView> {
     };
     Ok(SessionView {
         version: int(items.get(2).unwrap_or(&Value::Nil))?,
-        leader: non_empty(field(3)?),
+        leader: non_empty(field(3)?).map(ConnectionId::from),
         epoch: int(items.get(4).unwrap_or(&Value::Nil))?,
         members,
         ended_at,

@@ -139,10 +139,10 @@ impl Store for RedisStore {
         data: &Json,
     ) -> StoreResult<()> {
         let message = Broadcast {
-            session: session.to_owned(),
+            session: session.into(),
             origin: self.instance.incarnation.clone(),
             body: BroadcastBody::Message {
-                from: from.to_owned(),
+                from: from.into(),
                 user: user.map(str::to_owned),
                 data: data.clone(),
             },
