@@ -9,6 +9,8 @@
 #[path = "../tests/it/support/proxy.rs"]
 #[allow(dead_code)]
 mod proxy;
+#[path = "../tests/it/support/urls.rs"]
+mod urls;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use rollcall::actors::RecordChange;
 use rollcall::model::{Change, Event, LeaveReason, Member, now_ms};
 use rollcall::persistence::{Database, Persistence, PersistenceSettings};
+use urls::{with_database, with_host};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1/postgres";
 
@@ -24,28 +27,6 @@ fn admin_url() -> String {
         .ok()
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
         .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let after = base.find("://").map_or(0, |i| i + 3);
-    let root = base[after..].find('/').map_or(base, |i| &base[..after + i]);
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-fn with_host(url: &str, addr: std::net::SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("scheme");
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((user, _)) => format!("{scheme}://{user}@{addr}{tail}"),
-        None => format!("{scheme}://{addr}{tail}"),
-    }
 }
 
 struct PgDatabase {
@@ -154,19 +135,7 @@ async fn throughput(backend: &str, url: &str, rows: usize) {
 
 async fn outage_drain() {
     let database = PgDatabase::create();
-    let target = {
-        let rest = database.url.split_once("://").map_or("", |(_, r)| r);
-        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let host = if host.contains(':') {
-            host.to_owned()
-        } else {
-            format!("{host}:5432")
-        };
-        host.replace("localhost", "127.0.0.1")
-            .parse()
-            .expect("host:port")
-    };
+    let target = urls::socket_addr(&database.url, 5432);
     let proxy = proxy::TcpProxy::start(target);
     let (db, _) = Database::open(&with_host(&database.url, proxy.addr())).expect("open");
     let persistence = Persistence::start(db, PersistenceSettings::default());

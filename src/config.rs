@@ -79,22 +79,49 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLCALL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// Accept connections without a token (`--allow-anonymous false` refuses them with 401).
-    #[arg(long, env = "ROLLCALL_ALLOW_ANONYMOUS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        env = "ROLLCALL_ALLOW_ANONYMOUS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+    )]
     pub allow_anonymous: bool,
     /// Stable name of this instance (restart fast path). Default: host name + pid.
     #[arg(long, env = "ROLLCALL_INSTANCE_NAME")]
     pub instance_name: Option<String>,
     /// Instance lease renewal and reaper tick, in milliseconds.
-    #[arg(long, env = "ROLLCALL_HEARTBEAT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    #[arg(
+        long,
+        env = "ROLLCALL_HEARTBEAT_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..),
+    )]
     pub heartbeat_ms: u64,
     /// An instance not renewing its lease for this long is dead, in milliseconds.
-    #[arg(long, env = "ROLLCALL_LEASE_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(20..))]
+    #[arg(
+        long,
+        env = "ROLLCALL_LEASE_MS",
+        default_value_t = 3000,
+        value_parser = clap::value_parser!(u64).range(20..),
+    )]
     pub lease_ms: u64,
     /// Interval of WebSocket pings to clients, in milliseconds.
-    #[arg(long, env = "ROLLCALL_CLIENT_PING_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    #[arg(
+        long,
+        env = "ROLLCALL_CLIENT_PING_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(10..),
+    )]
     pub client_ping_ms: u64,
     /// A client silent for this long is closed, in milliseconds.
-    #[arg(long, env = "ROLLCALL_CLIENT_TIMEOUT_MS", default_value_t = 15000, value_parser = clap::value_parser!(u64).range(20..))]
+    #[arg(
+        long,
+        env = "ROLLCALL_CLIENT_TIMEOUT_MS",
+        default_value_t = 15000,
+        value_parser = clap::value_parser!(u64).range(20..),
+    )]
     pub client_timeout_ms: u64,
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "ROLLCALL_KEY_PREFIX", default_value = "rollcall")]
@@ -125,19 +152,39 @@ pub struct ServeArgs {
     /// Longest wait of a `message` so that a busy session's messages reach each socket in one
     /// write, in milliseconds. A message after a quiet window goes out at once; 0 sends every
     /// message at once.
-    #[arg(long, env = "ROLLCALL_MESSAGE_BATCH_MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    #[arg(
+        long,
+        env = "ROLLCALL_MESSAGE_BATCH_MS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=1000),
+    )]
     pub message_batch_ms: u64,
     /// Connections this instance accepts; more are refused with HTTP 503 before the upgrade.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
     /// Requests per second one connection may send, sustained; excess gets `rate_limited`.
-    #[arg(long, env = "ROLLCALL_RATE_LIMIT_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        env = "ROLLCALL_RATE_LIMIT_PER_SECOND",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
     pub rate_limit_per_second: u32,
     /// Requests one connection may send in a burst above the sustained rate.
-    #[arg(long, env = "ROLLCALL_RATE_LIMIT_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        env = "ROLLCALL_RATE_LIMIT_BURST",
+        default_value_t = 40,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
     pub rate_limit_burst: u32,
     /// A connection with more refused requests than this within 10 seconds is closed with 1008.
-    #[arg(long, env = "ROLLCALL_RATE_LIMIT_CLOSE_AFTER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        env = "ROLLCALL_RATE_LIMIT_CLOSE_AFTER",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
     pub rate_limit_close_after: u32,
     /// Origins allowed to open a WebSocket (comma-separated, e.g. `https://app.example`); others
     /// get HTTP 403. Unset: any origin, and requests without an `Origin` header.

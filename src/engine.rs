@@ -109,7 +109,11 @@ impl Engine {
             ctx.add_stream(futures_util::stream::poll_fn(move |cx| feed.poll_recv(cx)));
             Supervisor::new(supervisor_store, supervisor_settings, recorder)
         });
-        tracing::info!(instance = %store.instance().incarnation, store = store.kind(), "engine started");
+        tracing::info!(
+            instance = %store.instance().incarnation,
+            store = store.kind(),
+            "engine started",
+        );
         Ok(Engine {
             supervisor,
             store,

@@ -64,7 +64,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = rollcall::server::start(&args)
         .await
         .context("starting rollcall")?;
-    tracing::info!(addr = %server.addr, "rollcall is serving; Ctrl-C or SIGTERM stops it gracefully");
+    tracing::info!(
+        addr = %server.addr,
+        "rollcall is serving; Ctrl-C or SIGTERM stops it gracefully",
+    );
     wait_for_signal().await?;
     tracing::info!("stop signal received; shutting down gracefully");
     server.shutdown().await;

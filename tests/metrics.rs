@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::db::token;
-use support::server::{TestServer, WAIT, test_args};
+use support::server::{TestServer, WAIT, http_get_text, test_args};
 use support::ws::WsClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// Serializes the tests of this binary (the recorder is shared).
@@ -258,60 +257,11 @@ impl Exposition {
 
 /// `GET /metrics` as raw text, checking the status and the content type.
 async fn scrape(addr: SocketAddr) -> Exposition {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to the test server");
-        let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("send the request");
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .expect("read the response");
-        raw
-    };
-    let raw = tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("/metrics answers within the wait");
-    let text = String::from_utf8(raw).expect("/metrics is UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    assert_eq!(content_type, "text/plain; version=0.0.4", "{head}");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
+    let (status, content_type, body) = http_get_text(addr, "/metrics", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "text/plain; version=0.0.4");
     parse_exposition(&body)
         .unwrap_or_else(|e| panic!("/metrics is not valid Prometheus text: {e}\n{body}"))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
 }
 
 /// Waits (bounded) until `pred` holds for a fresh scrape; returns that scrape.

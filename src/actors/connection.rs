@@ -308,7 +308,10 @@ impl ConnectionActor {
             }
             Verdict::Close => {
                 ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
-                tracing::warn!(connection = %self.id, "connection keeps flooding; closing with 1008");
+                tracing::warn!(
+                    connection = %self.id,
+                    "connection keeps flooding; closing with 1008",
+                );
                 // Queued behind the replies already produced, so the client reads them all first.
                 self.closing = true;
                 ctx.address().do_send(ToClient::Close {
@@ -412,7 +415,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
                 ctx.stop();
             }
             Err(ws::ProtocolError::Overflow) => {
-                tracing::info!(connection = %self.id, "frame over the size limit; closing with 1009");
+                tracing::info!(
+                    connection = %self.id,
+                    "frame over the size limit; closing with 1009",
+                );
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Size,
                     description: Some("frame too large".into()),
@@ -420,7 +426,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
                 ctx.stop();
             }
             Err(e) => {
-                tracing::info!(connection = %self.id, error = %e, "WebSocket protocol error; closing");
+                tracing::info!(
+                    connection = %self.id,
+                    error = %e,
+                    "WebSocket protocol error; closing",
+                );
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Protocol,
                     description: Some(e.to_string()),

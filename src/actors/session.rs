@@ -402,8 +402,13 @@ impl Handler<Leave> for SessionActor {
                         }
                         Ok(None) => Ok(()),
                         Err(e) => {
-                            log_store_failure!(e, session = %act.session, connection = %msg.connection, error = %e,
-                                "leave not confirmed by the store; will retry on reconcile");
+                            log_store_failure!(
+                                e,
+                                session = %act.session,
+                                connection = %msg.connection,
+                                error = %e,
+                                "leave not confirmed by the store; will retry on reconcile"
+                            );
                             act.pending_removals.push(PendingRemoval {
                                 connection: msg.connection,
                                 reason: msg.reason,
@@ -652,7 +657,13 @@ impl Handler<Reconcile> for SessionActor {
                     match store.leave(&session, connection, *reason).await {
                         Ok(change) => confirmed.extend(change),
                         Err(e) => {
-                            log_store_failure!(e, %session, %connection, error = %e, "leave still not confirmed");
+                            log_store_failure!(
+                                e,
+                                %session,
+                                %connection,
+                                error = %e,
+                                "leave still not confirmed",
+                            );
                             unconfirmed.push(removal);
                         }
                     }
@@ -688,11 +699,17 @@ impl Handler<Reconcile> for SessionActor {
                         || view.leader != act.view.leader
                     {
                         act.view = view;
-                        let frame = act.snapshot_frame(); act.send_frame(&frame, None);
+                        let frame = act.snapshot_frame();
+                        act.send_frame(&frame, None);
                     }
                 }
                 Err(e) => {
-                    log_store_failure!(e, session = %act.session, error = %e, "reconcile failed; will retry");
+                    log_store_failure!(
+                        e,
+                        session = %act.session,
+                        error = %e,
+                        "reconcile failed; will retry",
+                    );
                 }
             }),
         ))
@@ -766,7 +783,10 @@ impl Handler<Retire> for SessionActor {
     fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
         use actix::ActorContext;
         if !self.local.is_empty() {
-            tracing::error!(session = %self.session, "retire requested with local members; staying");
+            tracing::error!(
+                session = %self.session,
+                "retire requested with local members; staying",
+            );
             return;
         }
         if !self.pending_removals.is_empty() {

@@ -267,11 +267,13 @@ impl Supervisor {
                             LeaseStatus::Held if !was_down => {}
                             LeaseStatus::Held => act.reconcile_all(true),
                             LeaseStatus::WasLost => {
-                                tracing::warn!("this instance had been declared dead; re-asserting its members");
+                                let why = "this instance had been declared dead";
+                                tracing::warn!("{why}; re-asserting its members");
                                 act.reconcile_all(true);
                             }
                             LeaseStatus::StoreReset => {
-                                tracing::warn!("the shared store lost its data; re-asserting every local member");
+                                let why = "the shared store lost its data";
+                                tracing::warn!("{why}; re-asserting every local member");
                                 act.reconcile_all(true);
                             }
                         }

@@ -61,7 +61,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let body = json!({
         "database": database,
         "status": if ready { "ready" } else { "not_ready" },
-        "store": {"kind": health.store, "state": if health.store_reachable { "up" } else { "down" }},
+        "store": {
+            "kind": health.store,
+            "state": if health.store_reachable { "up" } else { "down" },
+        },
         "lease": if health.lease_held { "held" } else { "lost" },
         "shutting_down": health.shutting_down,
     });

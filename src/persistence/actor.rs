@@ -209,7 +209,12 @@ impl PersistenceActor {
                 self.failures = self.failures.saturating_add(1);
                 self.set_up(false, Some(error.to_string()));
                 let delay = self.backoff();
-                tracing::debug!(?delay, pending = self.pending.len(), error = %error, "flush failed; retrying");
+                tracing::debug!(
+                    ?delay,
+                    pending = self.pending.len(),
+                    error = %error,
+                    "flush failed; retrying",
+                );
                 metrics::counter!(crate::metrics::PERSISTENCE_RETRIES).increment(1);
                 self.retry = Some(ctx.run_later(delay, |act, ctx| {
                     act.retry = None;
@@ -295,7 +300,11 @@ fn write_batch(db: &Database, batch: Batch) -> FlushOutcome {
             Ok(()) => outcome.written += single.participants.len(),
             Err(e) if e.is_permanent() => {
                 outcome.refused += 1;
-                tracing::error!(error = %e, entry = ?single, "participation write refused by the database; dropped");
+                tracing::error!(
+                    error = %e,
+                    entry = ?single,
+                    "participation write refused by the database; dropped",
+                );
             }
             Err(e) => {
                 let remaining = rest.fold(single, Batch::then);
@@ -369,10 +378,23 @@ impl Handler<Abandon> for PersistenceActor {
         }
         const LOGGED: usize = 100;
         for ((session, user), op) in pending.participants.iter().take(LOGGED) {
-            tracing::error!(%session, %user, joins = op.joins, first_join = ?op.first_join, last_join = ?op.last_join, last_left = ?op.last_left, "participation record not written before the stop deadline");
+            tracing::error!(
+                %session,
+                %user,
+                joins = op.joins,
+                first_join = ?op.first_join,
+                last_join = ?op.last_join,
+                last_left = ?op.last_left,
+                "participation record not written before the stop deadline",
+            );
         }
         for (session, op) in pending.sessions.iter().take(LOGGED) {
-            tracing::error!(%session, ended_at = ?op.ended_at, last_active = %op.last_active, "session record not written before the stop deadline");
+            tracing::error!(
+                %session,
+                ended_at = ?op.ended_at,
+                last_active = %op.last_active,
+                "session record not written before the stop deadline",
+            );
         }
         tracing::error!(
             participants = pending.participants.len(),

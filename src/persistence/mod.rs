@@ -45,7 +45,11 @@ impl Persistence {
         let url = url.to_owned();
         let (db, applied) = blocking(move || Database::open_or_wait(&url)).await?;
         if !applied.is_empty() {
-            tracing::info!(backend = db.backend(), migrations = ?applied, "database migrations applied");
+            tracing::info!(
+                backend = db.backend(),
+                migrations = ?applied,
+                "database migrations applied",
+            );
         }
         Ok(Persistence::start(db, settings))
     }

@@ -70,7 +70,10 @@ pub async fn register_and_reap(store: &dyn Store) -> Result<Vec<(String, Change)
     let previous = store.register().await?;
     let mut reaped = Vec::new();
     if let Some(previous) = previous {
-        tracing::info!(previous = %previous, "reaping the previous incarnation of this instance name");
+        tracing::info!(
+            previous = %previous,
+            "reaping the previous incarnation of this instance name",
+        );
         reaped.extend(reap_instance(store, &previous).await?);
     }
     reaped.extend(reap_expired(store).await);

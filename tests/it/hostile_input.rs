@@ -369,30 +369,10 @@ fn hostile(i: usize) -> Hostile {
 }
 
 /// Parses a RESP2 array of bulk strings (the answer to `KEYS`, `SMEMBERS`, `PUBSUB CHANNELS`).
-fn resp_strings(reply: &str) -> Vec<String> {
-    let mut lines = reply.split("\r\n");
-    let head = lines.next().unwrap_or_default();
-    let count: usize = head
-        .strip_prefix('*')
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a RESP array: {reply:?}"));
-    let mut out = Vec::with_capacity(count);
-    for _ in 0..count {
-        let len = lines.next().expect("bulk length");
-        assert!(
-            len.starts_with('$'),
-            "not a bulk string: {len:?} in {reply:?}"
-        );
-        out.push(lines.next().expect("bulk string").to_owned());
-    }
-    out
-}
-
 fn redis_strings(redis: &RedisServer, args: &[&str]) -> Vec<String> {
-    let reply = redis
-        .command(args)
-        .unwrap_or_else(|| panic!("redis did not answer {args:?}"));
-    resp_strings(&reply)
+    redis
+        .query(args)
+        .unwrap_or_else(|e| panic!("redis did not answer {args:?}: {e}"))
 }
 
 /// The session id of a session key or channel laid out as documented, `rollcall:{s:<id>}:<kind>`

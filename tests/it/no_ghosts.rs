@@ -51,20 +51,20 @@ fn instance_of(view: &Value, connection: &str) -> String {
 }
 
 /// Keys whose name mentions `incarnation`, and whether its lease is still registered.
-fn traces_of(redis: &RedisServer, incarnation: &str) -> (String, String) {
+fn traces_of(redis: &RedisServer, incarnation: &str) -> (Vec<String>, Option<f64>) {
     let keys = redis
-        .command(&["KEYS", &format!("*{incarnation}*")])
-        .unwrap_or_default();
+        .query(&["KEYS", &format!("*{incarnation}*")])
+        .expect("KEYS answers");
     let lease = redis
-        .command(&["ZSCORE", "rollcall:{g}:leases", incarnation])
-        .unwrap_or_default();
+        .query(&["ZSCORE", "rollcall:{g}:leases", incarnation])
+        .expect("ZSCORE answers");
     (keys, lease)
 }
 
 fn assert_no_traces(redis: &RedisServer, incarnation: &str) {
     let (keys, lease) = traces_of(redis, incarnation);
-    assert_eq!(keys, "*0\r\n", "keys of {incarnation} remain");
-    assert_eq!(lease, "$-1\r\n", "the lease of {incarnation} remains");
+    assert_eq!(keys, Vec::<String>::new(), "keys of {incarnation} remain");
+    assert_eq!(lease, None, "the lease of {incarnation} remains");
 }
 
 /// Polls `/api/sessions/{session}` on `process` until `done` holds; returns the view and the time.
@@ -240,14 +240,7 @@ async fn five_crash_restarts_keep_counts_exact_and_keys_bounded() {
             Some(4),
             "round {round}"
         );
-        let dbsize = redis.command(&["DBSIZE"]).unwrap_or_default();
-        key_counts.push(
-            dbsize
-                .trim()
-                .trim_start_matches(':')
-                .parse::<u64>()
-                .unwrap_or(u64::MAX),
-        );
+        key_counts.push(redis.query::<u64>(&["DBSIZE"]).expect("DBSIZE answers"));
 
         b.kill9();
         b.restart(&url, &[]).await;

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::db::{
-    TestDatabase, eventually, postgres_addr, token, token_with_exp, with_host,
-};
+use crate::support::db::{TestDatabase, postgres_addr, token, token_with_exp};
+use crate::support::eventually;
 use crate::support::proxy::TcpProxy;
 use crate::support::server::http_get_as;
+use crate::support::urls::with_host;
 use crate::support::ws::WsClient;
 use chrono::{DateTime, Utc};
 use rollcall::config::ServeArgs;

@@ -53,14 +53,7 @@ async fn connect(server: &RedisServer, name: &str, ttl: Duration) -> (RedisStore
 }
 
 fn member(store: &RedisStore, connection: &str) -> Member {
-    Member {
-        connection: connection.into(),
-        user: Some(format!("user-{connection}")),
-        name: connection.to_owned(),
-        avatar: None,
-        joined_at: 0,
-        instance: store.instance().incarnation.clone(),
-    }
+    crate::support::members::member(connection, &store.instance().incarnation)
 }
 
 #[test]
@@ -194,13 +187,11 @@ async fn every_session_key_keeps_a_ttl_after_every_kind_of_change() {
     a.remove_instance_members("s", &b.instance().incarnation, LeaveReason::InstanceLost)
         .await
         .unwrap();
-    let keys = server.command(&["KEYS", "rc:{s:s}:*"]).unwrap_or_default();
-    let names: Vec<&str> = keys.lines().filter(|l| l.starts_with("rc:")).collect();
-    assert!(names.len() >= 4, "the session keys exist: {keys:?}");
-    for key in names {
-        let ttl = server.command(&["PTTL", key]).unwrap_or_default();
-        let ms: i64 = ttl.trim().trim_start_matches(':').parse().unwrap_or(-9);
-        assert!(ms > 0, "{key} has no TTL after the changes (PTTL {ttl:?})");
+    let keys: Vec<String> = server.query(&["KEYS", "rc:{s:s}:*"]).expect("KEYS");
+    assert!(keys.len() >= 4, "the session keys exist: {keys:?}");
+    for key in &keys {
+        let ms: i64 = server.query(&["PTTL", key]).expect("PTTL");
+        assert!(ms > 0, "{key} has no TTL after the changes (PTTL {ms})");
     }
 }
 
@@ -210,16 +201,17 @@ async fn scripts_are_reloaded_after_a_script_flush() {
     let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
     a.register().await.unwrap();
     a.join("s", member(&a, "c1"), 10).await.unwrap();
-    assert!(
+    let flush = |server: &RedisServer| {
         server
-            .command(&["SCRIPT", "FLUSH"])
-            .is_some_and(|r| r.starts_with("+OK"))
-    );
+            .query::<()>(&["SCRIPT", "FLUSH"])
+            .expect("SCRIPT FLUSH");
+    };
+    flush(&server);
     // Pipelined (join + SADD) and plain (leave) script calls both recover.
     a.join("s", member(&a, "c2"), 10).await.unwrap();
-    server.command(&["SCRIPT", "FLUSH"]);
+    flush(&server);
     a.leave("s", "c2", LeaveReason::Left).await.unwrap();
-    server.command(&["SCRIPT", "FLUSH"]);
+    flush(&server);
     a.renew_lease().await.unwrap();
     assert_eq!(a.view("s").await.unwrap().unwrap().members.len(), 1);
 }

@@ -78,12 +78,8 @@ impl Harness for Redis {
 
 fn member(store: &Arc<dyn Store>, connection: &str, user: Option<&str>) -> Member {
     Member {
-        connection: connection.into(),
         user: user.map(str::to_owned),
-        name: format!("name of {connection}"),
-        avatar: None,
-        joined_at: 0,
-        instance: store.instance().incarnation.clone(),
+        ..crate::support::members::member(connection, &store.instance().incarnation)
     }
 }
 

@@ -3,15 +3,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support::server::{TestServer, WAIT, test_args};
-use crate::support::ws::{WsClient, member_ids};
+use crate::support::ws::{WsClient, is_member_left, member_ids};
 use rollcall::store::memory::MemoryBackend;
 use serde_json::{Value, json};
-
-fn is_member_left(frame: &Value, session: &str, connection: &str) -> bool {
-    frame["type"] == "member_left"
-        && frame["session"] == session
-        && frame["connection"] == connection
-}
 
 #[actix_rt::test]
 async fn a_client_that_stops_answering_is_removed_with_reason_timeout_within_the_bound() {

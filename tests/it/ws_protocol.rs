@@ -4,18 +4,12 @@
 use std::time::Duration;
 
 use crate::support::server::{TestServer, WAIT, test_args};
-use crate::support::ws::{SessionModel, WsClient, member_ids};
+use crate::support::ws::{SessionModel, WsClient, is_member_left, member_ids};
 use rollcall::store::memory::MemoryBackend;
 use serde_json::{Value, json};
 
 async fn client(server: &TestServer) -> WsClient {
     WsClient::connect(&server.ws_url()).await
-}
-
-fn is_member_left(frame: &Value, session: &str, connection: &str) -> bool {
-    frame["type"] == "member_left"
-        && frame["session"] == session
-        && frame["connection"] == connection
 }
 
 /// A short pause so that consecutive joins get distinct `joined_at` milliseconds.

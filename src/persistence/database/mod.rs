@@ -236,8 +236,11 @@ impl Database {
                         reason,
                     });
                 };
-                tracing::error!(%reason,
-                    "postgres unreachable at start-up; serving anyway, participation writes are kept until it answers");
+                tracing::error!(
+                    %reason,
+                    "postgres unreachable at start-up; serving anyway, \
+                     participation writes are kept until it answers"
+                );
                 let pool = Pool::builder()
                     .max_size(4)
                     .min_idle(Some(0))

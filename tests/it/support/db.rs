@@ -6,7 +6,6 @@
 //! `server.rs` and `ws.rs` do not.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use rollcall::auth::{Claims, sign_claims};
@@ -24,37 +23,11 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned())
 }
 
-/// `url` with its database name replaced by `name`.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{root}/{name}?{query}"),
-        None => format!("{root}/{name}"),
-    }
-}
+use super::urls::{socket_addr, with_database};
 
 /// `host:port` of a Postgres URL (port 5432 when absent).
 pub fn postgres_addr(url: &str) -> SocketAddr {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let with_port = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5432")
-    };
-    let with_port = with_port.replace("localhost", "127.0.0.1");
-    with_port
-        .parse()
-        .unwrap_or_else(|e| panic!("{with_port:?} is not host:port: {e}"))
+    socket_addr(url, 5432)
 }
 
 /// A fresh database, dropped on drop.
@@ -142,31 +115,5 @@ pub async fn ws_handshake_status(url: &str, bearer: Option<&str>) -> u16 {
         }
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
         Err(e) => panic!("WebSocket handshake to {url} failed without a status: {e}"),
-    }
-}
-
-/// Polls `check` every 50 ms until it holds or `timeout` passes; true if it held.
-pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `url` with its `host:port` replaced by `addr` (to go through a [`super::proxy::TcpProxy`]).
-pub fn with_host(url: &str, addr: SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let user = authority.rsplit_once('@').map(|(u, _)| u);
-    match user {
-        Some(user) => format!("{scheme}://{user}@{addr}{tail}"),
-        None => format!("{scheme}://{addr}{tail}"),
     }
 }

@@ -2,9 +2,27 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod members;
 pub mod probe;
 pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod server;
+pub mod urls;
 pub mod ws;
+
+use std::time::Duration;
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes; true if it held.
+pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -4,8 +4,7 @@
 //! 127.0.0.1, persists nothing, and is killed when dropped.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,38 +75,24 @@ impl RedisServer {
 
     /// True when the server answers PING with PONG.
     pub fn ping(&self) -> bool {
-        self.command(&["PING"])
-            .is_some_and(|r| r.starts_with("+PONG"))
+        self.query::<String>(&["PING"])
+            .is_ok_and(|reply| reply == "PONG")
     }
 
-    /// Sends one command with a plain RESP2 socket and returns the raw reply (first read).
-    pub fn command(&self, args: &[&str]) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut frame = format!("*{}\r\n", args.len());
-        for arg in args {
-            frame.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(frame.as_bytes()).ok()?;
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 65536];
-        loop {
-            let n = stream.read(&mut buf).ok()?;
-            reply.extend_from_slice(&buf[..n]);
-            if n == 0 || reply.ends_with(b"\r\n") {
-                break;
-            }
-        }
-        String::from_utf8(reply).ok()
+    /// Sends one command on a fresh connection (the server may have been restarted meanwhile)
+    /// and decodes the reply as `T`.
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        let (name, rest) = args.split_first().expect("a command name");
+        redis::cmd(name).arg(rest).query(&mut conn)
     }
 
     /// Empties the server (Redis "lost its data").
     pub fn flushall(&self) {
-        let reply = self.command(&["FLUSHALL"]);
-        assert!(
-            reply.as_deref().is_some_and(|r| r.starts_with("+OK")),
-            "FLUSHALL failed: {reply:?}"
-        );
+        if let Err(e) = self.query::<()>(&["FLUSHALL"]) {
+            panic!("FLUSHALL failed: {e}");
+        }
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.

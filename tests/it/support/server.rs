@@ -14,7 +14,6 @@ use rollcall::server::{self, RunningServer};
 use rollcall::store::InstanceId;
 use rollcall::store::memory::MemoryBackend;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a test waits for anything it can await (an event, a reply, a close) before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -116,58 +115,34 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
 
 /// `GET path` with an optional bearer token: the status and the JSON body (`Null` if not JSON).
 pub async fn http_get_as(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Value) {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect to the test server");
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Accept: */*\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("send the HTTP request");
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .expect("read the HTTP response");
-        raw
-    };
-    let raw = tokio::time::timeout(WAIT, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path} did not answer within {WAIT:?}"));
-    let text = String::from_utf8(raw).expect("an HTTP response in UTF-8");
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("malformed HTTP response: {text:?}"));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
+    let (status, _, body) = http_get_text(addr, path, token).await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
+/// `GET path`: the status, the `Content-Type` and the body as text.
+pub async fn http_get_text(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, String) {
+    let mut request = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-    out
+    let exchange = async {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok::<_, reqwest::Error>((status, content_type, response.text().await?))
+    };
+    match tokio::time::timeout(WAIT, exchange).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => panic!("GET {path} failed: {e}"),
+        Err(_) => panic!("GET {path} did not answer within {WAIT:?}"),
+    }
 }

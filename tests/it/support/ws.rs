@@ -518,6 +518,13 @@ impl SessionModel {
 }
 
 /// The connection ids in a `members`/`joined`/`snapshot` frame or HTTP answer, sorted.
+/// Whether `frame` is the `member_left` of `connection` in `session`.
+pub fn is_member_left(frame: &Value, session: &str, connection: &str) -> bool {
+    frame["type"] == "member_left"
+        && frame["session"] == session
+        && frame["connection"] == connection
+}
+
 pub fn member_ids(frame: &Value) -> Vec<String> {
     let mut ids: Vec<String> = frame["members"]
         .as_array()
