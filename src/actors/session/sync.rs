@@ -1,0 +1,229 @@
+//! Keeping the actor in step with the shared state: changes and messages from other instances,
+//! reconciliation after a gap or a store failure, graceful stop and retirement.
+
+use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
+use serde_json::Value;
+
+use super::{Orphaned, PendingRemoval, SessionActor};
+use crate::actors::ToClient;
+use crate::ids::ConnectionId;
+use crate::model::{Change, LeaveReason, Member, SessionView};
+use crate::protocol::reply::ServerMessage;
+use crate::store::StoreError;
+
+/// A change made by another instance (or by this instance's reaper), to apply in version order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteChange(pub Change);
+
+impl Handler<RemoteChange> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteChange, ctx: &mut Context<Self>) {
+        self.absorb(&msg.0, None, ctx);
+    }
+}
+
+/// A `message` published by a member on another instance.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoteMessage {
+    pub from: ConnectionId,
+    pub user: Option<String>,
+    pub data: Value,
+}
+
+impl Handler<RemoteMessage> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteMessage, ctx: &mut Context<Self>) {
+        let frame = ServerMessage::Message {
+            session: self.session.clone(),
+            from: msg.from,
+            user: msg.user,
+            data: msg.data,
+        }
+        .encode();
+        self.deliver_message(frame, None, ctx);
+    }
+}
+
+/// Re-read the shared view; with `reassert`, first put local members back if the store lost them.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Reconcile {
+    pub reassert: bool,
+}
+
+impl Handler<Reconcile> for SessionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Reconcile, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let members: Vec<Member> = self.local.values().map(|l| l.member.clone()).collect();
+        let floor = self.floor();
+        let pending = std::mem::take(&mut self.pending_removals);
+        AtomicResponse::new(Box::pin(
+            async move {
+                let mut unconfirmed = Vec::new();
+                let mut confirmed = Vec::new();
+                for removal in pending {
+                    let PendingRemoval { connection, reason } = &removal;
+                    match store.leave(&session, connection, *reason).await {
+                        Ok(change) => confirmed.extend(change),
+                        Err(e) => {
+                            log_store_failure!(
+                                e,
+                                %session,
+                                %connection,
+                                error = %e,
+                                "leave still not confirmed",
+                            );
+                            unconfirmed.push(removal);
+                        }
+                    }
+                }
+                let mut reasserted = false;
+                if msg.reassert && !members.is_empty() {
+                    reasserted = store.reassert(&session, members, floor).await?.is_some();
+                }
+                let view = store.view(&session).await?;
+                Ok::<_, StoreError>((confirmed, unconfirmed, reasserted, view))
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| match result {
+                Ok((confirmed, unconfirmed, reasserted, view)) => {
+                    for change in &confirmed {
+                        act.record(change);
+                    }
+                    act.pending_removals.extend(unconfirmed);
+                    let view = view.unwrap_or_default();
+                    let missing = act.local.keys().any(|c| view.member(c).is_none());
+                    let store_forgot = view.version < act.view.version;
+                    if (missing || store_forgot) && view.ended_at.is_none() && !msg.reassert {
+                        // The store lost our members (or all of its data): put them back first.
+                        ctx.notify(Reconcile { reassert: true });
+                        return;
+                    }
+                    if store_forgot {
+                        // Never show clients an older version than they already saw.
+                        return;
+                    }
+                    if reasserted
+                        || view.version != act.view.version
+                        || view.leader != act.view.leader
+                    {
+                        act.view = view;
+                        let frame = act.snapshot_frame();
+                        act.send_frame(&frame, None);
+                    }
+                }
+                Err(e) => {
+                    log_store_failure!(
+                        e,
+                        session = %act.session,
+                        error = %e,
+                        "reconcile failed; will retry",
+                    );
+                }
+            }),
+        ))
+    }
+}
+
+/// Graceful stop: remove every local member with reason `shutdown` in one store step.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShutdownSession;
+
+impl Handler<ShutdownSession> for SessionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: ShutdownSession, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let me = store.instance().incarnation.clone();
+        self.flush_messages();
+        let had_members = !self.local.is_empty();
+        let mut clients = Vec::with_capacity(self.local.len());
+        for (_, local) in self.local.drain() {
+            local.client.do_send(ToClient::MembershipEnded {
+                session: self.session.clone(),
+            });
+            clients.push(local.client);
+        }
+        AtomicResponse::new(Box::pin(
+            async move {
+                if had_members {
+                    store
+                        .remove_instance_members(&session, &me, LeaveReason::Shutdown)
+                        .await
+                } else {
+                    Ok(None)
+                }
+            }
+            .into_actor(self)
+            .map(move |result, act, _ctx| {
+                match result {
+                    Ok(Some(change)) => {
+                        act.record(&change);
+                        // The local members see who left and why (`shutdown`) before the 1012
+                        // close that the supervisor sends once every session is done.
+                        for frame in ServerMessage::from_change(&act.session, &change) {
+                            let frame = frame.encode();
+                            for client in &clients {
+                                client.do_send(ToClient::Frame(frame.clone()));
+                            }
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(session = %act.session, error = %e,
+                        "could not remove members at shutdown; the reaper will after the lease"),
+                }
+                act.report_count();
+            }),
+        ))
+    }
+}
+
+/// Stop: the supervisor saw no local member and no join on its way here, and has already dropped
+/// this actor from its registry. Removals the store has not confirmed are handed back to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
+        use actix::ActorContext;
+        if !self.local.is_empty() {
+            tracing::error!(
+                session = %self.session,
+                "retire requested with local members; staying",
+            );
+            return;
+        }
+        if !self.pending_removals.is_empty() {
+            self.owner.orphaned.do_send(Orphaned {
+                session: self.session.clone(),
+                removals: std::mem::take(&mut self.pending_removals),
+            });
+        }
+        ctx.stop();
+    }
+}
+
+/// The view this actor last delivered, for tests and diagnostics.
+#[derive(Message)]
+#[rtype(result = "SessionView")]
+pub struct CurrentView;
+
+impl Handler<CurrentView> for SessionActor {
+    type Result = actix::MessageResult<CurrentView>;
+
+    fn handle(&mut self, _msg: CurrentView, _ctx: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.view.clone())
+    }
+}
