@@ -149,9 +149,9 @@ pub struct ServeArgs {
     /// Serialized size limit of `publish` data, in bytes.
     #[arg(long, env = "ROLLCALL_MAX_PUBLISH_BYTES", default_value_t = 16 * 1024)]
     pub max_publish_bytes: usize,
-    /// Longest wait of a `message` so that a busy session's messages reach each socket in one
-    /// write, in milliseconds. A message after a quiet window goes out at once; 0 sends every
-    /// message at once.
+    /// Longest wait of a frame (`message` or presence event) so that a busy session's frames reach
+    /// each socket in one write, in milliseconds. A frame after a quiet window goes out at once;
+    /// 0 sends every frame at once.
     #[arg(
         long,
         env = "ROLLCALL_MESSAGE_BATCH_MS",
@@ -159,6 +159,15 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(0..=1000),
     )]
     pub message_batch_ms: u64,
+    /// Longest wait of a `counts` event for members in presence mode `counts`, in milliseconds:
+    /// they get at most one per interval, and only when the counts changed.
+    #[arg(
+        long,
+        env = "ROLLCALL_COUNTS_INTERVAL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..=60_000),
+    )]
+    pub counts_interval_ms: u64,
     /// Connections this instance accepts; more are refused with HTTP 503 before the upgrade.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,

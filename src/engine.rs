@@ -12,6 +12,7 @@ use actix::{Actor, Addr, AsyncContext};
 
 use crate::actors::connection::ConnectionSettings;
 use crate::actors::rate::RateSettings;
+use crate::actors::session::DeliverySettings;
 use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings};
 use crate::actors::{ChangeRecorder, RecordChange};
 use crate::config::ServeArgs;
@@ -43,7 +44,10 @@ impl EngineSettings {
             supervisor: SupervisorSettings {
                 heartbeat: args.heartbeat(),
                 max_members_per_session: args.max_members_per_session,
-                message_batch: Duration::from_millis(args.message_batch_ms),
+                delivery: DeliverySettings {
+                    batch: Duration::from_millis(args.message_batch_ms),
+                    counts_interval: Duration::from_millis(args.counts_interval_ms),
+                },
                 touch_every_ticks: 60,
             },
             connection: ConnectionSettings {

@@ -83,6 +83,78 @@ impl Counts {
     }
 }
 
+/// What a member tracks of the others (`join`'s `presence`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Every member and every membership event.
+    #[default]
+    Full,
+    /// Counts only (sessions too large for everyone to track everyone): no per-member events,
+    /// coalesced `counts` events instead.
+    Counts,
+}
+
+/// [`Counts`] kept up to date change by change, so reading them costs nothing per member.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CountsTracker {
+    connections: u64,
+    anonymous: u64,
+    users: std::collections::HashMap<String, u32>,
+}
+
+impl CountsTracker {
+    pub fn of(members: &[Member]) -> CountsTracker {
+        let mut tracker = CountsTracker::default();
+        for member in members {
+            tracker.add(member.user.as_deref());
+        }
+        tracker
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            connections: self.connections,
+            users: self.users.len() as u64 + self.anonymous,
+        }
+    }
+
+    /// Follows a change applied to a view whose counts these were.
+    pub fn apply(&mut self, change: &Change) {
+        for event in &change.events {
+            match event {
+                Event::MemberJoined { member } => self.add(member.user.as_deref()),
+                Event::MemberLeft { user, .. } => self.remove(user.as_deref()),
+                Event::SessionEnded { .. } => *self = CountsTracker::default(),
+                Event::MemberUpdated { .. } | Event::LeaderChanged { .. } => {}
+            }
+        }
+    }
+
+    fn add(&mut self, user: Option<&str>) {
+        self.connections += 1;
+        match user {
+            Some(user) => *self.users.entry(user.to_owned()).or_default() += 1,
+            None => self.anonymous += 1,
+        }
+    }
+
+    fn remove(&mut self, user: Option<&str>) {
+        self.connections = self.connections.saturating_sub(1);
+        match user {
+            Some(user) => {
+                if let Some(n) = self.users.get_mut(user) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.users.remove(user);
+                    }
+                }
+            }
+            None => self.anonymous = self.anonymous.saturating_sub(1),
+        }
+    }
+}
+
 /// One thing that happened to a session, as part of a [`Change`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -134,6 +206,17 @@ impl SessionView {
         Counts::of(&self.members)
     }
 
+    /// The view without its members (version, leader, epoch, ended_at).
+    pub fn header(&self) -> SessionView {
+        SessionView {
+            version: self.version,
+            leader: self.leader.clone(),
+            epoch: self.epoch,
+            members: Vec::new(),
+            ended_at: self.ended_at,
+        }
+    }
+
     pub fn member(&self, connection: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.connection == connection)
     }
@@ -143,12 +226,26 @@ impl SessionView {
         for event in &change.events {
             match event {
                 Event::MemberJoined { member } => {
-                    self.members.retain(|m| m.connection != member.connection);
-                    self.members.push(member.clone());
-                    sort_members(&mut self.members);
+                    let joins_last = self.members.last().is_none_or(|last| {
+                        (last.joined_at, &last.connection) < (member.joined_at, &member.connection)
+                    });
+                    if joins_last {
+                        // The common case (joined_at grows): no scan, no sort.
+                        self.members.push(member.clone());
+                    } else {
+                        self.members.retain(|m| m.connection != member.connection);
+                        self.members.push(member.clone());
+                        sort_members(&mut self.members);
+                    }
                 }
                 Event::MemberLeft { connection, .. } => {
-                    self.members.retain(|m| &m.connection != connection)
+                    if let Some(i) = self
+                        .members
+                        .iter()
+                        .position(|m| &m.connection == connection)
+                    {
+                        self.members.remove(i);
+                    }
                 }
                 Event::MemberUpdated { member } => {
                     if let Some(existing) = self

@@ -25,7 +25,7 @@ const CLOSE_POLICY: u16 = 1008;
 use crate::admission::ConnectionPermit;
 use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::metrics;
-use crate::model::{LeaveReason, Member};
+use crate::model::{LeaveReason, Member, Presence};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
@@ -50,6 +50,12 @@ pub struct ConnectionSettings {
     pub parse: ParseLimits,
     pub max_sessions: usize,
     pub rate: RateSettings,
+}
+
+/// The name and avatar a `join` asks for (the connection's own profile when absent).
+struct JoinProfile {
+    name: Option<String>,
+    avatar: Option<String>,
 }
 
 pub struct ConnectionActor {
@@ -137,7 +143,8 @@ impl ConnectionActor {
                 session,
                 name,
                 avatar,
-            } => self.join(id, session, name, avatar, ctx),
+                presence,
+            } => self.join(id, session, JoinProfile { name, avatar }, presence, ctx),
             Request::Leave { session } => {
                 let Some(addr) = self.sessions.remove(&session) else {
                     return self.send_error(ctx, id, &ApiError::not_member(&session));
@@ -241,8 +248,8 @@ impl ConnectionActor {
         &mut self,
         id: Option<RequestId>,
         session: SessionId,
-        name: Option<String>,
-        avatar: Option<String>,
+        JoinProfile { name, avatar }: JoinProfile,
+        presence: Presence,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if let Some(allowed) = &self.identity.sessions
@@ -279,6 +286,7 @@ impl ConnectionActor {
             member,
             client: ctx.address().recipient(),
             reply: ReplyFrame::Session { id: id.clone() },
+            presence,
         };
         ctx.wait(self.supervisor.send(join).into_actor(self).map(
             move |res, act, ctx| match flatten(res) {

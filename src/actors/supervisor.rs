@@ -14,12 +14,12 @@ use actix::{
 };
 
 use super::session::{
-    JoinLocal, LocalCount, Orphaned, PendingRemoval, Reconcile, RemoteChange, RemoteMessage,
-    Retire, SessionActor, SessionOwner, ShutdownSession,
+    DeliverySettings, JoinLocal, LocalCount, Orphaned, PendingRemoval, Reconcile, RemoteChange,
+    RemoteMessage, Retire, SessionActor, SessionOwner, ShutdownSession,
 };
 use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
 use crate::ids::{ConnectionId, SessionId};
-use crate::model::{Change, Member, SessionView};
+use crate::model::{Change, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store, StoreError};
 
@@ -31,8 +31,8 @@ pub const CLOSE_RESTARTING: u16 = 1012;
 pub struct SupervisorSettings {
     pub heartbeat: Duration,
     pub max_members_per_session: usize,
-    /// Batch window for `message` delivery (see `--message-batch-ms`); zero sends at once.
-    pub message_batch: Duration,
+    /// Batch window and `counts` pacing of the session actors.
+    pub delivery: DeliverySettings,
     /// Refresh the backstop TTL of session keys every this many heartbeats.
     pub touch_every_ticks: u64,
 }
@@ -350,6 +350,7 @@ pub struct Join {
     pub member: Member,
     pub client: Recipient<ToClient>,
     pub reply: ReplyFrame,
+    pub presence: Presence,
 }
 
 impl Handler<Join> for Supervisor {
@@ -377,7 +378,7 @@ impl Handler<Join> for Supervisor {
                         orphaned: ctx.address().recipient(),
                     },
                     self.settings.max_members_per_session,
-                    self.settings.message_batch,
+                    self.settings.delivery,
                     self.recorder.clone(),
                 )
                 .start();
@@ -405,6 +406,7 @@ impl Handler<Join> for Supervisor {
                         member: msg.member,
                         client: msg.client,
                         reply: msg.reply,
+                        presence: msg.presence,
                     })
                     .await
                     .map_err(|e| {

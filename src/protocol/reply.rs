@@ -46,6 +46,12 @@ pub enum ServerMessage {
         #[serde(flatten)]
         view: ViewBody,
     },
+    /// Presence mode `counts`: the live counts changed (coalesced, see `--counts-interval-ms`).
+    Counts {
+        session: SessionId,
+        version: u64,
+        counts: Counts,
+    },
     MemberJoined {
         session: SessionId,
         version: u64,

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::error::{ApiError, ErrorCode};
 use super::validate;
 use crate::ids::SessionId;
+use crate::model::Presence;
 
 /// The `id` a client may put on a request; echoed on the direct reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,6 +32,7 @@ pub enum Request {
         session: SessionId,
         name: Option<String>,
         avatar: Option<String>,
+        presence: Presence,
     },
     Leave {
         session: SessionId,
@@ -76,6 +78,8 @@ enum RawRequest {
         name: Option<String>,
         #[serde(default)]
         avatar: Option<String>,
+        #[serde(default)]
+        presence: Presence,
     },
     Leave {
         session: String,
@@ -160,6 +164,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             session,
             name,
             avatar,
+            presence,
         } => {
             let session = validate::session(session)?;
             if let Some(name) = &name {
@@ -172,6 +177,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
                 session,
                 name,
                 avatar,
+                presence,
             }
         }
         RawRequest::Leave { session } => {
@@ -246,8 +252,28 @@ mod tests {
             Request::Join {
                 session: "s1".into(),
                 name: Some("Ada".into()),
-                avatar: None
+                avatar: None,
+                presence: Presence::Full,
             }
+        );
+        let (_, counts) = parse(
+            r#"{"type":"join","session":"s1","presence":"counts"}"#,
+            LIMITS,
+        )
+        .unwrap();
+        assert!(matches!(
+            counts,
+            Request::Join {
+                presence: Presence::Counts,
+                ..
+            }
+        ));
+        assert!(
+            parse(
+                r#"{"type":"join","session":"s1","presence":"some"}"#,
+                LIMITS
+            )
+            .is_err()
         );
         assert!(matches!(
             parse(r#"{"type":"leave","session":"s"}"#, LIMITS)

@@ -72,6 +72,10 @@ impl Store for Instrumented {
         timed("view", self.inner.view(session)).await
     }
 
+    async fn changes_since(&self, session: &str, version: u64) -> StoreResult<Option<Vec<Change>>> {
+        timed("changes", self.inner.changes_since(session, version)).await
+    }
+
     async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>> {
         timed("counts", self.inner.counts(sessions)).await
     }

@@ -5,7 +5,7 @@
 //! to play several instances, crash one (drop it without a graceful stop) and watch the others reap
 //! it, exactly as with Redis. Leases are timed by this process's monotonic clock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{
-    Broadcast, BroadcastBody, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store,
-    StoreError, StoreResult,
+    Broadcast, BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome,
+    LeaseStatus, Store, StoreError, StoreResult,
 };
 use crate::ids::ConnectionId;
 use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView, now_ms, sort_members};
@@ -49,6 +49,8 @@ struct SessionState {
     epoch: u64,
     members: Vec<Member>,
     ended_at: Option<i64>,
+    /// The latest changes, oldest first, consecutive versions (see [`Store::changes_since`]).
+    log: VecDeque<Change>,
 }
 
 impl SessionState {
@@ -84,12 +86,17 @@ impl SessionState {
 
     fn commit(&mut self, events: Vec<Event>) -> Change {
         self.version += 1;
-        Change {
+        let change = Change {
             version: self.version,
             leader: self.leader.clone(),
             epoch: self.epoch,
             events,
+        };
+        if self.log.len() == CHANGE_LOG_LENGTH {
+            self.log.pop_front();
         }
+        self.log.push_back(change.clone());
+        change
     }
 }
 
@@ -216,13 +223,16 @@ impl Store for MemoryStore {
             .iter()
             .any(|m| m.connection == member.connection)
         {
-            return Ok(JoinOutcome {
-                view: entry.view(),
-                change: None,
+            return Ok(JoinOutcome::AlreadyMember {
+                version: entry.version,
             });
         }
         if entry.members.len() >= max_members {
             return Err(StoreError::SessionFull(max_members));
+        }
+        if entry.members.is_empty() {
+            // A session that starts again keeps no log of its earlier life.
+            entry.log.clear();
         }
         // Strictly later than every member, so join order is election order even within one ms.
         let latest = entry.members.last().map_or(i64::MIN, |m| m.joined_at);
@@ -234,13 +244,9 @@ impl Store for MemoryStore {
         }];
         entry.elect(false, &mut events);
         let change = entry.commit(events);
-        let view = entry.view();
         Self::track(&mut state, &member.instance, session, true);
         self.publish_change(&state, session, &change);
-        Ok(JoinOutcome {
-            view,
-            change: Some(change),
-        })
+        Ok(JoinOutcome::Joined(change))
     }
 
     async fn leave(
@@ -336,6 +342,28 @@ impl Store for MemoryStore {
             .sessions
             .get(session)
             .map(SessionState::view))
+    }
+
+    async fn changes_since(&self, session: &str, version: u64) -> StoreResult<Option<Vec<Change>>> {
+        let state = self.backend.lock();
+        let Some(entry) = state.sessions.get(session) else {
+            return Ok(Some(Vec::new()));
+        };
+        if version >= entry.version {
+            return Ok(Some(Vec::new()));
+        }
+        let missing = (entry.version - version) as usize;
+        if missing > entry.log.len() {
+            return Ok(None);
+        }
+        Ok(Some(
+            entry
+                .log
+                .iter()
+                .skip(entry.log.len() - missing)
+                .cloned()
+                .collect(),
+        ))
     }
 
     async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>> {
@@ -535,6 +563,10 @@ impl Store for MemoryStore {
         let entry = state.sessions.entry(session.to_owned()).or_default();
         if entry.ended_at.is_some() {
             return Err(StoreError::SessionEnded);
+        }
+        if floor.version > entry.version {
+            // The version jumps: the log would no longer hold consecutive versions.
+            entry.log.clear();
         }
         entry.version = entry.version.max(floor.version);
         entry.epoch = entry.epoch.max(floor.epoch);

@@ -91,12 +91,28 @@ impl Eq for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The result of a join: the view after it, and the change it made (none for an idempotent re-join).
+/// The result of a join. It never carries the member list: a join costs the same in a session of
+/// any size, and the caller keeps its own view from the changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinOutcome {
-    pub view: SessionView,
-    pub change: Option<Change>,
+pub enum JoinOutcome {
+    /// The member joined with this change (its `member_joined` carries the stamped record).
+    Joined(Change),
+    /// The connection was a member already; nothing changed. The session is at `version`.
+    AlreadyMember { version: u64 },
 }
+
+impl JoinOutcome {
+    /// The change the join made, if any.
+    pub fn change(&self) -> Option<&Change> {
+        match self {
+            JoinOutcome::Joined(change) => Some(change),
+            JoinOutcome::AlreadyMember { .. } => None,
+        }
+    }
+}
+
+/// How many of a session's latest changes a store keeps for [`Store::changes_since`].
+pub const CHANGE_LOG_LENGTH: usize = 64;
 
 /// What a lease renewal found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +182,10 @@ pub trait Store: Send + Sync + 'static {
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change>;
     /// The whole view; `None` when the store has no record of the session.
     async fn view(&self, session: &str) -> StoreResult<Option<SessionView>>;
+    /// The changes after `version`, oldest first (empty when `version` is current), from a short
+    /// log of the latest [`CHANGE_LOG_LENGTH`] changes; `None` when the log no longer reaches back
+    /// that far, and the caller must read the whole [`Store::view`].
+    async fn changes_since(&self, session: &str, version: u64) -> StoreResult<Option<Vec<Change>>>;
     /// Live counts of many sessions in one read, in the order asked.
     async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>>;
     /// Sends a `message` to the members of `session` on the other instances.

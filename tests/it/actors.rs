@@ -13,7 +13,7 @@ use rollcall::actors::session::{
 use rollcall::actors::supervisor::{Join, LookupSession, ReconcileAll};
 use rollcall::actors::{ReplyFrame, ToClient};
 use rollcall::engine::{Engine, EngineSettings};
-use rollcall::model::{Counts, LeaveReason, Member, SessionView};
+use rollcall::model::{Counts, LeaveReason, Member, Presence, SessionView};
 use rollcall::protocol::error::ErrorCode;
 use rollcall::store::InstanceId;
 use rollcall::store::memory::MemoryBackend;
@@ -70,6 +70,7 @@ impl Probe {
             member: self.member("Guest"),
             client: self.client.clone(),
             reply: ReplyFrame::Caller,
+            presence: Presence::Full,
         };
         let joined = engine
             .supervisor()
@@ -688,10 +689,10 @@ async fn joins_racing_the_retirement_of_an_emptied_session_actor_are_never_lost(
 }
 
 #[actix_rt::test]
-async fn batched_messages_share_one_write_keep_their_order_and_reach_only_members_present() {
+async fn batched_frames_share_one_write_keep_their_order_and_reach_only_members_present() {
+    const WINDOW: Duration = Duration::from_millis(600);
     let mut args = test_args();
-    // Long enough that nothing below depends on the timer, except where the test waits for it.
-    args.message_batch_ms = 1000;
+    args.message_batch_ms = WINDOW.as_millis() as u64;
     let engine = Engine::start_in_memory(&EngineSettings::from_args(&args))
         .await
         .expect("the engine starts");
@@ -703,21 +704,22 @@ async fn batched_messages_share_one_write_keep_their_order_and_reach_only_member
     b.drain();
     let (writes_a, writes_b) = (a.writes.len(), b.writes.len());
 
-    // The first message after a quiet window goes out at once.
+    // The first frame after a quiet window goes out at once; the window is what is tested.
+    tokio::time::sleep(WINDOW).await;
     let sent = tokio::time::Instant::now();
     publish(&a, json!(1)).await;
     b.expect("message 1", |f| f["type"] == "message" && f["data"] == 1)
         .await;
     assert!(
-        sent.elapsed() < Duration::from_millis(500),
-        "message 1 waited {:?}, as if held for the 1 s window",
+        sent.elapsed() < WINDOW / 2,
+        "message 1 waited {:?}, as if held for the window",
         sent.elapsed()
     );
-    // Messages right behind it wait for the window, together.
+    // Frames right behind it wait for the window, together: messages and presence events alike.
     publish(&a, json!(2)).await;
     publish(&a, json!(3)).await;
     publish(&b, json!(4)).await;
-    // A change in the session delivers the held messages first, to the members of that moment.
+    // A change of the local members writes what is held first, to the members of that moment.
     c.join(&engine, "batch").await.expect("join");
     let joined = b.expect("C's join", |f| f["type"] == "member_joined").await;
     assert_eq!(joined["member"]["connection"], c.id.as_str());
@@ -733,10 +735,14 @@ async fn batched_messages_share_one_write_keep_their_order_and_reach_only_member
     assert_eq!(messages(&a.frames), [json!(4)]);
     assert_eq!(
         b.writes[writes_b..],
-        [1, 2, 1],
-        "B: message 1 alone, one write for 2 and 3, then one for C's join"
+        [1, 3],
+        "B: message 1 alone, then one write for 2, 3 and C's join"
     );
-    assert_eq!(a.writes[writes_a..], [1, 1]);
+    assert_eq!(
+        a.writes[writes_a..],
+        [2],
+        "A: message 4 and C's join in one write"
+    );
     let before_join = b
         .frames
         .iter()
@@ -773,7 +779,7 @@ async fn batched_messages_share_one_write_keep_their_order_and_reach_only_member
 
 #[actix_rt::test]
 async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
-    use rollcall::actors::session::{JoinLocal, LocalCount, SessionOwner};
+    use rollcall::actors::session::{DeliverySettings, JoinLocal, LocalCount, SessionOwner};
     let backend = MemoryBackend::new(Duration::from_secs(3));
     let (store, _feed) = backend.connect(InstanceId::new("alone"));
     let (local_count, mut counts) = forward::<LocalCount>();
@@ -786,7 +792,10 @@ async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
             orphaned,
         },
         10,
-        Duration::ZERO,
+        DeliverySettings {
+            batch: Duration::ZERO,
+            counts_interval: Duration::from_millis(100),
+        },
         None,
     )
     .start();
@@ -796,6 +805,7 @@ async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
             member: probe.member("Ada"),
             client: probe.client.clone(),
             reply: ReplyFrame::Caller,
+            presence: Presence::Full,
         })
         .await
         .expect("the session actor answers")

@@ -10,7 +10,7 @@ use rollcall::actors::supervisor::{Join, LookupSession};
 use rollcall::actors::{ReplyFrame, ToClient};
 use rollcall::config::ServeArgs;
 use rollcall::engine::{Engine, EngineSettings};
-use rollcall::model::{LeaveReason, Member};
+use rollcall::model::{LeaveReason, Member, Presence};
 use rollcall::store::InstanceId;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use serde_json::{Value, json};
@@ -88,6 +88,7 @@ impl Client {
                 member,
                 client: self.probe.clone().recipient(),
                 reply: ReplyFrame::Caller,
+                presence: Presence::Full,
             })
             .await
             .expect("supervisor alive")

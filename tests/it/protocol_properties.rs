@@ -6,6 +6,7 @@
 //! the one the rules name, and never panics.
 
 use proptest::prelude::*;
+use rollcall::model::Presence;
 use rollcall::protocol::error::ErrorCode;
 use rollcall::protocol::request::{ParseLimits, Patch, Request, RequestId, parse, peek_id};
 use rollcall::protocol::validate;
@@ -121,6 +122,12 @@ fn expected(frame: &Value) -> Expect {
                 session: req_str(o, "session")?.into(),
                 name: opt_str(o, "name")?,
                 avatar: opt_str(o, "avatar")?,
+                presence: match o.get("presence") {
+                    None => Presence::Full,
+                    Some(Value::String(p)) if p == "full" => Presence::Full,
+                    Some(Value::String(p)) if p == "counts" => Presence::Counts,
+                    Some(_) => return Err(()),
+                },
             })
         })(),
         "leave" => req_str(o, "session").map(|session| Request::Leave {

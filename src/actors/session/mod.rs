@@ -2,8 +2,12 @@
 //!
 //! It applies every change of its session through the store, one at a time, so the view it delivers
 //! advances in version order. Changes made elsewhere arrive from the supervisor as [`RemoteChange`];
-//! a change that does not directly follow the current version is never guessed at: the actor reads a
-//! snapshot and sends it to its local clients instead.
+//! a change that does not directly follow the current version is never guessed at: the actor reads
+//! the changes it missed from the store's short change log, or, when the log no longer reaches
+//! back, the whole view, which it sends to its local clients as a `snapshot`.
+//!
+//! Its view is what `joined` and `members` answer from, so a join costs the store the same in a
+//! session of any size; the store's whole view is read only when the actor has none yet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,13 +17,17 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Message, Recipient, Wr
 
 use super::{ChangeRecorder, RecordChange, ToClient};
 
+mod outbox;
 mod requests;
 mod sync;
 
 use crate::ids::{ConnectionId, SessionId};
-use crate::model::{Change, Event, LeaveReason, Member, SessionView};
+use crate::model::{
+    Change, Counts, CountsTracker, Event, LeaveReason, Member, Presence, SessionView,
+};
 use crate::protocol::reply::{ServerMessage, ViewBody};
-use crate::store::{Floor, Store};
+use crate::store::{Floor, Store, StoreError};
+use outbox::Audience;
 pub use requests::{EndSession, JoinLocal, Leave, Publish, ReadMembers, UpdateProfile};
 pub use sync::{CurrentView, Reconcile, RemoteChange, RemoteMessage, Retire, ShutdownSession};
 
@@ -54,16 +62,19 @@ pub struct PendingRemoval {
     pub reason: LeaveReason,
 }
 
-/// A `message` frame held for the batch window, with the member that published it (who does not
-/// get its own message back).
-struct HeldMessage {
-    frame: Arc<str>,
-    publisher: Option<ConnectionId>,
-}
-
 struct LocalMember {
     member: Member,
     client: Recipient<ToClient>,
+    presence: Presence,
+}
+
+/// How a session actor's `counts` events are paced (presence mode `counts`).
+#[derive(Default)]
+struct CountsPacing {
+    /// The counts last sent, and when.
+    sent: Option<(Counts, Instant)>,
+    /// A send is scheduled.
+    scheduled: bool,
 }
 
 pub struct SessionActor {
@@ -72,16 +83,27 @@ pub struct SessionActor {
     owner: SessionOwner,
     max_members: usize,
     recorder: Option<ChangeRecorder>,
-    /// How long a `message` may wait to share one write with the next ones; zero sends at once.
+    /// How long a frame may wait to share one write with the next ones; zero sends at once.
     message_batch: Duration,
-    /// `message` frames waiting for the batch window, each with the member that must not get it.
-    pending_messages: Vec<HeldMessage>,
-    /// When `message`s last went out.
-    last_message_write: Option<Instant>,
+    /// Shortest time between two `counts` events.
+    counts_interval: Duration,
+    outbox: outbox::Outbox,
+    /// The view last delivered, and its counts kept alongside.
     view: SessionView,
+    counts: CountsTracker,
+    counts_pacing: CountsPacing,
     local: HashMap<ConnectionId, LocalMember>,
     /// Local connections whose removal the store has not confirmed yet (it was unreachable).
     pending_removals: Vec<PendingRemoval>,
+}
+
+/// Timing of a session actor's deliveries.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliverySettings {
+    /// `--message-batch-ms`.
+    pub batch: Duration,
+    /// `--counts-interval-ms`.
+    pub counts_interval: Duration,
 }
 
 impl SessionActor {
@@ -90,7 +112,7 @@ impl SessionActor {
         store: Arc<dyn Store>,
         owner: SessionOwner,
         max_members: usize,
-        message_batch: Duration,
+        delivery: DeliverySettings,
         recorder: Option<ChangeRecorder>,
     ) -> SessionActor {
         SessionActor {
@@ -99,86 +121,14 @@ impl SessionActor {
             owner,
             max_members,
             recorder,
-            message_batch,
-            pending_messages: Vec::new(),
-            last_message_write: None,
+            message_batch: delivery.batch,
+            counts_interval: delivery.counts_interval,
+            outbox: outbox::Outbox::default(),
             view: SessionView::default(),
+            counts: CountsTracker::default(),
+            counts_pacing: CountsPacing::default(),
             local: HashMap::new(),
             pending_removals: Vec::new(),
-        }
-    }
-
-    /// Sends a frame to every local member but `skip`, after the batched messages before it.
-    fn send_frame(&mut self, frame: &Arc<str>, skip: Option<&str>) {
-        self.flush_messages();
-        self.send_each(frame, skip);
-    }
-
-    fn send_each(&self, frame: &Arc<str>, skip: Option<&str>) {
-        for (connection, local) in &self.local {
-            if Some(connection.as_str()) != skip {
-                local.client.do_send(ToClient::Frame(frame.clone()));
-            }
-        }
-    }
-
-    /// Delivers a `message` frame to every local member but `skip`. A message that follows a
-    /// whole batch window of quiet goes out at once; one that follows sooner waits until the
-    /// window since the last write ends, together with the others that arrive meanwhile. A
-    /// sparse session sees no delay, and a busy one costs one write per socket per window
-    /// instead of one per message.
-    fn deliver_message(
-        &mut self,
-        frame: Arc<str>,
-        publisher: Option<ConnectionId>,
-        ctx: &mut Context<Self>,
-    ) {
-        let now = Instant::now();
-        let since_write = self
-            .last_message_write
-            .map_or(Duration::MAX, |at| now.duration_since(at));
-        if self.pending_messages.is_empty() {
-            if since_write >= self.message_batch {
-                self.last_message_write = Some(now);
-                self.send_each(&frame, publisher.as_deref());
-                return;
-            }
-            let wait = self.message_batch - since_write;
-            ctx.run_later(wait, |act, _| act.flush_messages());
-        }
-        self.pending_messages.push(HeldMessage { frame, publisher });
-    }
-
-    /// Sends the batched messages. It runs before any other frame goes out and before the local
-    /// members change, so batching never reorders a socket's frames, and a message reaches
-    /// exactly the members that were there when it was published.
-    fn flush_messages(&mut self) {
-        let pending = std::mem::take(&mut self.pending_messages);
-        if pending.is_empty() {
-            return;
-        }
-        self.last_message_write = Some(Instant::now());
-        if let [HeldMessage { frame, publisher }] = pending.as_slice() {
-            self.send_each(frame, publisher.as_deref());
-            return;
-        }
-        let everyone: Arc<[Arc<str>]> = pending.iter().map(|held| held.frame.clone()).collect();
-        for (connection, local) in &self.local {
-            let is_publisher = pending
-                .iter()
-                .any(|held| held.publisher.as_ref() == Some(connection));
-            let frames = if is_publisher {
-                pending
-                    .iter()
-                    .filter(|held| held.publisher.as_ref() != Some(connection))
-                    .map(|held| held.frame.clone())
-                    .collect()
-            } else {
-                everyone.clone()
-            };
-            if !frames.is_empty() {
-                local.client.do_send(ToClient::Frames(frames));
-            }
         }
     }
 
@@ -193,14 +143,6 @@ impl SessionActor {
         }
     }
 
-    /// Enqueues a frame for one local connection, in order with the events sent to it.
-    fn send_to(&mut self, connection: &str, message: ServerMessage) {
-        self.flush_messages();
-        if let Some(local) = self.local.get(connection) {
-            local.client.do_send(ToClient::Frame(message.encode()));
-        }
-    }
-
     fn report_count(&self) {
         self.owner.local_count.do_send(LocalCount {
             session: self.session.clone(),
@@ -208,29 +150,107 @@ impl SessionActor {
         });
     }
 
-    fn snapshot_frame(&self) -> Arc<str> {
-        ServerMessage::Snapshot {
-            session: self.session.clone(),
-            view: ViewBody::from(&self.view),
+    /// The view as a member in `presence` mode sees it: everyone, or (counts mode) only `you`
+    /// and the leader.
+    fn view_body(&self, presence: Presence, you: &ConnectionId) -> ViewBody {
+        let members = match presence {
+            Presence::Full => self.view.members.clone(),
+            Presence::Counts => self
+                .view
+                .members
+                .iter()
+                .filter(|m| {
+                    &m.connection == you || Some(&m.connection) == self.view.leader.as_ref()
+                })
+                .cloned()
+                .collect(),
+        };
+        ViewBody {
+            version: self.view.version,
+            leader: self.view.leader.clone(),
+            epoch: self.view.epoch,
+            members,
+            counts: self.counts.counts(),
         }
-        .encode()
     }
 
-    /// Applies a change whose events every local member except `skip` should see.
-    fn absorb(&mut self, change: &Change, skip: Option<&str>, ctx: &mut Context<Self>) {
+    /// Replaces the view with a fresher one read from the store, and tells every local client.
+    fn replace_view(&mut self, view: SessionView, ctx: &mut Context<Self>) {
+        self.view = view;
+        self.counts = CountsTracker::of(&self.view.members);
+        let locals: Vec<(ConnectionId, Presence)> = self
+            .local
+            .iter()
+            .map(|(c, l)| (c.clone(), l.presence))
+            .collect();
+        let full = ServerMessage::Snapshot {
+            session: self.session.clone(),
+            view: self.view_body(Presence::Full, &ConnectionId::default()),
+        }
+        .encode();
+        self.deliver(full, Audience::Tracking(Presence::Full), ctx);
+        for (connection, presence) in locals {
+            if presence == Presence::Counts {
+                let frame = ServerMessage::Snapshot {
+                    session: self.session.clone(),
+                    view: self.view_body(presence, &connection),
+                }
+                .encode();
+                self.deliver(frame, Audience::Only(connection), ctx);
+            }
+        }
+        self.counts_changed(ctx);
+    }
+
+    /// Applies a change, delivering its events; a change that does not follow the view makes the
+    /// actor catch up from the store first.
+    fn absorb(&mut self, change: &Change, ctx: &mut Context<Self>) {
         if change.version <= self.view.version {
             return;
         }
         if change.version != self.view.version + 1 {
             metrics::counter!(crate::metrics::EVENT_GAPS).increment(1);
-            self.resync(ctx);
+            self.catch_up(ctx);
             return;
         }
+        self.apply(change, ctx);
+    }
+
+    /// Applies a change that directly follows the view and sends its events to their audience.
+    fn apply(&mut self, change: &Change, ctx: &mut Context<Self>) {
         self.view.apply(change);
-        for frame in ServerMessage::from_change(&self.session, change) {
-            self.send_frame(&frame.encode(), skip);
+        self.counts.apply(change);
+        for (event, frame) in change
+            .events
+            .iter()
+            .zip(ServerMessage::from_change(&self.session, change))
+        {
+            let audience = match event {
+                Event::MemberJoined { .. }
+                | Event::MemberLeft { .. }
+                | Event::MemberUpdated { .. } => Audience::Tracking(Presence::Full),
+                Event::LeaderChanged { .. } | Event::SessionEnded { .. } => Audience::Everyone,
+            };
+            self.deliver(frame.encode(), audience, ctx);
+        }
+        if change.events.iter().any(|e| {
+            matches!(
+                e,
+                Event::MemberJoined { .. } | Event::MemberLeft { .. } | Event::SessionEnded { .. }
+            )
+        }) {
+            self.counts_changed(ctx);
         }
         self.after_change(change, ctx);
+    }
+
+    /// Applies changes read from the store's log, in order.
+    fn apply_all(&mut self, changes: &[Change], ctx: &mut Context<Self>) {
+        for change in changes {
+            if change.version == self.view.version + 1 {
+                self.apply(change, ctx);
+            }
+        }
     }
 
     /// Consequences of a change for local connections: removed by `end`, or lost by the store.
@@ -239,6 +259,7 @@ impl SessionActor {
         for event in &change.events {
             match event {
                 Event::SessionEnded { .. } => {
+                    self.flush();
                     for (_, local) in self.local.drain() {
                         local.client.do_send(ToClient::MembershipEnded {
                             session: self.session.clone(),
@@ -262,26 +283,73 @@ impl SessionActor {
         }
     }
 
-    /// Reads the shared view and sends it to every local client as a `snapshot`.
-    fn resync(&mut self, ctx: &mut Context<Self>) {
-        metrics::counter!(crate::metrics::RESYNCS).increment(1);
+    /// Reads the changes this actor missed from the store's log and applies them; when the log
+    /// no longer reaches back, reads the whole view and sends it as a `snapshot`.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let session = self.session.clone();
+        let known = self.view.version;
         ctx.wait(
-            async move { store.view(&session).await }
-                .into_actor(self)
-                .map(|result, act, _ctx| match result {
-                    Ok(Some(view)) if view.version >= act.view.version => {
-                        act.view = view;
-                        let frame = act.snapshot_frame();
-                        act.send_frame(&frame, None);
-                    }
-                    Ok(_) => {}
+            async move {
+                match store.changes_since(&session, known).await? {
+                    Some(changes) => Ok(Missed::Changes(changes)),
+                    None => Ok(Missed::View(store.view(&session).await?)),
+                }
+            }
+            .into_actor(self)
+            .map(
+                |result: Result<Missed, StoreError>, act, ctx| match result {
+                    Ok(missed) => act.take_missed(missed, ctx),
                     Err(e) => {
-                        log_store_failure!(e, session = %act.session, error = %e, "resync failed")
+                        log_store_failure!(e, session = %act.session, error = %e, "catch-up failed")
                     }
-                }),
+                },
+            ),
         );
+    }
+
+    fn take_missed(&mut self, missed: Missed, ctx: &mut Context<Self>) {
+        match missed {
+            Missed::Changes(changes) => self.apply_all(&changes, ctx),
+            Missed::View(Some(view)) if view.version > self.view.version => {
+                metrics::counter!(crate::metrics::RESYNCS).increment(1);
+                self.replace_view(view, ctx);
+            }
+            Missed::View(_) => {}
+        }
+    }
+
+    /// The counts changed: counts-mode members hear of it, at most once per counts interval.
+    fn counts_changed(&mut self, ctx: &mut Context<Self>) {
+        if self.counts_pacing.scheduled
+            || !self.local.values().any(|l| l.presence == Presence::Counts)
+        {
+            return;
+        }
+        let wait = match self.counts_pacing.sent {
+            Some((_, at)) => (at + self.counts_interval).saturating_duration_since(Instant::now()),
+            None => Duration::ZERO,
+        };
+        self.counts_pacing.scheduled = true;
+        ctx.run_later(wait, |act, ctx| {
+            act.counts_pacing.scheduled = false;
+            let counts = act.counts.counts();
+            if act
+                .counts_pacing
+                .sent
+                .is_some_and(|(sent, _)| sent == counts)
+            {
+                return;
+            }
+            act.counts_pacing.sent = Some((counts, Instant::now()));
+            let frame = ServerMessage::Counts {
+                session: act.session.clone(),
+                version: act.view.version,
+                counts,
+            }
+            .encode();
+            act.deliver(frame, Audience::Tracking(Presence::Counts), ctx);
+        });
     }
 
     fn floor(&self) -> Floor {
@@ -290,6 +358,14 @@ impl SessionActor {
             epoch: self.view.epoch,
         }
     }
+}
+
+/// What a catch-up read from the store.
+enum Missed {
+    /// The missed changes, oldest first.
+    Changes(Vec<Change>),
+    /// The whole view (the log did not reach back far enough).
+    View(Option<SessionView>),
 }
 
 impl Actor for SessionActor {

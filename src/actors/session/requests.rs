@@ -4,12 +4,14 @@
 use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
 use serde_json::Value;
 
-use super::{LocalMember, PendingRemoval, SessionActor};
+use super::outbox::Audience;
+use super::{LocalMember, Missed, PendingRemoval, SessionActor};
 use crate::actors::{ReplyFrame, ToClient};
 use crate::ids::ConnectionId;
-use crate::model::{Event, LeaveReason, Member, SessionView};
+use crate::model::{CountsTracker, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::error::ApiError;
-use crate::protocol::reply::{ServerMessage, ViewBody};
+use crate::protocol::reply::ServerMessage;
+use crate::store::{JoinOutcome, StoreError};
 
 /// Join a local connection (sent by the supervisor, which routes every join).
 #[derive(Message)]
@@ -18,6 +20,7 @@ pub struct JoinLocal {
     pub member: Member,
     pub client: Recipient<ToClient>,
     pub reply: ReplyFrame,
+    pub presence: Presence,
 }
 
 impl Handler<JoinLocal> for SessionActor {
@@ -27,56 +30,101 @@ impl Handler<JoinLocal> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let max_members = self.max_members;
+        // The actor handles nothing else until this join is done, so this stays its version.
+        let known = self.view.version;
+        let has_view = known > 0;
         let mut member = msg.member.clone();
         // The store keys a member's instance by this incarnation (shutdown removal, reaping).
         member.instance = store.instance().incarnation.clone();
         AtomicResponse::new(Box::pin(
-            async move { store.join(&session, member, max_members).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    let outcome = result?;
-                    let connection = msg.member.connection.clone();
-                    let joined = outcome
-                        .view
-                        .member(&connection)
-                        .cloned()
-                        .unwrap_or(msg.member);
-                    act.flush_messages();
-                    act.local.insert(
-                        connection.clone(),
-                        LocalMember {
-                            member: joined,
-                            client: msg.client,
-                        },
-                    );
-                    if let Some(change) = &outcome.change {
-                        act.record(change);
-                        if change.version == act.view.version + 1 {
-                            act.absorb(change, Some(&connection), ctx);
-                        } else if outcome.view.version > act.view.version {
-                            let first = act.local.len() == 1;
-                            act.view = outcome.view.clone();
-                            if !first {
-                                let frame = act.snapshot_frame();
-                                act.send_frame(&frame, Some(&connection));
-                            }
+            async move {
+                let outcome = store.join(&session, member, max_members).await?;
+                let follows = outcome.change().is_some_and(|c| c.version == known + 1);
+                let missed = if follows || (has_view && outcome.change().is_none()) {
+                    None
+                } else if has_view {
+                    match store.changes_since(&session, known).await? {
+                        Some(changes) => Some(Missed::Changes(changes)),
+                        None => Some(Missed::View(store.view(&session).await?)),
+                    }
+                } else {
+                    // This instance's first member of the session: the one full read.
+                    Some(Missed::View(store.view(&session).await?))
+                };
+                Ok::<_, StoreError>((outcome, missed))
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let (outcome, missed) = result?;
+                let connection = msg.member.connection.clone();
+                if let Some(change) = outcome.change() {
+                    act.record(change);
+                }
+                // Others see the join (and anything missed) before the joiner is local, so the
+                // joiner gets its `joined` reply instead of its own `member_joined`.
+                match missed {
+                    Some(Missed::View(Some(view))) if !has_view => {
+                        act.view = view;
+                        act.counts = CountsTracker::of(&act.view.members);
+                    }
+                    Some(missed) => act.take_missed(missed, ctx),
+                    None => {
+                        if let Some(change) = outcome.change() {
+                            act.absorb(change, ctx);
                         }
-                    } else if outcome.view.version > act.view.version {
-                        act.view = outcome.view.clone();
                     }
-                    if let ReplyFrame::Session { id } = msg.reply {
-                        let joined = ServerMessage::Joined {
-                            id,
-                            session: act.session.clone(),
-                            you: connection.clone(),
-                            view: ViewBody::from(&outcome.view),
-                        };
-                        act.send_to(&connection, joined);
-                    }
-                    act.report_count();
-                    Ok(outcome.view)
-                }),
+                }
+                let joined = act
+                    .joined_record(&outcome, &connection)
+                    .unwrap_or(msg.member);
+                act.flush();
+                act.local.insert(
+                    connection.clone(),
+                    LocalMember {
+                        member: joined,
+                        client: msg.client,
+                        presence: msg.presence,
+                    },
+                );
+                if msg.presence == Presence::Counts {
+                    act.counts_changed(ctx);
+                }
+                let reply_frame_sent = matches!(msg.reply, ReplyFrame::Session { .. });
+                if let ReplyFrame::Session { id } = msg.reply {
+                    let joined = ServerMessage::Joined {
+                        id,
+                        session: act.session.clone(),
+                        you: connection.clone(),
+                        view: act.view_body(msg.presence, &connection),
+                    };
+                    act.deliver(joined.encode(), Audience::Only(connection), ctx);
+                }
+                act.report_count();
+                Ok(match reply_frame_sent {
+                    // The joiner has its list in the reply frame; the caller gets the header.
+                    true => SessionView {
+                        members: Vec::new(),
+                        ..act.view.header()
+                    },
+                    false => act.view.clone(),
+                })
+            }),
         ))
+    }
+}
+
+impl SessionActor {
+    /// The member record the store stamped for `connection` (its `joined_at`).
+    fn joined_record(&self, outcome: &JoinOutcome, connection: &ConnectionId) -> Option<Member> {
+        let stamped = outcome.change().and_then(|change| {
+            change.events.iter().find_map(|event| match event {
+                Event::MemberJoined { member } if &member.connection == connection => {
+                    Some(member.clone())
+                }
+                _ => None,
+            })
+        });
+        stamped.or_else(|| self.view.member(connection).cloned())
     }
 }
 
@@ -92,7 +140,7 @@ impl Handler<Leave> for SessionActor {
     type Result = AtomicResponse<Self, Result<(), ApiError>>;
 
     fn handle(&mut self, msg: Leave, _ctx: &mut Context<Self>) -> Self::Result {
-        self.flush_messages();
+        self.flush();
         if self.local.remove(&msg.connection).is_none() {
             let session = self.session.clone();
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ApiError::not_member(
@@ -109,7 +157,7 @@ impl Handler<Leave> for SessionActor {
                     let outcome = match result {
                         Ok(Some(change)) => {
                             act.record(&change);
-                            act.absorb(&change, None, ctx);
+                            act.absorb(&change, ctx);
                             Ok(())
                         }
                         Ok(None) => Ok(()),
@@ -172,7 +220,7 @@ impl Handler<UpdateProfile> for SessionActor {
                         }
                         // The updater sees its own `member_updated` too: it is how every
                         // session it is in confirms the new profile.
-                        act.absorb(&change, None, ctx);
+                        act.absorb(&change, ctx);
                     }
                     Ok(())
                 }),
@@ -204,7 +252,7 @@ impl Handler<Publish> for SessionActor {
             data: msg.data.clone(),
         }
         .encode();
-        self.deliver_message(frame, Some(msg.connection.clone()), ctx);
+        self.deliver(frame, Audience::EveryoneBut(msg.connection.clone()), ctx);
         let store = self.store.clone();
         let session = self.session.clone();
         AtomicResponse::new(Box::pin(
@@ -235,30 +283,33 @@ impl Handler<ReadMembers> for SessionActor {
             let err = ApiError::not_member(&self.session);
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))));
         }
+        // Answered from this actor's view, once it has what the store has: the missed changes
+        // (usually none) come from the store's log, not a read of every member.
         let store = self.store.clone();
         let session = self.session.clone();
+        let known = self.view.version;
         AtomicResponse::new(Box::pin(
-            async move { store.view(&session).await }
-                .into_actor(self)
-                .map(move |result, act, _ctx| {
-                    let view = result?.unwrap_or_default();
-                    if view.version > act.view.version {
-                        // The store is ahead of what this actor delivered (an event is still on
-                        // its way): the other local clients get the same view as a snapshot.
-                        act.view = view.clone();
-                        let frame = act.snapshot_frame();
-                        act.send_frame(&frame, Some(&msg.connection));
-                    }
-                    if let ReplyFrame::Session { id } = msg.reply {
-                        let members = ServerMessage::Members {
-                            id,
-                            session: act.session.clone(),
-                            view: ViewBody::from(&view),
-                        };
-                        act.send_to(&msg.connection, members);
-                    }
-                    Ok(view)
-                }),
+            async move {
+                match store.changes_since(&session, known).await? {
+                    Some(changes) => Ok(Missed::Changes(changes)),
+                    None => Ok(Missed::View(store.view(&session).await?)),
+                }
+            }
+            .into_actor(self)
+            .map(move |result: Result<Missed, StoreError>, act, ctx| {
+                act.take_missed(result?, ctx);
+                if let ReplyFrame::Session { id } = msg.reply {
+                    // `members` answers with the whole list in either presence mode.
+                    let body = act.view_body(Presence::Full, &msg.connection);
+                    let members = ServerMessage::Members {
+                        id,
+                        session: act.session.clone(),
+                        view: body,
+                    };
+                    act.deliver(members.encode(), Audience::Only(msg.connection), ctx);
+                }
+                Ok(act.view.clone())
+            }),
         ))
     }
 }
@@ -289,13 +340,13 @@ impl Handler<EndSession> for SessionActor {
                     let change = result?;
                     act.record(&change);
                     // The ender gets `ended` as its reply, not `session_ended`.
-                    act.flush_messages();
+                    act.flush();
                     if let Some(local) = act.local.remove(&msg.connection) {
                         local.client.do_send(ToClient::MembershipEnded {
                             session: act.session.clone(),
                         });
                     }
-                    act.absorb(&change, None, ctx);
+                    act.absorb(&change, ctx);
                     if !act.local.is_empty() {
                         // A gap made `absorb` resync instead of delivering `session_ended`.
                         act.after_change(&change, ctx);

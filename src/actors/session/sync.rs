@@ -4,10 +4,11 @@
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
 use serde_json::Value;
 
+use super::outbox::Audience;
 use super::{Orphaned, PendingRemoval, SessionActor};
 use crate::actors::ToClient;
 use crate::ids::ConnectionId;
-use crate::model::{Change, LeaveReason, Member, SessionView};
+use crate::model::{Change, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::reply::ServerMessage;
 use crate::store::StoreError;
 
@@ -20,7 +21,7 @@ impl Handler<RemoteChange> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: RemoteChange, ctx: &mut Context<Self>) {
-        self.absorb(&msg.0, None, ctx);
+        self.absorb(&msg.0, ctx);
     }
 }
 
@@ -44,7 +45,7 @@ impl Handler<RemoteMessage> for SessionActor {
             data: msg.data,
         }
         .encode();
-        self.deliver_message(frame, None, ctx);
+        self.deliver(frame, Audience::Everyone, ctx);
     }
 }
 
@@ -114,9 +115,7 @@ impl Handler<Reconcile> for SessionActor {
                         || view.version != act.view.version
                         || view.leader != act.view.leader
                     {
-                        act.view = view;
-                        let frame = act.snapshot_frame();
-                        act.send_frame(&frame, None);
+                        act.replace_view(view, ctx);
                     }
                 }
                 Err(e) => {
@@ -144,14 +143,14 @@ impl Handler<ShutdownSession> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let me = store.instance().incarnation.clone();
-        self.flush_messages();
+        self.flush();
         let had_members = !self.local.is_empty();
         let mut clients = Vec::with_capacity(self.local.len());
         for (_, local) in self.local.drain() {
             local.client.do_send(ToClient::MembershipEnded {
                 session: self.session.clone(),
             });
-            clients.push(local.client);
+            clients.push((local.client, local.presence));
         }
         AtomicResponse::new(Box::pin(
             async move {
@@ -170,10 +169,19 @@ impl Handler<ShutdownSession> for SessionActor {
                         act.record(&change);
                         // The local members see who left and why (`shutdown`) before the 1012
                         // close that the supervisor sends once every session is done.
-                        for frame in ServerMessage::from_change(&act.session, &change) {
+                        let frames = ServerMessage::from_change(&act.session, &change);
+                        for (event, frame) in change.events.iter().zip(frames) {
                             let frame = frame.encode();
-                            for client in &clients {
-                                client.do_send(ToClient::Frame(frame.clone()));
+                            let per_member = matches!(
+                                event,
+                                Event::MemberJoined { .. }
+                                    | Event::MemberLeft { .. }
+                                    | Event::MemberUpdated { .. }
+                            );
+                            for (client, presence) in &clients {
+                                if !per_member || *presence == Presence::Full {
+                                    client.do_send(ToClient::Frame(frame.clone()));
+                                }
                             }
                         }
                     }

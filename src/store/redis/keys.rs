@@ -10,6 +10,7 @@
 //! | `P:{s:<id>}:order` | zset | connection scored by `joined_at` (election order, ties by id) |
 //! | `P:{s:<id>}:byinst` | zset | `<incarnation>\0<connection>`, score 0: the per-instance member sets (a lex range is one instance's members, so removing them costs O(their number)) |
 //! | `P:{s:<id>}:users` | hash | user id → live connections of that user (for `counts`) |
+//! | `P:{s:<id>}:log` | list | the last 64 published changes, newest first, consecutive versions (gap repair without reading every member) |
 //! | `P:{i:<incarnation>}:sessions` | set | sessions in which the instance has (or had) members |
 //! | `P:{i:<incarnation>}:claim` | string | who reaps this (dead) instance, with a short TTL |
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
@@ -32,10 +33,11 @@ impl KeyLayout {
         }
     }
 
-    /// The five keys of a session, in the order the session scripts take them.
-    pub fn session(&self, session: &str) -> [String; 5] {
+    /// The six keys of a session, in the order the session scripts take them.
+    pub fn session(&self, session: &str) -> [String; 6] {
         let p = &self.prefix;
-        ["meta", "members", "order", "byinst", "users"].map(|k| format!("{p}:{{s:{session}}}:{k}"))
+        ["meta", "members", "order", "byinst", "users", "log"]
+            .map(|k| format!("{p}:{{s:{session}}}:{k}"))
     }
 
     /// The per-instance member index of a session (the fourth of [`KeyLayout::session`]).

@@ -48,14 +48,10 @@ impl Store for RedisStore {
         match status(&items)? {
             ScriptStatus::Ended => Err(StoreError::SessionEnded),
             ScriptStatus::Full => Err(StoreError::SessionFull(max_members)),
-            ScriptStatus::Same => Ok(JoinOutcome {
-                view: view_of(&items)?,
-                change: None,
+            ScriptStatus::Same => Ok(JoinOutcome::AlreadyMember {
+                version: int(items.get(1).unwrap_or(&Value::Nil))?,
             }),
-            ScriptStatus::Ok => Ok(JoinOutcome {
-                view: view_of(&items)?,
-                change: Some(change_of(items.get(1))?),
-            }),
+            ScriptStatus::Ok => Ok(JoinOutcome::Joined(change_of(items.get(1))?)),
             other => Err(unexpected("join", other).into()),
         }
     }
@@ -97,6 +93,20 @@ impl Store for RedisStore {
         match status(&items)? {
             ScriptStatus::None => Ok(None),
             _ => Ok(Some(view_of(&items)?)),
+        }
+    }
+
+    async fn changes_since(&self, session: &str, version: u64) -> StoreResult<Option<Vec<Change>>> {
+        let mut call = self.session_call("changes", &self.scripts.changes, session);
+        call.arg(version);
+        let items = array(self.invoke(&call).await?)?;
+        match status(&items)? {
+            ScriptStatus::None => Ok(None),
+            ScriptStatus::Ok => {
+                let changes = items[1..].iter().map(|item| change_of(Some(item)));
+                Ok(Some(changes.collect::<Result<Vec<_>>>()?))
+            }
+            other => Err(unexpected("changes", other).into()),
         }
     }
 

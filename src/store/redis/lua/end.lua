@@ -1,5 +1,5 @@
 -- end: the leader at the given epoch ends the session; every member is removed.
--- KEYS: the five session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: epoch.
+-- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: epoch.
 -- Returns {'not_leader'} | {'ended'} | {'ok', change JSON}. The change carries session_ended,
 -- then member_left (reason ended) for every member in election order, then leader_changed(null).
 if redis.call('EXISTS', META) == 0 then

@@ -1,16 +1,16 @@
 -- join: adds one member, electing it leader if the session has none.
--- KEYS: the five session keys (see prelude). ARGV[1..4]: common (see prelude);
+-- KEYS: the six session keys (see prelude). ARGV[1..4]: common (see prelude);
 -- ARGV[5]: member JSON (its joined_at is replaced by Redis TIME, made strictly later than every
 -- member's so that join order is election order even within one millisecond); ARGV[6]: max members.
--- Returns {'ended'} | {'full'} | view_reply('same') for an idempotent re-join |
--- view_reply('ok', change JSON) after the join.
+-- Returns {'ended'} | {'full'} | {'same', version} for an idempotent re-join | {'ok', change JSON}
+-- after the join: never the member list, so a join costs the same in a session of any size.
 local h = header()
 if h.ended_at then
   return { 'ended' }
 end
 local member = cjson.decode(ARGV[5])
 if redis.call('HEXISTS', MEMBERS, member.connection) == 1 then
-  return view_reply('same', nil, h)
+  return { 'same', tostring(h.version) }
 end
 local count = redis.call('HLEN', MEMBERS)
 if count >= tonumber(ARGV[6]) then
@@ -22,6 +22,10 @@ if latest[2] and tonumber(latest[2]) >= member.joined_at then
   member.joined_at = tonumber(latest[2]) + 1
 end
 local new_user = add_member(member)
+if count == 0 then
+  -- A session that starts again keeps no log of its earlier life.
+  redis.call('DEL', LOG)
+end
 local events = { { type = 'member_joined', member = member } }
 elect(h, false, events)
 local msg = commit(h, events)
@@ -32,4 +36,4 @@ if count == 0 then
 elseif new_user then
   redis.call('PEXPIRE', USERS, TTL)
 end
-return view_reply('ok', msg, h)
+return { 'ok', msg }

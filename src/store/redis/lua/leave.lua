@@ -1,5 +1,5 @@
 -- leave: removes one connection, re-electing the leader if it was the leader.
--- KEYS: the five session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: reason string.
+-- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: reason string.
 -- Returns {'none'} when it was not a member, else {'ok', change JSON}.
 local record = redis.call('HGET', MEMBERS, ARGV[5])
 if not record then

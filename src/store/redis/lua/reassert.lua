@@ -1,14 +1,19 @@
 -- reassert: puts an instance's local members back after the store lost them, keeping their
 -- original joined_at; version and epoch continue from at least the floor; forces the earliest
 -- member to lead.
--- KEYS: the five session keys. ARGV[1..4]: common; ARGV[5]: floor version; ARGV[6]: floor epoch;
+-- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: floor version; ARGV[6]: floor epoch;
 -- ARGV[7..]: member JSONs.
 -- Returns {'ended'} | {'none'} (nothing was missing) | {'ok', change JSON}.
 local h = header()
 if h.ended_at then
   return { 'ended' }
 end
-h.version = math.max(h.version, tonumber(ARGV[5]))
+local floor = tonumber(ARGV[5])
+if floor > h.version then
+  -- The version jumps: the log would no longer hold consecutive versions.
+  redis.call('DEL', LOG)
+end
+h.version = math.max(h.version, floor)
 h.epoch = math.max(h.epoch, tonumber(ARGV[6]))
 redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch)
 local events = {}

@@ -1,6 +1,6 @@
 -- remove_instance: removes every member one instance has in the session (reaping, shutdown),
 -- re-electing the leader if needed. Costs O(that instance's members here), via the byinst index.
--- KEYS: the five session keys. ARGV[1..4]: common; ARGV[5]: incarnation; ARGV[6]: reason string.
+-- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: incarnation; ARGV[6]: reason string.
 -- Returns {'none'} when it had no members here, else {'ok', change JSON}.
 local from = '[' .. ARGV[5] .. '\0'
 local to = '(' .. ARGV[5] .. '\1'

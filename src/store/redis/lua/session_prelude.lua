@@ -6,11 +6,14 @@
 --   KEYS[3] order   zset: connection scored by joined_at (election order; ties by connection id)
 --   KEYS[4] byinst  zset: "<incarnation>\0<connection>", all scores 0 (lex range = one instance)
 --   KEYS[5] users   hash: user id -> number of live connections of that user
+--   KEYS[6] log     list: the last LOG_LENGTH published changes, newest first (gap repair)
 -- Common ARGV:
 --   ARGV[1] pub/sub channel of the session, ARGV[2] origin incarnation, ARGV[3] session id,
 --   ARGV[4] backstop TTL of the session keys in milliseconds. Script-specific ARGV start at 5.
 -- Scripts never build key names: they touch KEYS only.
-local META, MEMBERS, ORDER, BYINST, USERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local META, MEMBERS, ORDER, BYINST, USERS, LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- Changes kept in LOG: an instance that missed fewer than this reads them instead of every member.
+local LOG_LENGTH = 64
 local CHANNEL, ORIGIN, SESSION, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local function now_ms()
@@ -95,6 +98,9 @@ local function commit(h, events)
     },
   })
   redis.call('PUBLISH', CHANNEL, msg)
+  -- Versions in LOG are consecutive: entry i (from 0) is version h.version - i.
+  redis.call('LPUSH', LOG, msg)
+  redis.call('LTRIM', LOG, 0, LOG_LENGTH - 1)
   return msg
 end
 
@@ -102,12 +108,13 @@ end
 -- may be created (a session's first join, reassert, end) and by touch; the other changes only
 -- change or delete fields of keys that already carry the TTL.
 local function refresh()
-  for i = 1, 5 do
+  for i = 1, 6 do
     redis.call('PEXPIRE', KEYS[i], TTL)
   end
 end
 
 -- {status, change, version, leader|'', epoch, ended_at|'', member records...}
+-- (only the view script and the instance's first read of a session list the members)
 -- `h` is the header as the script left it (read afresh when not given).
 local function view_reply(status, change, h)
   h = h or header()

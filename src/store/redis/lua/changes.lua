@@ -1,0 +1,19 @@
+-- changes: the changes after a version, for an instance that missed some (read-only).
+-- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: the version the caller has.
+-- Returns {'ok', change JSON...} oldest first (none when the caller is current) | {'none'} when the
+-- log no longer reaches back that far (the caller then reads the whole view).
+local h = header()
+local since = tonumber(ARGV[5])
+if since >= h.version then
+  return { 'ok' }
+end
+local missing = h.version - since
+if missing > redis.call('LLEN', LOG) then
+  return { 'none' }
+end
+local newest_first = redis.call('LRANGE', LOG, 0, missing - 1)
+local reply = { 'ok' }
+for i = #newest_first, 1, -1 do
+  reply[#reply + 1] = newest_first[i]
+end
+return reply
