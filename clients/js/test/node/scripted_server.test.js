@@ -7,7 +7,7 @@ import { after, describe, test } from "node:test";
 import { WebSocketServer } from "ws";
 
 import { closeAll, makeClient } from "../support/clients.js";
-import { nextEvent, waitFor } from "../support/servers.js";
+import { freePort, nextEvent, waitFor } from "../support/servers.js";
 
 /** @type {WebSocketServer[]} */
 const servers = [];
@@ -153,5 +153,46 @@ describe("scripted server", () => {
     assert.deepEqual(await led, ["me", 4]);
     assert.equal(session.isLeader, true);
     assert.equal(server.received.filter((f) => f.type === "members").length, 0);
+  });
+
+  test("reconnect delays grow as min·2ⁿ (here with the jitter pinned near its top) and a welcome resets them", async () => {
+    const port = await freePort(); // nothing listens yet: every attempt is refused
+    const client = makeClient({
+      url: `ws://127.0.0.1:${port}/ws`,
+      minReconnectDelayMs: 100,
+      maxReconnectDelayMs: 1000,
+      random: () => 0.999,
+    });
+    /** @type {{ state: string, at: number }[]} */
+    const log = [];
+    client.on("state", (state) => log.push({ state, at: Date.now() }));
+    /** The waits between each `disconnected` and the `connecting` that follows it. */
+    const waits = () => {
+      const out = [];
+      for (let i = 0; i + 1 < log.length; i++) {
+        if (log[i].state === "disconnected" && log[i + 1].state === "connecting") out.push(log[i + 1].at - log[i].at);
+      }
+      return out;
+    };
+    await waitFor(() => waits().length >= 4, { timeoutMs: 6000, message: "four refused attempts", describe: () => log });
+    // Retry n waits floor(0.999 · min(1000, 100·2ⁿ)): 199, 399, 799, 999 ms.
+    const expected = [199, 399, 799, 999];
+    waits()
+      .slice(0, 4)
+      .forEach((w, i) => assert.ok(w >= expected[i] - 5 && w <= expected[i] + 400, `retry ${i + 1} waited ${w} ms, expected ${expected[i]}`));
+
+    // A server appears on that port: the next attempt connects, and its welcome resets the count.
+    const wss = new WebSocketServer({ host: "127.0.0.1", port });
+    servers.push(wss);
+    wss.on("connection", (socket) => {
+      socket.send(JSON.stringify({ type: "welcome", connection: "c", user: null, instance: "s", protocol: 1, heartbeat_ms: 60000 }));
+    });
+    await client.ready();
+    const before = waits().length;
+    for (const socket of wss.clients) socket.terminate(); // an unplanned close (1006)
+    await waitFor(() => waits().length > before, { timeoutMs: 3000, message: "the reconnect after the drop", describe: () => log });
+    const afterReset = waits()[before];
+    assert.ok(afterReset >= 194 && afterReset <= 199 + 400, `first retry after a welcome waited ${afterReset} ms, expected 199`);
+    await client.ready();
   });
 });
