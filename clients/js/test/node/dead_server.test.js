@@ -48,7 +48,7 @@ describe("dead server detection", () => {
       message: "the session to be re-joined on the spare instance",
       predicate: (s) => s.you !== oldYou,
     });
-    frozen.signal("SIGSTOP");
+    await frozen.stop();
     const stoppedAt = Date.now();
     RecordingWebSocket.sent.length = 0;
 
@@ -74,13 +74,13 @@ describe("dead server detection", () => {
       ["Ada"],
     );
     assert.equal(session.isLeader, true);
-    frozen.signal("SIGCONT");
+    frozen.cont();
   });
 
   test("a server that accepts TCP but never says welcome does not hold the client", async () => {
     const stopped = await startRollcall({ name: "stopped-before" });
     const spare = await startRollcall({ name: "spare-2" });
-    stopped.signal("SIGSTOP");
+    await stopped.stop();
     const client = makeClient({
       url: [stopped.ws, spare.ws],
       requestTimeoutMs: 800,
@@ -104,6 +104,6 @@ describe("dead server detection", () => {
     assert.ok(earlyError instanceof RollcallError && earlyError.code === "timeout", String(earlyError));
     const session = await client.join("late", { name: "Grace" });
     assert.equal(session.members.length, 1);
-    stopped.signal("SIGCONT");
+    stopped.cont();
   });
 });

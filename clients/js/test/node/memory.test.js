@@ -171,7 +171,7 @@ describe("one instance, in-process store", () => {
     const own = await startRollcall({ name: "stoppable" });
     const client = makeClient({ url: own.ws, requestTimeoutMs: 600, minReconnectDelayMs: 5000 });
     const session = await client.join("room-5", { name: "Ada" });
-    own.signal("SIGSTOP");
+    await own.stop();
     const t0 = Date.now();
     await assert.rejects(session.publish("lost"), (e) => e instanceof RollcallError && e.code === "timeout");
     const waited = Date.now() - t0;

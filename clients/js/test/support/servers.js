@@ -3,7 +3,7 @@
 // loopback port. Every process started here is killed by `killAll()` (call it from `after`), and
 // with SIGKILL when the test process exits, whatever the way.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -184,6 +184,8 @@ function redisPing(port) {
  * @property {string} http  http://127.0.0.1:PORT
  * @property {import("node:child_process").ChildProcess} child
  * @property {(signal: NodeJS.Signals) => void} signal
+ * @property {() => Promise<void>} stop  SIGSTOP, then waits until every thread is stopped
+ * @property {() => void} cont  SIGCONT
  * @property {(timeoutMs?: number) => Promise<number | null>} exited  resolves with the exit code
  * @property {() => string} log  the last lines of its log
  */
@@ -247,6 +249,17 @@ export async function startRollcall({ name = "rc", args = [], env = {} } = {}) {
         signal: (sig) => {
           child.kill(sig);
         },
+        // kill() returns before the target has stopped: wait until /proc says every thread is.
+        stop: async () => {
+          child.kill("SIGSTOP");
+          await waitFor(() => allThreadsStopped(/** @type {number} */ (child.pid)), {
+            timeoutMs: 5000,
+            message: `rollcall ${name} to be stopped after SIGSTOP`,
+          });
+        },
+        cont: () => {
+          child.kill("SIGCONT");
+        },
         exited: (timeoutMs = 10000) =>
           new Promise((resolve, reject) => {
             if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
@@ -272,6 +285,19 @@ export async function startRollcall({ name = "rc", args = [], env = {} } = {}) {
     }
   }
   throw new Error(`rollcall ${name} could not bind a free port:\n${lastLog}`);
+}
+
+/**
+ * Whether every thread of `pid` is in state T (stopped), from /proc.
+ * @param {number} pid
+ */
+function allThreadsStopped(pid) {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  return tasks.every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    // The state follows the parenthesised command name.
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "T";
+  });
 }
 
 /**
