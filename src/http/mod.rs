@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod error;
+pub mod page;
 pub mod ws;
 
 use std::sync::Arc;
@@ -32,5 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(api::readyz))
         .route("/metrics", web::get().to(api::metrics))
         .route("/api/sessions/{id}", web::get().to(api::session))
-        .route("/api/me/sessions", web::get().to(api::my_sessions));
+        .route("/api/me/sessions", web::get().to(api::my_sessions))
+        .route("/", web::get().to(page::index))
+        .route("/assets/{file}", web::get().to(page::assets));
 }
