@@ -22,6 +22,10 @@ use super::{ReplyFrame, ToClient};
 
 /// Close code for a connection that keeps flooding after being rate limited.
 const CLOSE_POLICY: u16 = 1008;
+
+/// How long a close the server started waits for the client's answer before the connection is
+/// dropped anyway.
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 use crate::admission::ConnectionPermit;
 use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::metrics;
@@ -71,8 +75,23 @@ pub struct ConnectionActor {
     last_seen: Instant,
     end_reason: LeaveReason,
     limiter: RequestLimiter,
-    /// A close is queued: frames still arriving are ignored.
-    closing: bool,
+    closing: Closing,
+}
+
+/// How far a close started by the server has got: the actor stops, and its memberships end, once
+/// the close handshake is complete or given up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closing {
+    Open,
+    /// A close is queued behind the replies already produced; data frames still arriving are
+    /// ignored. `client_done`: the client's close (or a frame that ends its readable stream)
+    /// has arrived meanwhile, so there will be no answer to wait for.
+    Queued {
+        client_done: bool,
+    },
+    /// The close frame is written and nothing may follow it; the actor waits for the client's
+    /// close, at most [`CLOSE_HANDSHAKE_TIMEOUT`].
+    Sent,
 }
 
 impl ConnectionActor {
@@ -94,7 +113,7 @@ impl ConnectionActor {
             last_seen: Instant::now(),
             end_reason: LeaveReason::Disconnected,
             limiter: RequestLimiter::new(settings.rate),
-            closing: false,
+            closing: Closing::Open,
         }
     }
 
@@ -321,7 +340,7 @@ impl ConnectionActor {
                     "connection keeps flooding; closing with 1008",
                 );
                 // Queued behind the replies already produced, so the client reads them all first.
-                self.closing = true;
+                self.closing = Closing::Queued { client_done: false };
                 ctx.address().do_send(ToClient::Close {
                     code: CLOSE_POLICY,
                     reason: "too many requests".into(),
@@ -331,11 +350,30 @@ impl ConnectionActor {
         }
     }
 
+    /// Writes the server's close frame; the actor stops when the client answers, its stream ends,
+    /// or [`CLOSE_HANDSHAKE_TIMEOUT`] passes, whichever comes first.
+    fn start_close(&mut self, reason: ws::CloseReason, ctx: &mut ws::WebsocketContext<Self>) {
+        let client_done = self.closing == Closing::Queued { client_done: true };
+        ctx.close(Some(reason));
+        if client_done {
+            ctx.stop();
+            return;
+        }
+        self.closing = Closing::Sent;
+        ctx.run_later(CLOSE_HANDSHAKE_TIMEOUT, |act, ctx| {
+            tracing::info!(connection = %act.id, "client did not answer the close in time; dropping it");
+            ctx.stop();
+        });
+    }
+
     /// Checks at the exact moment the client's silence would reach the timeout, and again at the
     /// new moment if it spoke meanwhile: a silent client is closed right at the timeout, with one
     /// timer per connection and no per-frame work.
     fn check_liveness_in(&self, delay: Duration, ctx: &mut ws::WebsocketContext<Self>) {
         ctx.run_later(delay, |act, ctx| {
+            if act.closing == Closing::Sent {
+                return;
+            }
             let silent = act.last_seen.elapsed();
             match act.settings.client_timeout.checked_sub(silent) {
                 Some(left) if !left.is_zero() => act.check_liveness_in(left, ctx),
@@ -381,7 +419,11 @@ impl Actor for ConnectionActor {
             heartbeat_ms: self.settings.ping_interval.as_millis() as u64,
         };
         self.send(ctx, welcome);
-        ctx.run_interval(self.settings.ping_interval, |_act, ctx| ctx.ping(b""));
+        ctx.run_interval(self.settings.ping_interval, |act, ctx| {
+            if act.closing != Closing::Sent {
+                ctx.ping(b"");
+            }
+        });
         self.check_liveness_in(self.settings.client_timeout, ctx);
         tracing::debug!(connection = %self.id, user = ?self.identity.user, "connected");
     }
@@ -402,7 +444,17 @@ impl Actor for ConnectionActor {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        if self.closing {
+        if self.closing != Closing::Open {
+            // A close answers ours. No close can be read after a protocol error: some leave the bad
+            // frame in the decoder, which yields the same error again on every read.
+            let client_done = matches!(item, Ok(ws::Message::Close(_)) | Err(_));
+            match self.closing {
+                Closing::Sent if client_done => ctx.stop(),
+                Closing::Queued { .. } if client_done => {
+                    self.closing = Closing::Queued { client_done: true };
+                }
+                _ => {}
+            }
             return;
         }
         self.last_seen = Instant::now();
@@ -427,11 +479,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
                     connection = %self.id,
                     "frame over the size limit; closing with 1009",
                 );
-                ctx.close(Some(ws::CloseReason {
+                let reason = ws::CloseReason {
                     code: ws::CloseCode::Size,
                     description: Some("frame too large".into()),
-                }));
-                ctx.stop();
+                };
+                self.start_close(reason, ctx);
             }
             Err(e) => {
                 tracing::info!(
@@ -439,11 +491,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
                     error = %e,
                     "WebSocket protocol error; closing",
                 );
-                ctx.close(Some(ws::CloseReason {
+                let reason = ws::CloseReason {
                     code: ws::CloseCode::Protocol,
                     description: Some(e.to_string()),
-                }));
-                ctx.stop();
+                };
+                self.start_close(reason, ctx);
             }
         }
     }
@@ -457,7 +509,10 @@ impl Handler<ToClient> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        let close_sent = self.closing == Closing::Sent;
         match msg {
+            // Nothing may follow the close frame (RFC 6455 §5.5.1).
+            ToClient::Frame(_) | ToClient::Frames(_) if close_sent => {}
             ToClient::Frame(frame) => {
                 ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
                 ctx.text(&*frame)
@@ -475,11 +530,13 @@ impl Handler<ToClient> for ConnectionActor {
                 if code == CLOSE_RESTARTING {
                     self.end_reason = LeaveReason::Shutdown;
                 }
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::from(code),
-                    description: Some(reason),
-                }));
-                ctx.stop();
+                if !close_sent {
+                    let reason = ws::CloseReason {
+                        code: ws::CloseCode::from(code),
+                        description: Some(reason),
+                    };
+                    self.start_close(reason, ctx);
+                }
             }
         }
     }

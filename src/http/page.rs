@@ -9,11 +9,10 @@
 //! library's own code rather than a copy of its logic. The library has no build step for the
 //! browser (JavaScript checked by `tsc`), so what is served is the source itself.
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use actix_web::{HttpResponse, web};
 
-use super::api::http_error;
+use super::error::HttpError;
 
 const HTML: &str = "text/html; charset=utf-8";
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
@@ -91,10 +90,10 @@ pub async fn index() -> HttpResponse {
 }
 
 /// `GET /assets/{file}`: one of [`ASSETS`], else 404 `not_found`.
-pub async fn assets(file: web::Path<String>) -> HttpResponse {
+pub async fn assets(file: web::Path<String>) -> Result<HttpResponse, HttpError> {
     match asset(file.as_str()) {
-        Some(a) => file_response(a.content_type, a.body),
-        None => http_error(StatusCode::NOT_FOUND, "not_found", "no such asset"),
+        Some(a) => Ok(file_response(a.content_type, a.body)),
+        None => Err(HttpError::NotFound("no such asset".into())),
     }
 }
 

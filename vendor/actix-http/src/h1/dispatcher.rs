@@ -709,7 +709,13 @@ where
                                 this.state.set(State::None);
 
                                 if not_pipelined && close_for_unread_payload {
-                                    if this.config.client_disconnect_deadline().is_some() {
+                                    // rollcall patch: after an upgrade response (the codec keeps the
+                                    // last response's connection type), close at once: rollcall's
+                                    // WebSocket stream ends only after the close handshake, and a
+                                    // client sends its FIN only after the server's (RFC 6455 §7.1.1).
+                                    if this.config.client_disconnect_deadline().is_some()
+                                        && !this.codec.upgrade()
+                                    {
                                         Self::enter_linger(this.flags);
                                     } else {
                                         this.flags.insert(Flags::SHUTDOWN | Flags::FINISHED);
