@@ -11,6 +11,7 @@ mod auth;
 mod concurrency;
 mod hostile_input;
 mod idle_memory;
+mod large_sessions;
 mod limits;
 mod multi_instance;
 mod no_ghosts;

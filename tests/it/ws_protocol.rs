@@ -839,3 +839,58 @@ async fn a_store_that_lost_its_data_gets_members_reasserted_and_clients_a_snapsh
     let model = SessionModel::from_log(a.log(), "snap");
     assert_eq!(model.ids(), member_ids(&before));
 }
+
+#[actix_rt::test]
+async fn presence_counts_joins_with_its_own_and_the_leaders_record_and_gets_counts_not_member_events()
+ {
+    let mut args = test_args();
+    args.counts_interval_ms = 100;
+    let server = TestServer::start(args).await;
+    let mut leader = client(&server).await;
+    let mut watcher = client(&server).await;
+    let mut guest = client(&server).await;
+    leader.join("watch").await;
+    next_millisecond().await;
+    let joined = watcher
+        .request_ok(
+            json!({"type": "join", "session": "watch", "presence": "counts"}),
+            "joined",
+        )
+        .await;
+    assert_eq!(
+        member_ids(&joined),
+        {
+            let mut ids = vec![leader.connection.clone(), watcher.connection.clone()];
+            ids.sort();
+            ids
+        },
+        "a counts member's list: itself and the leader: {joined}"
+    );
+    assert_eq!(joined["counts"]["connections"], 2, "{joined}");
+    // A full member sees the counts member like any other.
+    leader
+        .expect("the watcher's join", |f| {
+            f["type"] == "member_joined" && f["member"]["connection"] == watcher.connection.as_str()
+        })
+        .await;
+    guest.join("watch").await;
+    let counts = watcher
+        .expect("a counts event", |f| {
+            f["type"] == "counts" && f["counts"]["connections"] == 3
+        })
+        .await;
+    assert_eq!(counts["session"], "watch");
+    // `members` still answers with the whole list.
+    let members = watcher
+        .request_ok(json!({"type": "members", "session": "watch"}), "members")
+        .await;
+    assert_eq!(member_ids(&members).len(), 3, "{members}");
+    watcher.drain_ready();
+    for kind in ["member_joined", "member_left", "member_updated"] {
+        assert!(
+            !watcher.log().iter().any(|f| f["type"] == kind),
+            "a counts member gets no {kind}: {:#?}",
+            watcher.log()
+        );
+    }
+}

@@ -218,6 +218,20 @@ impl SessionActor {
 
     /// Applies a change that directly follows the view and sends its events to their audience.
     fn apply(&mut self, change: &Change, ctx: &mut Context<Self>) {
+        let ends = change
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::SessionEnded { .. }));
+        if ends {
+            // Each connection forgets the session before it can read `session_ended`, so a request
+            // it sends upon reading it already gets `not_member`.
+            self.flush();
+            for local in self.local.values() {
+                local.client.do_send(ToClient::MembershipEnded {
+                    session: self.session.clone(),
+                });
+            }
+        }
         self.view.apply(change);
         self.counts.apply(change);
         for (event, frame) in change
@@ -259,12 +273,9 @@ impl SessionActor {
         for event in &change.events {
             match event {
                 Event::SessionEnded { .. } => {
+                    // They were told in `apply`; what is held for them goes out now.
                     self.flush();
-                    for (_, local) in self.local.drain() {
-                        local.client.do_send(ToClient::MembershipEnded {
-                            session: self.session.clone(),
-                        });
-                    }
+                    self.local.clear();
                     self.report_count();
                 }
                 Event::MemberLeft {
@@ -313,7 +324,18 @@ impl SessionActor {
             Missed::Changes(changes) => self.apply_all(&changes, ctx),
             Missed::View(Some(view)) if view.version > self.view.version => {
                 metrics::counter!(crate::metrics::RESYNCS).increment(1);
+                let ended = view.ended_at.is_some();
                 self.replace_view(view, ctx);
+                if ended {
+                    // The end itself was missed: its members are gone all the same.
+                    self.flush();
+                    for (_, local) in self.local.drain() {
+                        local.client.do_send(ToClient::MembershipEnded {
+                            session: self.session.clone(),
+                        });
+                    }
+                    self.report_count();
+                }
             }
             Missed::View(_) => {}
         }

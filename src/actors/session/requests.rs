@@ -346,11 +346,8 @@ impl Handler<EndSession> for SessionActor {
                             session: act.session.clone(),
                         });
                     }
+                    // After a gap, the catch-up delivers `session_ended` to the others.
                     act.absorb(&change, ctx);
-                    if !act.local.is_empty() {
-                        // A gap made `absorb` resync instead of delivering `session_ended`.
-                        act.after_change(&change, ctx);
-                    }
                     act.report_count();
                     Ok(())
                 }),
