@@ -70,8 +70,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLCALL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
     /// Shared store; unset = in-process store (one instance only).
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", conflicts_with = "redis_cluster_urls")]
     pub redis_url: Option<String>,
+    /// Shared store on a Redis Cluster (≥ 7): seed nodes `redis://host:port`, comma-separated; the
+    /// other nodes are discovered. Exclusive with `--redis-url`.
+    #[arg(long, env = "ROLLCALL_REDIS_CLUSTER_URLS", value_delimiter = ',')]
+    pub redis_cluster_urls: Vec<String>,
     /// Participation records: `postgres://…` or `sqlite://PATH`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,

@@ -71,8 +71,10 @@ fn crc16_matches_redis_reference_values() {
     assert_eq!(slot("foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
 }
 
+/// Every script call and every plain command names keys of one slot (there are no pipelines: a
+/// command of another slot is sent on its own).
 #[tokio::test]
-async fn every_script_call_stays_in_one_cluster_slot() {
+async fn every_call_stays_in_one_cluster_slot() {
     let server = RedisServer::start();
     let (a, _fa) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
     let (b, _fb) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
@@ -90,8 +92,13 @@ async fn every_script_call_stays_in_one_cluster_slot() {
     a.update_member("s1", m).await.unwrap();
     a.view("s1").await.unwrap();
     a.counts(&["s1".into(), "s2".into()]).await.unwrap();
+    a.subscribe("s1").await.unwrap();
+    a.publish("s1", "c1", None, &serde_json::json!({"x": 1}))
+        .await
+        .unwrap();
     a.touch("s1").await.unwrap();
     a.leave("s1", "c2", LeaveReason::Left).await.unwrap();
+    a.unsubscribe("s1").await.unwrap();
     let view = a.view("s1").await.unwrap().unwrap();
     a.end("s1", "c1", view.epoch).await.unwrap();
     a.reassert("s3", vec![member(&a, "c9")], Floor::default())
@@ -100,6 +107,7 @@ async fn every_script_call_stays_in_one_cluster_slot() {
     let dead = b.instance().incarnation.clone();
     a.expired_instances().await.unwrap();
     a.claim_reap(&dead).await.unwrap();
+    a.sessions_of(&dead).await.unwrap();
     a.remove_instance_members("s2", &dead, LeaveReason::InstanceLost)
         .await
         .unwrap();
@@ -125,8 +133,20 @@ async fn every_script_call_stays_in_one_cluster_slot() {
         "touch",
         "update",
         "view",
+        // plain commands
+        "del",
+        "pexpire",
+        "sadd",
+        "smembers",
+        "spublish",
+        "srem",
+        "zrangebylex",
     ];
-    assert_eq!(scripts, BTreeSet::from(all), "every script was exercised");
+    assert_eq!(
+        scripts,
+        BTreeSet::from(all),
+        "every script and command was exercised"
+    );
     for (name, keys) in &calls {
         assert!(!keys.is_empty(), "{name} is called with its keys");
         let slots: BTreeSet<u16> = keys.iter().map(|k| slot(k)).collect();

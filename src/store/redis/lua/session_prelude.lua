@@ -7,7 +7,7 @@
 --   KEYS[4] byinst  zset: "<incarnation>\0<connection>", all scores 0 (lex range = one instance)
 --   KEYS[5] users   hash: user id -> number of live connections of that user
 -- Common ARGV:
---   ARGV[1] pub/sub channel of the session, ARGV[2] origin incarnation, ARGV[3] session id,
+--   ARGV[1] sharded pub/sub channel of the session (SPUBLISH), ARGV[2] origin incarnation, ARGV[3] session id,
 --   ARGV[4] backstop TTL of the session keys in milliseconds. Script-specific ARGV start at 5.
 -- Scripts never build key names: they touch KEYS only.
 local META, MEMBERS, ORDER, BYINST, USERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -94,7 +94,7 @@ local function commit(h, events)
       events = events,
     },
   })
-  redis.call('PUBLISH', CHANNEL, msg)
+  redis.call('SPUBLISH', CHANNEL, msg)
   return msg
 end
 
