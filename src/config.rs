@@ -199,7 +199,33 @@ mod tests {
         assert_eq!(args.max_sessions_per_connection, 8);
         assert_eq!(args.max_publish_bytes, 16384);
         assert!(args.redis_url.is_none());
+        assert!(args.redis_cluster_urls.is_empty());
         assert!(args.jwt_secret.is_none());
         assert!(args.allow_anonymous);
+    }
+
+    #[test]
+    fn cluster_urls_are_a_list_and_exclusive_with_redis_url() {
+        let cli = Cli::try_parse_from([
+            "rollcall",
+            "--redis-cluster-urls",
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+        ])
+        .expect("cluster urls alone parse");
+        assert_eq!(
+            cli.serve.redis_cluster_urls,
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        let both = Cli::try_parse_from([
+            "rollcall",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster-urls",
+            "redis://127.0.0.1:7000",
+        ]);
+        assert!(
+            both.is_err(),
+            "--redis-url with --redis-cluster-urls is refused"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::model::{LeaveReason, Member};
-use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
+use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, Store};
 
 use crate::support::redis::RedisServer;
@@ -78,6 +78,39 @@ async fn every_call_stays_in_one_cluster_slot() {
     let server = RedisServer::start();
     let (a, _fa) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
     let (b, _fb) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    exercise_every_call(a, b, false).await;
+}
+
+/// The same calls on a real cluster, which refuses any command or script of two slots
+/// (`CROSSSLOT`); the per-shard token script is exercised too.
+#[tokio::test]
+async fn every_call_runs_on_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::shared)
+        .await
+        .expect("the shared cluster");
+    let prefix = format!("slots-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let connect = |name: &'static str| {
+        let target = RedisTarget::Cluster(cluster.urls());
+        let prefix = prefix.clone();
+        async move {
+            RedisStore::connect_to(
+                &target,
+                &prefix,
+                InstanceId::new(name),
+                Duration::from_secs(5),
+                DEFAULT_SESSION_TTL,
+            )
+            .await
+            .expect("connect to the cluster")
+        }
+    };
+    let (a, _fa) = connect("a").await;
+    let (b, _fb) = connect("b").await;
+    assert!(a.is_cluster());
+    exercise_every_call(a, b, true).await;
+}
+
+async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     a.record_script_keys(true);
     b.record_script_keys(true);
 
@@ -117,7 +150,7 @@ async fn every_call_stays_in_one_cluster_slot() {
     let mut calls = a.recorded_script_keys();
     calls.extend(b.recorded_script_keys());
     let scripts: BTreeSet<&str> = calls.iter().map(|(name, _)| *name).collect();
-    let all = [
+    let mut all = vec![
         "claim",
         "counts",
         "deregister",
@@ -142,9 +175,12 @@ async fn every_call_stays_in_one_cluster_slot() {
         "srem",
         "zrangebylex",
     ];
+    if cluster {
+        all.push("shard_token");
+    }
     assert_eq!(
         scripts,
-        BTreeSet::from(all),
+        BTreeSet::from_iter(all),
         "every script and command was exercised"
     );
     for (name, keys) in &calls {
@@ -283,5 +319,41 @@ async fn unreachable_redis_is_unavailable_then_the_feed_resumes() {
     assert!(
         matches!(event, FeedEvent::Broadcast(ref bc) if bc.session == "s"),
         "{event:?}"
+    );
+}
+
+/// A cluster node given as one server, and a server given as cluster nodes, are start-up errors
+/// that say so.
+#[tokio::test]
+async fn the_wrong_kind_of_redis_is_refused_at_start_up() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::shared)
+        .await
+        .expect("the shared cluster");
+    let node = cluster.urls()[0].clone();
+    let err = RedisStore::connect(
+        &node,
+        "rc",
+        InstanceId::new("a"),
+        Duration::from_secs(5),
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .err()
+    .expect("a cluster node is not a standalone server");
+    assert!(err.to_string().contains("is a Redis Cluster node"), "{err}");
+    let server = RedisServer::start();
+    let err = RedisStore::connect_to(
+        &RedisTarget::Cluster(vec![server.url()]),
+        "rc",
+        InstanceId::new("a"),
+        Duration::from_secs(5),
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .err()
+    .expect("a standalone server is not a cluster");
+    assert!(
+        err.to_string().contains("not a reachable Redis Cluster"),
+        "{err}"
     );
 }

@@ -1,16 +1,19 @@
-//! One set of store cases, run against the Memory store and the Redis store (a private
-//! `redis-server` per test). The Redis store must behave event for event like the Memory store.
+//! One set of store cases, run against the Memory store, the Redis store on a private
+//! `redis-server` per test, and the Redis store on a Redis Cluster (3 masters, one shared by every
+//! case, each case under a key prefix of its own). The Redis store must behave event for event like
+//! the Memory store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::model::{Change, Counts, Event, LeaveReason, Member};
 use rollcall::store::memory::MemoryBackend;
-use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
+use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
     BroadcastBody, Feed, FeedEvent, Floor, InstanceId, LeaseStatus, Store, StoreError,
 };
 
+use crate::support::cluster::{self, RedisCluster};
 use crate::support::redis::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -72,6 +75,42 @@ impl Harness for Redis {
 
     fn lose_data(&self) {
         self.server.flushall();
+    }
+}
+
+struct Cluster {
+    cluster: Arc<RedisCluster>,
+    prefix: String,
+    lease: Duration,
+}
+
+impl Harness for Cluster {
+    async fn new(lease: Duration) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        Cluster {
+            cluster: tokio::task::spawn_blocking(cluster::shared)
+                .await
+                .expect("start the shared cluster"),
+            prefix: format!("rc-{}", &suffix[..8]),
+            lease,
+        }
+    }
+
+    async fn connect(&self, name: &str) -> (Arc<dyn Store>, Feed) {
+        let (store, feed) = RedisStore::connect_to(
+            &RedisTarget::Cluster(self.cluster.urls()),
+            &self.prefix,
+            InstanceId::new(name),
+            self.lease,
+            DEFAULT_SESSION_TTL,
+        )
+        .await
+        .expect("connect to the private cluster");
+        (Arc::new(store), feed)
+    }
+
+    fn lose_data(&self) {
+        self.cluster.delete_prefix(&self.prefix);
     }
 }
 
@@ -646,6 +685,14 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     super::$case::<super::Redis>().await
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case::<super::Cluster>().await
                 }
             )*
         }
