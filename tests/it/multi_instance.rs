@@ -457,3 +457,5 @@ mod processes {
             .await;
     }
 }
+
+mod cluster;
