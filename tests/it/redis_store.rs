@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
-use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, Store};
+use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, LeaseStatus, Store};
 
 use crate::support::redis::RedisServer;
 
@@ -356,4 +356,56 @@ async fn the_wrong_kind_of_redis_is_refused_at_start_up() {
         err.to_string().contains("not a reachable Redis Cluster"),
         "{err}"
     );
+}
+
+/// On a cluster, a shard that loses its data (its master flushed) is found by the next lease
+/// renewal, which asks the feed to re-assert the sessions on it, and only those.
+#[tokio::test]
+async fn a_flushed_shard_is_found_by_the_next_renewal() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::RedisCluster::start)
+        .await
+        .expect("a cluster of its own");
+    let by_master = crate::support::cluster::sessions_on_every_master(&cluster, "f", 1);
+    let (a, mut feed) = RedisStore::connect_to(
+        &RedisTarget::Cluster(cluster.urls()),
+        "rc",
+        InstanceId::new("a"),
+        Duration::from_secs(5),
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .expect("connect to the cluster");
+    a.register().await.unwrap();
+    for session in by_master.values().flatten() {
+        a.subscribe(session).await.unwrap();
+        a.join(session, member(&a, &format!("c-{session}")), 10)
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.renew_lease().await.unwrap(), LeaseStatus::Held);
+    let lease_master = cluster
+        .master_of(rollcall::store::redis::slots::slot("{g}"))
+        .expect("a master of {g}");
+    let (&flushed, sessions) = by_master
+        .iter()
+        .find(|(port, _)| **port != lease_master)
+        .expect("a master without the leases");
+    cluster.flush_master(flushed);
+    assert_eq!(
+        a.renew_lease().await.unwrap(),
+        LeaseStatus::Held,
+        "the leases live on another master"
+    );
+    let event = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match feed.recv().await {
+                Some(FeedEvent::Reconcile { sessions, reassert }) => return (sessions, reassert),
+                Some(_) => continue,
+                None => panic!("feed closed"),
+            }
+        }
+    })
+    .await
+    .expect("no Reconcile within 3 s of the renewal");
+    assert_eq!(event, (sessions.clone(), true));
 }

@@ -179,6 +179,8 @@ impl Store for RedisStore {
             .and_then(text)
             .ok_or_else(|| StoreError::Corrupt("register: no generation".into()))?;
         *lock(&self.generation) = Some(generation);
+        // The shards' tokens are known from start-up on, before any member joins here.
+        self.check_shards().await;
         Ok(items.get(1).and_then(text))
     }
 

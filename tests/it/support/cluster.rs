@@ -93,7 +93,7 @@ impl RedisCluster {
             spawn(&mut node, dir.path());
             nodes.push(node);
         }
-        let mut cluster = RedisCluster {
+        let cluster = RedisCluster {
             nodes,
             dir,
             watchdog: None,

@@ -116,6 +116,10 @@ impl RollcallProcess {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+
     /// Whether the process's log so far contains `text`.
     pub fn log_contains(&self, text: &str) -> bool {
         std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains(text))
