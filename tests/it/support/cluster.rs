@@ -30,6 +30,9 @@ pub struct RedisCluster {
     watchdog: Option<Child>,
 }
 
+/// The masters serving slots, by port, with their slot ranges: one node's view of the cluster.
+type MasterView = Vec<(u16, Vec<(u16, u16)>)>;
+
 /// One line of `CLUSTER NODES`.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
@@ -46,7 +49,7 @@ fn free_port_pair() -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1");
         let port = l.local_addr().expect("local address").port();
-        if port > 55000 || port < 1024 {
+        if !(1024..=55000).contains(&port) {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
@@ -218,15 +221,14 @@ impl RedisCluster {
                 let info = cli(n.port, &["CLUSTER", "INFO"]);
                 info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
             });
-            let views: Vec<Vec<(u16, Vec<(u16, u16)>)>> = live
+            let views: Vec<MasterView> = live
                 .iter()
                 .map(|n| {
-                    let mut m: Vec<(u16, Vec<(u16, u16)>)> =
-                        parse_nodes(&cli(n.port, &["CLUSTER", "NODES"]))
-                            .into_iter()
-                            .filter(|i| i.master && !i.failed && !i.slots.is_empty())
-                            .map(|i| (i.port, i.slots))
-                            .collect();
+                    let mut m: MasterView = parse_nodes(&cli(n.port, &["CLUSTER", "NODES"]))
+                        .into_iter()
+                        .filter(|i| i.master && !i.failed && !i.slots.is_empty())
+                        .map(|i| (i.port, i.slots))
+                        .collect();
                     m.sort();
                     m
                 })
