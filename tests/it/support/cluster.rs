@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long the cluster may take to form (or to recover after a test breaks it).
-pub const FORM_WAIT: Duration = Duration::from_secs(30);
+pub const FORM_WAIT: Duration = Duration::from_secs(60);
 /// `cluster-node-timeout`: a master unreachable this long is failed over to its replica.
 pub const NODE_TIMEOUT_MS: u64 = 1000;
 
