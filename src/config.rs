@@ -70,8 +70,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLCALL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
     /// Shared store; unset = in-process store (one instance only).
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", conflicts_with = "redis_cluster_urls")]
     pub redis_url: Option<String>,
+    /// Shared store on a Redis Cluster (≥ 7): seed nodes `redis://host:port`, comma-separated; the
+    /// other nodes are discovered. Exclusive with `--redis-url`.
+    #[arg(long, env = "ROLLCALL_REDIS_CLUSTER_URLS", value_delimiter = ',')]
+    pub redis_cluster_urls: Vec<String>,
     /// Participation records: `postgres://…` or `sqlite://PATH`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
@@ -251,7 +255,33 @@ mod tests {
         assert_eq!(args.max_sessions_per_connection, 8);
         assert_eq!(args.max_publish_bytes, 16384);
         assert!(args.redis_url.is_none());
+        assert!(args.redis_cluster_urls.is_empty());
         assert!(args.jwt_secret.is_none());
         assert!(args.allow_anonymous);
+    }
+
+    #[test]
+    fn cluster_urls_are_a_list_and_exclusive_with_redis_url() {
+        let cli = Cli::try_parse_from([
+            "rollcall",
+            "--redis-cluster-urls",
+            "redis://127.0.0.1:7000,redis://127.0.0.1:7001",
+        ])
+        .expect("cluster urls alone parse");
+        assert_eq!(
+            cli.serve.redis_cluster_urls,
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        let both = Cli::try_parse_from([
+            "rollcall",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster-urls",
+            "redis://127.0.0.1:7000",
+        ]);
+        assert!(
+            both.is_err(),
+            "--redis-url with --redis-cluster-urls is refused"
+        );
     }
 }

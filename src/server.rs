@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineSettings};
 use crate::http::{self, AppState};
 use crate::persistence::{DatabaseError, Persistence, PersistenceSettings};
 use crate::store::memory::MemoryBackend;
-use crate::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
+use crate::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use crate::store::{Feed, InstanceId, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,19 +30,20 @@ pub enum ServerError {
     },
 }
 
-/// Opens the store the arguments name: Redis when `--redis-url` is set, else in-process.
+/// Opens the store the arguments name: Redis when `--redis-url` is set, a Redis Cluster when
+/// `--redis-cluster-urls` is, else in-process.
 pub async fn open_store(
     args: &ServeArgs,
     instance: InstanceId,
-) -> Result<(Arc<dyn Store>, Feed), StoreError> {
-    match &args.redis_url {
+) -> Result<(Arc<dyn Store>, Feed), ServerError> {
+    match redis_target(args)? {
         None => {
             let (store, feed) = MemoryBackend::new(args.lease()).connect(instance);
             Ok((Arc::new(store), feed))
         }
-        Some(url) => {
-            let (store, feed) = RedisStore::connect(
-                url,
+        Some(target) => {
+            let (store, feed) = RedisStore::connect_to(
+                &target,
                 &args.key_prefix,
                 instance,
                 args.lease(),
@@ -51,6 +52,26 @@ pub async fn open_store(
             .await?;
             Ok((Arc::new(store), feed))
         }
+    }
+}
+
+/// The Redis the arguments name, if any; both kinds at once is a configuration error.
+fn redis_target(args: &ServeArgs) -> Result<Option<RedisTarget>, ServerError> {
+    let nodes: Vec<String> = args
+        .redis_cluster_urls
+        .iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    match (&args.redis_url, nodes.is_empty()) {
+        (Some(_), false) => Err(ServerError::Config(
+            "--redis-url and --redis-cluster-urls are exclusive: give one server or the nodes of \
+             one cluster"
+                .into(),
+        )),
+        (Some(url), true) => Ok(Some(RedisTarget::Single(url.clone()))),
+        (None, false) => Ok(Some(RedisTarget::Cluster(nodes))),
+        (None, true) => Ok(None),
     }
 }
 

@@ -328,6 +328,18 @@ impl StreamHandler<FeedEvent> for Supervisor {
                 tracing::info!("event feed resumed; reconciling every local session");
                 self.reconcile_all(false);
             }
+            FeedEvent::Reconcile { sessions, reassert } => {
+                tracing::info!(
+                    sessions = sessions.len(),
+                    reassert,
+                    "store asked for a reconciliation"
+                );
+                for session in sessions {
+                    if let Some(entry) = self.sessions.get(session.as_str()) {
+                        entry.addr.do_send(Reconcile { reassert });
+                    }
+                }
+            }
         }
     }
 

@@ -151,6 +151,13 @@ pub enum FeedEvent {
     Broadcast(Broadcast),
     /// The feed was interrupted and is back: anything may have been missed, reconcile everything.
     Resumed,
+    /// These sessions may be out of step with the store (their broadcasts may have been missed, or
+    /// their shard of a Redis Cluster failed over); reconcile them, re-asserting the local members
+    /// first when `reassert` (their shard lost its data).
+    Reconcile {
+        sessions: Vec<String>,
+        reassert: bool,
+    },
 }
 
 /// The receiving end of a store's feed.

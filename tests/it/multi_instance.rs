@@ -460,3 +460,5 @@ mod processes {
             .await;
     }
 }
+
+mod cluster;

@@ -443,3 +443,5 @@ async fn graceful_stop_hands_over_and_leaves_nothing_behind() {
     );
     assert_no_traces(&redis, &incarnation);
 }
+
+mod cluster;

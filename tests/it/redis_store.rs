@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::model::{LeaveReason, Member};
-use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, Store};
+use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
+use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, LeaseStatus, Store};
 
 use crate::support::redis::RedisServer;
 
@@ -64,11 +64,46 @@ fn crc16_matches_redis_reference_values() {
     assert_eq!(slot("foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
 }
 
+/// Every script call and every plain command names keys of one slot (there are no pipelines: a
+/// command of another slot is sent on its own).
 #[tokio::test]
-async fn every_script_call_stays_in_one_cluster_slot() {
+async fn every_call_stays_in_one_cluster_slot() {
     let server = RedisServer::start();
     let (a, _fa) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
     let (b, _fb) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    exercise_every_call(a, b, false).await;
+}
+
+/// The same calls on a real cluster, which refuses any command or script of two slots
+/// (`CROSSSLOT`); the per-shard token script is exercised too.
+#[tokio::test]
+async fn every_call_runs_on_a_cluster() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::shared)
+        .await
+        .expect("the shared cluster");
+    let prefix = format!("slots-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let connect = |name: &'static str| {
+        let target = RedisTarget::Cluster(cluster.urls());
+        let prefix = prefix.clone();
+        async move {
+            RedisStore::connect_to(
+                &target,
+                &prefix,
+                InstanceId::new(name),
+                Duration::from_secs(5),
+                DEFAULT_SESSION_TTL,
+            )
+            .await
+            .expect("connect to the cluster")
+        }
+    };
+    let (a, _fa) = connect("a").await;
+    let (b, _fb) = connect("b").await;
+    assert!(a.is_cluster());
+    exercise_every_call(a, b, true).await;
+}
+
+async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     a.record_script_keys(true);
     b.record_script_keys(true);
 
@@ -83,8 +118,13 @@ async fn every_script_call_stays_in_one_cluster_slot() {
     a.update_member("s1", m).await.unwrap();
     a.view("s1").await.unwrap();
     a.counts(&["s1".into(), "s2".into()]).await.unwrap();
+    a.subscribe("s1").await.unwrap();
+    a.publish("s1", "c1", None, &serde_json::json!({"x": 1}))
+        .await
+        .unwrap();
     a.touch("s1").await.unwrap();
     a.leave("s1", "c2", LeaveReason::Left).await.unwrap();
+    a.unsubscribe("s1").await.unwrap();
     let view = a.view("s1").await.unwrap().unwrap();
     a.end("s1", "c1", view.epoch).await.unwrap();
     a.reassert("s3", vec![member(&a, "c9")], Floor::default())
@@ -93,6 +133,7 @@ async fn every_script_call_stays_in_one_cluster_slot() {
     let dead = b.instance().incarnation.clone();
     a.expired_instances().await.unwrap();
     a.claim_reap(&dead).await.unwrap();
+    a.sessions_of(&dead).await.unwrap();
     a.remove_instance_members("s2", &dead, LeaveReason::InstanceLost)
         .await
         .unwrap();
@@ -102,7 +143,7 @@ async fn every_script_call_stays_in_one_cluster_slot() {
     let mut calls = a.recorded_script_keys();
     calls.extend(b.recorded_script_keys());
     let scripts: BTreeSet<&str> = calls.iter().map(|(name, _)| *name).collect();
-    let all = [
+    let mut all = vec![
         "claim",
         "counts",
         "deregister",
@@ -118,8 +159,23 @@ async fn every_script_call_stays_in_one_cluster_slot() {
         "touch",
         "update",
         "view",
+        // plain commands
+        "del",
+        "pexpire",
+        "sadd",
+        "smembers",
+        "spublish",
+        "srem",
+        "zrangebylex",
     ];
-    assert_eq!(scripts, BTreeSet::from(all), "every script was exercised");
+    if cluster {
+        all.push("shard_token");
+    }
+    assert_eq!(
+        scripts,
+        BTreeSet::from_iter(all),
+        "every script and command was exercised"
+    );
     for (name, keys) in &calls {
         assert!(!keys.is_empty(), "{name} is called with its keys");
         let slots: BTreeSet<u16> = keys.iter().map(|k| slot(k)).collect();
@@ -256,4 +312,92 @@ async fn unreachable_redis_is_unavailable_then_the_feed_resumes() {
         matches!(event, FeedEvent::Broadcast(ref bc) if bc.session == "s"),
         "{event:?}"
     );
+}
+
+/// A cluster node given as one server, and a server given as cluster nodes, are start-up errors
+/// that say so.
+#[tokio::test]
+async fn the_wrong_kind_of_redis_is_refused_at_start_up() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::shared)
+        .await
+        .expect("the shared cluster");
+    let node = cluster.urls()[0].clone();
+    let err = RedisStore::connect(
+        &node,
+        "rc",
+        InstanceId::new("a"),
+        Duration::from_secs(5),
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .err()
+    .expect("a cluster node is not a standalone server");
+    assert!(err.to_string().contains("is a Redis Cluster node"), "{err}");
+    let server = RedisServer::start();
+    let err = RedisStore::connect_to(
+        &RedisTarget::Cluster(vec![server.url()]),
+        "rc",
+        InstanceId::new("a"),
+        Duration::from_secs(5),
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .err()
+    .expect("a standalone server is not a cluster");
+    assert!(
+        err.to_string().contains("not a reachable Redis Cluster"),
+        "{err}"
+    );
+}
+
+/// On a cluster, a shard that loses its data (its master flushed) is found by the next lease
+/// renewal, which asks the feed to re-assert the sessions on it, and only those.
+#[tokio::test]
+async fn a_flushed_shard_is_found_by_the_next_renewal() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::RedisCluster::start)
+        .await
+        .expect("a cluster of its own");
+    let by_master = crate::support::cluster::sessions_on_every_master(&cluster, "f", 1);
+    let (a, mut feed) = RedisStore::connect_to(
+        &RedisTarget::Cluster(cluster.urls()),
+        "rc",
+        InstanceId::new("a"),
+        Duration::from_secs(5),
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .expect("connect to the cluster");
+    a.register().await.unwrap();
+    for session in by_master.values().flatten() {
+        a.subscribe(session).await.unwrap();
+        a.join(session, member(&a, &format!("c-{session}")), 10)
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.renew_lease().await.unwrap(), LeaseStatus::Held);
+    let lease_master = cluster
+        .master_of(rollcall::store::redis::slots::slot("{g}"))
+        .expect("a master of {g}");
+    let (&flushed, sessions) = by_master
+        .iter()
+        .find(|(port, _)| **port != lease_master)
+        .expect("a master without the leases");
+    cluster.flush_master(flushed);
+    assert_eq!(
+        a.renew_lease().await.unwrap(),
+        LeaseStatus::Held,
+        "the leases live on another master"
+    );
+    let event = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match feed.recv().await {
+                Some(FeedEvent::Reconcile { sessions, reassert }) => return (sessions, reassert),
+                Some(_) => continue,
+                None => panic!("feed closed"),
+            }
+        }
+    })
+    .await
+    .expect("no Reconcile within 3 s of the renewal");
+    assert_eq!(event, (sessions.clone(), true));
 }

@@ -1,5 +1,7 @@
-//! One set of store cases, run against the Memory store and the Redis store (a private
-//! `redis-server` per test). The Redis store must behave event for event like the Memory store.
+//! One set of store cases, run against the Memory store, the Redis store on a private
+//! `redis-server` per test, and the Redis store on a Redis Cluster (3 masters, one shared by every
+//! case, each case under a key prefix of its own). The Redis store must behave event for event like
+//! the Memory store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,11 +9,12 @@ use std::time::Duration;
 use rollcall::ids::ConnectionId;
 use rollcall::model::{Change, Counts, Event, LeaveReason, Member};
 use rollcall::store::memory::MemoryBackend;
-use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
+use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
     BroadcastBody, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store, StoreError,
 };
 
+use crate::support::cluster::{self, RedisCluster};
 use crate::support::redis::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -73,6 +76,42 @@ impl Harness for Redis {
 
     fn lose_data(&self) {
         self.server.flushall();
+    }
+}
+
+struct Cluster {
+    cluster: Arc<RedisCluster>,
+    prefix: String,
+    lease: Duration,
+}
+
+impl Harness for Cluster {
+    async fn new(lease: Duration) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        Cluster {
+            cluster: tokio::task::spawn_blocking(cluster::shared)
+                .await
+                .expect("start the shared cluster"),
+            prefix: format!("rc-{}", &suffix[..8]),
+            lease,
+        }
+    }
+
+    async fn connect(&self, name: &str) -> (Arc<dyn Store>, Feed) {
+        let (store, feed) = RedisStore::connect_to(
+            &RedisTarget::Cluster(self.cluster.urls()),
+            &self.prefix,
+            InstanceId::new(name),
+            self.lease,
+            DEFAULT_SESSION_TTL,
+        )
+        .await
+        .expect("connect to the private cluster");
+        (Arc::new(store), feed)
+    }
+
+    fn lose_data(&self) {
+        self.cluster.delete_prefix(&self.prefix);
     }
 }
 
@@ -528,24 +567,28 @@ async fn reassert_after_data_loss<H: Harness>() {
 }
 
 async fn lease_expiry_and_claims<H: Harness>() {
-    let lease = Duration::from_millis(300);
+    // Long enough for the registrations and renewals of a loaded machine (on a cluster each one
+    // also reads the shard tokens), short enough to wait for.
+    let lease = Duration::from_millis(1000);
     let h = H::new(lease).await;
     let (a1, _f1) = h.connect("a").await;
     let (b, _fb) = h.connect("b").await;
     let (c, _fc) = h.connect("c").await;
+    // Connected before the leases start: a connection (a cluster's above all) can take longer
+    // than this 300 ms lease on a loaded machine.
+    let (a2, _f2) = h.connect("a").await;
     assert_eq!(a1.register().await.unwrap(), None);
     b.register().await.unwrap();
     c.register().await.unwrap();
     let dead = a1.instance().incarnation.clone();
 
     // Restart fast path: the same name registered again names its previous incarnation.
-    let (a2, _f2) = h.connect("a").await;
     assert_eq!(a2.register().await.unwrap(), Some(dead.to_string()));
     a2.deregister().await.unwrap();
     assert!(b.expired_instances().await.unwrap().is_empty());
 
     // a1 stops renewing; b and c keep renewing.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         b.renew_lease().await.unwrap();
         c.renew_lease().await.unwrap();
@@ -652,6 +695,14 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     super::$case::<super::Redis>().await
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case::<super::Cluster>().await
                 }
             )*
         }

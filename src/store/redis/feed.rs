@@ -1,37 +1,71 @@
-//! The feed task: turns the RESP3 pushes of the store's connection into [`FeedEvent`]s.
+//! The feed: turns the RESP3 pushes of the subscription connection into [`FeedEvent`]s, and puts
+//! the subscriptions back when Redis takes them away.
 //!
-//! The [`ConnectionManager`] reconnects by itself and re-subscribes the channels. After a
-//! disconnection the task pings until Redis answers again (so the re-subscription is done) and then
-//! sends [`FeedEvent::Resumed`], upon which the engine reconciles every local session: anything
-//! published meanwhile was missed.
+//! Two tasks. The reader forwards every broadcast (`smessage`) at once, dropping this instance's
+//! own echo. It hands the repairs to the re-subscriber, so that one shard being failed over does
+//! not hold up the broadcasts of the others:
+//! - a disconnection (of the server, or of any cluster node): every subscription is sent again, one
+//!   channel a command, until all are confirmed; then [`FeedEvent::Resumed`] (anything published
+//!   meanwhile was missed, so the engine reconciles every local session);
+//! - an unsolicited `sunsubscribe` of a channel still wanted (its slot moved to another master, or
+//!   the master became a replica): that channel is subscribed again (the cluster client follows
+//!   `MOVED` to the new owner), then [`FeedEvent::Reconcile`] of that session alone.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::keys::KeyLayout;
 use super::reply::{broadcast, text};
-use super::within;
+use super::subscriptions::Subscriptions;
 use crate::ids::Incarnation;
 use crate::store::{Broadcast, FeedEvent};
 
-/// How often the task asks a lost connection whether it is back.
-const RECONNECT_POLL: Duration = Duration::from_millis(100);
+/// How often the re-subscriber tries again while subscriptions are still missing.
+const RETRY_POLL: Duration = Duration::from_millis(100);
 
-/// Runs until the feed's receiver is dropped or the connection manager is gone.
-pub(super) async fn run_feed(
-    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+/// What the re-subscriber is asked to repair.
+enum Repair {
+    /// Every subscription (after a disconnection).
+    All,
+    /// The subscription of one session (after an unsolicited `sunsubscribe`).
+    One(String),
+}
+
+/// Starts the reader and the re-subscriber; both end when the feed's receiver is dropped or the
+/// connection is gone.
+pub(super) fn start(
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
     feed: mpsc::UnboundedSender<FeedEvent>,
-    conn: ConnectionManager,
+    subscriptions: Arc<Subscriptions>,
     keys: KeyLayout,
     me: Incarnation,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let (repair_tx, repair_rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read(
+        pushes,
+        feed.clone(),
+        repair_tx,
+        subscriptions.clone(),
+        Decoder { keys, me },
+    ));
+    let resubscriber = tokio::spawn(resubscribe(repair_rx, feed, subscriptions));
+    [reader, resubscriber]
+}
+
+async fn read(
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    feed: mpsc::UnboundedSender<FeedEvent>,
+    repair: mpsc::UnboundedSender<Repair>,
+    subscriptions: Arc<Subscriptions>,
+    decoder: Decoder,
 ) {
-    let decoder = Decoder { keys, me };
     while let Some(push) = pushes.recv().await {
         match push.kind {
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 if let Some(b) = decoder.decode(push)
                     && feed.send(FeedEvent::Broadcast(b)).is_err()
                 {
@@ -39,26 +73,20 @@ pub(super) async fn run_feed(
                 }
             }
             PushKind::Disconnection => {
-                tracing::warn!("redis connection lost; waiting for it to come back");
-                if !wait_until_back(&conn, &feed).await {
+                tracing::warn!("redis subscription connection lost; subscribing again");
+                if repair.send(Repair::All).is_err() {
                     return;
                 }
-                // Disconnections queued while we were waiting are the same outage.
-                let mut later = Vec::new();
-                while let Ok(push) = pushes.try_recv() {
-                    if push.kind != PushKind::Disconnection {
-                        later.push(push);
-                    }
-                }
-                tracing::info!("redis connection back; subscriptions restored");
-                if feed.send(FeedEvent::Resumed).is_err() {
-                    return;
-                }
-                for push in later {
-                    if push.kind == PushKind::Message
-                        && let Some(b) = decoder.decode(push)
-                        && feed.send(FeedEvent::Broadcast(b)).is_err()
-                    {
+            }
+            PushKind::SUnsubscribe => {
+                // Our own SUNSUBSCRIBE is confirmed like this too: only a channel still wanted
+                // was taken away by Redis.
+                let Some(session) = decoder.session_of(&push.data) else {
+                    continue;
+                };
+                if subscriptions.wants(&session).await {
+                    tracing::info!(%session, "redis dropped a subscription (slot moved or failover); subscribing again");
+                    if repair.send(Repair::One(session)).is_err() {
                         return;
                     }
                 }
@@ -68,22 +96,88 @@ pub(super) async fn run_feed(
     }
 }
 
-/// Pings until Redis answers; `false` when the feed was dropped meanwhile.
-async fn wait_until_back(
-    conn: &ConnectionManager,
-    feed: &mpsc::UnboundedSender<FeedEvent>,
-) -> bool {
-    let mut conn = conn.clone();
-    loop {
-        let ping = ::redis::cmd("PING");
-        if let Ok(Ok(_)) = within(ping.query_async::<Value>(&mut conn)).await {
-            return true;
+async fn resubscribe(
+    mut requests: mpsc::UnboundedReceiver<Repair>,
+    feed: mpsc::UnboundedSender<FeedEvent>,
+    subscriptions: Arc<Subscriptions>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut work = Work::default();
+        work.add(first, &subscriptions).await;
+        loop {
+            while let Ok(r) = requests.try_recv() {
+                work.add(r, &subscriptions).await;
+            }
+            if work.pending.is_empty() {
+                // Nothing to subscribe: after a disconnection, wait until Redis answers.
+                if !work.all || answers(&subscriptions).await {
+                    break;
+                }
+            } else {
+                let pending: Vec<String> = std::mem::take(&mut work.pending).into_iter().collect();
+                work.pending = subscriptions
+                    .resubscribe(&pending)
+                    .await
+                    .into_iter()
+                    .collect();
+                if work.pending.is_empty() {
+                    break;
+                }
+            }
+            if feed.is_closed() {
+                return;
+            }
+            tokio::time::sleep(RETRY_POLL).await;
         }
-        if feed.is_closed() {
-            return false;
+        let event = if work.all {
+            tracing::info!("redis subscriptions restored");
+            FeedEvent::Resumed
+        } else {
+            FeedEvent::Reconcile {
+                sessions: work.reported.into_iter().collect(),
+                reassert: false,
+            }
+        };
+        if feed.send(event).is_err() {
+            return;
         }
-        tokio::time::sleep(RECONNECT_POLL).await;
     }
+}
+
+/// The repairs asked for since the re-subscriber last reported.
+#[derive(Default)]
+struct Work {
+    /// A disconnection: report [`FeedEvent::Resumed`] at the end.
+    all: bool,
+    /// Sessions still to subscribe.
+    pending: BTreeSet<String>,
+    /// Sessions to reconcile at the end (when not all of them).
+    reported: BTreeSet<String>,
+}
+
+impl Work {
+    async fn add(&mut self, repair: Repair, subscriptions: &Subscriptions) {
+        match repair {
+            Repair::All => {
+                self.all = true;
+                self.pending.extend(subscriptions.sessions().await);
+            }
+            Repair::One(session) => {
+                self.reported.insert(session.clone());
+                self.pending.insert(session);
+            }
+        }
+    }
+}
+
+/// Whether the subscription connection answers a PING (after a disconnection with nothing to
+/// re-subscribe, this is how the re-subscriber knows Redis is back).
+async fn answers(subscriptions: &Subscriptions) -> bool {
+    subscriptions
+        .conn()
+        .query(&::redis::cmd("PING"))
+        .await
+        .is_ok()
 }
 
 /// Decodes the pushes of session channels, dropping this instance's own echo.
@@ -94,6 +188,11 @@ struct Decoder {
 }
 
 impl Decoder {
+    fn session_of(&self, data: &[Value]) -> Option<String> {
+        let channel = text(data.first()?)?;
+        self.keys.session_of_channel(&channel).map(str::to_owned)
+    }
+
     fn decode(&self, push: PushInfo) -> Option<Broadcast> {
         let mut data = push.data.into_iter();
         let (channel, payload) = (text(&data.next()?)?, text(&data.next()?)?);

@@ -16,9 +16,10 @@
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
 //! | `P:{g}:names` | hash | instance name → current incarnation |
 //! | `P:{g}:generation` | string | random token set once; a change means Redis lost its data |
+//! | `P:{<tag>}:shard` | string | on a cluster, one per master (`<tag>` hashes to a slot it owns): random token set once; a change means that shard lost its data ([`super::shards`]) |
 //!
-//! The pub/sub channel of a session is `P:{s:<id>}:events`, carrying JSON
-//! [`crate::store::Broadcast`]s.
+//! The sharded pub/sub channel of a session is `P:{s:<id>}:events` (same slot as its keys),
+//! carrying JSON [`crate::store::Broadcast`]s.
 
 /// Key and channel names. Public so tests can check the slot rule and inspect keys.
 #[derive(Clone, Debug)]
@@ -63,6 +64,11 @@ impl KeyLayout {
 
     pub fn instance_claim(&self, incarnation: &str) -> String {
         format!("{}:{{i:{incarnation}}}:claim", self.prefix)
+    }
+
+    /// The generation token of the cluster shard whose master owns the slot of `tag`.
+    pub fn shard_token(&self, tag: &str) -> String {
+        format!("{}:{{{tag}}}:shard", self.prefix)
     }
 
     /// Leases zset, names hash, generation token: the keys of the lease scripts.

@@ -11,17 +11,20 @@
 //! Key and channel names are in [`keys`]; script replies are decoded in [`reply`]; the pub/sub
 //! feed runs in [`feed`].
 //!
-//! # One slot per script, one round trip per operation
-//! A join changes the session (slot of `{s:<id>}`) and the instance's session set (slot of
-//! `{i:<incarnation>}`). The join script touches only session keys; the `SADD` to the instance's
-//! session set is a second command in the same pipeline, so a join is still one round trip. The
-//! instance's session set is therefore a superset while the instance has members there: entries are
+//! # One slot per command, standalone or cluster
+//! The same scripts and callers run over one server or a Redis Cluster ([`conn`]): no script and no
+//! pipeline touches two slots. A join changes the session (slot of `{s:<id>}`) and the instance's
+//! session set (slot of `{i:<incarnation>}`): the join script touches only session keys, and the
+//! `SADD` to the instance's session set is a command of its own, sent at the same time (one round
+//! trip of latency, two commands). The instance's session set is therefore a superset while the
+//! instance has members there: entries are
 //! added on join and re-assertion, not removed on leave (a conditional removal would need the
 //! script's answer, i.e. a second round trip, and would race with a concurrent join); they are
 //! removed by [`Store::unsubscribe`](crate::store::Store::unsubscribe), which the supervisor calls, in order with its subscriptions,
 //! when the instance's last local member of the session is gone. [`Store::sessions_of`](crate::store::Store::sessions_of) filters it against the
 //! sessions' `byinst` index, and the set is deleted when its instance is forgotten or deregisters.
-//! The global keys share the tag `{g}` so the lease scripts are single-slot too.
+//! The global keys share the tag `{g}` so the lease scripts are single-slot too. Reads of many
+//! sessions (`counts`, `sessions_of`) send one command per session, all at once.
 //!
 //! Session keys carry a backstop TTL (default 24 h), refreshed by the scripts that may create keys
 //! (join, reassert, end) and by [`Store::touch`](crate::store::Store::touch), which the supervisor calls for its sessions
@@ -30,27 +33,39 @@
 //! renewal.
 //!
 //! # Pub/sub
-//! One [`ConnectionManager`] (RESP3) carries commands and subscriptions; see [`feed`].
+//! Sharded: the scripts `SPUBLISH` on the session's channel (same hash tag as its keys) and every
+//! instance `SSUBSCRIBE`s the channels of its sessions, on a connection of its own; rollcall owns
+//! the subscriptions ([`subscriptions`]) and puts them back after a reconnection, a failover or a
+//! slot migration ([`feed`]). Redis ≥ 7 is needed, standalone or cluster.
+//!
+//! # Data loss
+//! `P:{g}:generation` tells a lease renewal that Redis (or, on a cluster, the master of `{g}`) lost
+//! its data; on a cluster, [`shards`] does the same for every other master and reconciles the
+//! sessions whose slot changed master.
 
+mod conn;
 mod feed;
 pub mod keys;
 mod reply;
 mod scripts;
+mod shards;
+pub mod slots;
 mod store_impl;
+mod subscriptions;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{
-    ErrorKind, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisError, Script, ServerErrorKind,
-    Value,
-};
+use ::redis::{PushInfo, RedisError, Script, Value};
 use tokio::sync::mpsc;
 
-use super::{Feed, InstanceId, StoreError};
+use super::{Feed, FeedEvent, InstanceId, StoreError};
+use conn::Conn;
+pub use conn::RedisTarget;
 pub use keys::KeyLayout;
 use scripts::Scripts;
+use shards::ShardWatch;
+use subscriptions::Subscriptions;
 
 /// Default backstop TTL of session keys.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -66,6 +81,10 @@ pub enum RedisStoreError {
     Timeout(Duration),
     #[error("invalid redis url: {0}")]
     Url(String),
+    /// The servers are not of the kind configured (a cluster node given as a server, or nodes that
+    /// are not a healthy cluster).
+    #[error("{0}")]
+    Topology(String),
     #[error("unexpected reply from a script: {0}")]
     Reply(String),
 }
@@ -79,34 +98,43 @@ impl From<RedisStoreError> for StoreError {
     }
 }
 
-/// A recorded script call: the script's name and the keys it was given.
+/// A recorded call: the script's (or command's) name and the keys it was given.
 pub type ScriptCall = (&'static str, Vec<String>);
 
 type Result<T, E = RedisStoreError> = std::result::Result<T, E>;
 
-/// One instance's handle on the shared Redis.
+/// One instance's handle on the shared Redis (one server, or a cluster).
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// Commands and scripts; never subscriptions (see [`subscriptions`]).
+    conn: Conn,
+    subscriptions: Arc<Subscriptions>,
     keys: KeyLayout,
     instance: InstanceId,
     lease: Duration,
     session_ttl: Duration,
     scripts: Scripts,
     generation: Mutex<Option<String>>,
-    /// Keys of every script call, when recording is switched on (slot-rule tests).
+    /// Per-shard tokens and topology, on a cluster.
+    shards: Option<ShardWatch>,
+    /// The feed, for the reconciliations the heartbeat finds necessary.
+    feed: mpsc::UnboundedSender<FeedEvent>,
+    /// Keys of every call, when recording is switched on (slot-rule tests).
     recorded: Mutex<Option<Vec<ScriptCall>>>,
-    feed_task: tokio::task::JoinHandle<()>,
+    feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        self.feed_task.abort();
+        for task in &self.feed_tasks {
+            task.abort();
+        }
     }
 }
 
 impl RedisStore {
-    /// Connects to Redis at `url`, with keys and channels under `key_prefix`. Returns the store
-    /// and the feed of what the other instances publish on the sessions this one subscribes to.
+    /// Connects to the standalone Redis at `url`, with keys and channels under `key_prefix`.
+    /// Returns the store and the feed of what the other instances publish on the sessions this
+    /// one subscribes to.
     pub async fn connect(
         url: &str,
         key_prefix: &str,
@@ -114,48 +142,61 @@ impl RedisStore {
         lease: Duration,
         session_ttl: Duration,
     ) -> Result<(RedisStore, Feed), StoreError> {
-        Ok(Self::connect_inner(url, key_prefix, instance, lease, session_ttl).await?)
+        let target = RedisTarget::Single(url.to_owned());
+        Self::connect_to(&target, key_prefix, instance, lease, session_ttl).await
+    }
+
+    /// Connects to a standalone Redis or to a Redis Cluster.
+    pub async fn connect_to(
+        target: &RedisTarget,
+        key_prefix: &str,
+        instance: InstanceId,
+        lease: Duration,
+        session_ttl: Duration,
+    ) -> Result<(RedisStore, Feed), StoreError> {
+        Ok(Self::connect_inner(target, key_prefix, instance, lease, session_ttl).await?)
     }
 
     async fn connect_inner(
-        url: &str,
+        target: &RedisTarget,
         key_prefix: &str,
         instance: InstanceId,
         lease: Duration,
         session_ttl: Duration,
     ) -> Result<(RedisStore, Feed)> {
-        let client =
-            ::redis::Client::open(resp3(url)?).map_err(|e| RedisStoreError::Url(e.to_string()))?;
+        let conn = Conn::open(target, None).await?;
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
-        let config = ConnectionManagerConfig::new()
-            .set_push_sender(push_tx)
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(OPERATION_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = within(ConnectionManager::new_with_config(client, config)).await??;
+        let pubsub = Conn::open(target, Some(push_tx)).await?;
         let keys = KeyLayout::new(key_prefix);
+        let subscriptions = Arc::new(Subscriptions::new(pubsub, keys.clone()));
         let (feed_tx, feed_rx) = mpsc::unbounded_channel();
-        let feed_task = tokio::spawn(feed::run_feed(
+        let feed_tasks = feed::start(
             push_rx,
-            feed_tx,
-            conn.clone(),
+            feed_tx.clone(),
+            subscriptions.clone(),
             keys.clone(),
             instance.incarnation.clone(),
-        ));
+        );
         let store = RedisStore {
+            shards: conn.is_cluster().then(ShardWatch::new),
             conn,
+            subscriptions,
             keys,
             instance,
             lease,
             session_ttl,
             scripts: Scripts::load(),
             generation: Mutex::new(None),
+            feed: feed_tx,
             recorded: Mutex::new(None),
-            feed_task,
+            feed_tasks,
         };
         Ok((store, feed_rx))
+    }
+
+    /// Whether this store runs over a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     pub fn keys(&self) -> &KeyLayout {
@@ -225,21 +266,15 @@ impl RedisStore {
         Ok(within(call.invoke_async::<Value>(&mut conn)).await??)
     }
 
-    /// Sends a pipeline whose first command is a script call; loads the script and retries once
-    /// if Redis does not know it (after `SCRIPT FLUSH` or a restart).
-    async fn pipeline_with_script(
+    /// One plain command on the keys `keys` (recorded like script calls), bounded in time.
+    async fn command(
         &self,
-        script: &Script,
-        pipe: &::redis::Pipeline,
-    ) -> Result<Vec<Value>> {
-        let mut conn = self.conn.clone();
-        match within(pipe.query_async::<Vec<Value>>(&mut conn)).await? {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                within(script.load_async(&mut conn)).await??;
-                Ok(within(pipe.query_async::<Vec<Value>>(&mut conn)).await??)
-            }
-            other => Ok(other?),
-        }
+        name: &'static str,
+        cmd: &::redis::Cmd,
+        keys: &[String],
+    ) -> Result<Value> {
+        self.record(name, keys);
+        self.conn.query(cmd).await
     }
 }
 
@@ -251,18 +286,6 @@ async fn within<F: std::future::Future>(fut: F) -> Result<F::Output> {
     tokio::time::timeout(OPERATION_TIMEOUT, fut)
         .await
         .map_err(|_| RedisStoreError::Timeout(OPERATION_TIMEOUT))
-}
-
-/// The connection info of `url`, always speaking RESP3: the feed needs push messages.
-fn resp3(url: &str) -> Result<::redis::ConnectionInfo> {
-    let info = url
-        .into_connection_info()
-        .map_err(|e| RedisStoreError::Url(e.to_string()))?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    Ok(info.set_redis_settings(settings))
 }
 
 fn fresh_token() -> String {

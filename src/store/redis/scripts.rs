@@ -1,7 +1,7 @@
 //! The Lua scripts, compiled into the binary.
 //!
 //! Every session script is the shared prelude (`lua/session_prelude.lua`: header reads and writes,
-//! election, the change record and its PUBLISH) followed by the script's own body. Each file in
+//! election, the change record and its SPUBLISH) followed by the script's own body. Each file in
 //! `lua/` starts with a comment that says what it does and what it returns.
 
 use ::redis::Script;

@@ -1,19 +1,20 @@
-//! The [`Store`] trait over Redis: each operation is one script call (or one pipeline whose
-//! commands share a slot), its reply decoded by [`super::reply`].
+//! The [`Store`] trait over Redis, standalone or cluster: each operation is one script call, or
+//! a few commands of one slot each, its reply decoded by [`super::reply`].
 
 use ::redis::Value;
 use async_trait::async_trait;
+use futures_util::future::{join, try_join_all};
 use serde_json::Value as Json;
 
 use super::reply::{
     ScriptStatus, array, change_of, int, member_json, optional_change, reply_error, status, text,
     unexpected, view_of,
 };
-use super::{RedisStore, RedisStoreError, Result, fresh_token, lock, within};
+use super::{RedisStore, Result, fresh_token, lock};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 use crate::store::{
-    Broadcast, BroadcastBody, Floor, InstanceId, JoinOutcome, LeaseStatus, Store, StoreError,
-    StoreResult,
+    Broadcast, BroadcastBody, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store,
+    StoreError, StoreResult,
 };
 
 #[async_trait]
@@ -34,17 +35,14 @@ impl Store for RedisStore {
     ) -> StoreResult<JoinOutcome> {
         let mut call = self.session_call("join", &self.scripts.join, session);
         call.arg(member_json(&member)?).arg(max_members);
-        let mut pipe = ::redis::pipe();
-        pipe.invoke_script(&call)
-            .cmd("SADD")
-            .arg(self.keys.instance_sessions(&member.instance))
-            .arg(session)
-            .ignore();
-        let mut replies = self
-            .pipeline_with_script(&self.scripts.join, &pipe)
-            .await?
-            .into_iter();
-        let items = array(replies.next().unwrap_or(Value::Nil))?;
+        // Another slot: its own command, sent at the same time (see the module doc of `redis`).
+        let (reply, listed) = join(
+            self.invoke(&call),
+            self.list_session(&member.instance, session),
+        )
+        .await;
+        listed?;
+        let items = array(reply?)?;
         match status(&items)? {
             ScriptStatus::Ended => Err(StoreError::SessionEnded),
             ScriptStatus::Full => Err(StoreError::SessionFull(max_members)),
@@ -114,17 +112,12 @@ impl Store for RedisStore {
         if sessions.is_empty() {
             return Ok(Vec::new());
         }
+        // One call per session (each its own slot), all sent at once.
         let calls: Vec<_> = sessions
             .iter()
             .map(|s| self.session_call("counts", &self.scripts.counts, s))
             .collect();
-        let mut pipe = ::redis::pipe();
-        for call in &calls {
-            pipe.invoke_script(call);
-        }
-        let replies = self
-            .pipeline_with_script(&self.scripts.counts, &pipe)
-            .await?;
+        let replies = try_join_all(calls.iter().map(|call| self.invoke(call))).await?;
         let counts = replies
             .into_iter()
             .map(|reply| {
@@ -159,38 +152,28 @@ impl Store for RedisStore {
         };
         let payload = serde_json::to_string(&message)
             .map_err(|e| StoreError::Corrupt(format!("message JSON: {e}")))?;
-        let mut conn = self.conn.clone();
-        let cmd = ::redis::cmd("PUBLISH")
-            .arg(self.keys.channel(session))
-            .arg(payload)
-            .to_owned();
-        within(cmd.query_async::<Value>(&mut conn))
-            .await?
-            .map_err(RedisStoreError::from)?;
+        let channel = self.keys.channel(session);
+        let mut cmd = ::redis::cmd("SPUBLISH");
+        cmd.arg(&channel).arg(payload);
+        self.command("spublish", &cmd, std::slice::from_ref(&channel))
+            .await?;
         Ok(())
     }
 
     async fn subscribe(&self, session: &str) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        within(conn.subscribe(self.keys.channel(session)))
-            .await?
-            .map_err(RedisStoreError::from)?;
+        self.subscriptions.subscribe(session).await?;
         Ok(())
     }
 
     async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        within(conn.unsubscribe(self.keys.channel(session)))
-            .await?
-            .map_err(RedisStoreError::from)?;
+        self.subscriptions.unsubscribe(session).await?;
         // No local member is left here: the session leaves this instance's session set too, so
         // the set stays as small as the instance's live sessions.
+        let key = self.keys.instance_sessions(&self.instance.incarnation);
         let mut srem = ::redis::cmd("SREM");
-        srem.arg(self.keys.instance_sessions(&self.instance.incarnation))
-            .arg(session);
-        within(srem.query_async::<()>(&mut conn))
-            .await?
-            .map_err(RedisStoreError::from)?;
+        srem.arg(&key).arg(session);
+        self.command("srem", &srem, std::slice::from_ref(&key))
+            .await?;
         Ok(())
     }
 
@@ -206,6 +189,8 @@ impl Store for RedisStore {
             .and_then(text)
             .ok_or_else(|| StoreError::Corrupt("register: no generation".into()))?;
         *lock(&self.generation) = Some(generation);
+        // The shards' tokens are known from start-up on, before any member joins here.
+        self.check_shards().await;
         Ok(items.get(1).and_then(text))
     }
 
@@ -217,22 +202,22 @@ impl Store for RedisStore {
             .arg(self.lease_ms())
             .arg(known)
             .arg(fresh_token());
-        let mut pipe = ::redis::pipe();
-        pipe.invoke_script(&call)
-            .cmd("PEXPIRE")
-            .arg(self.keys.instance_sessions(&self.instance.incarnation))
-            .arg(self.ttl_ms())
-            .ignore();
-        let mut replies = self
-            .pipeline_with_script(&self.scripts.renew, &pipe)
-            .await?
-            .into_iter();
-        let items = array(replies.next().unwrap_or(Value::Nil))?;
+        let sessions_key = self.keys.instance_sessions(&self.instance.incarnation);
+        let mut pexpire = ::redis::cmd("PEXPIRE");
+        pexpire.arg(&sessions_key).arg(self.ttl_ms());
+        let (reply, refreshed) = join(
+            self.invoke(&call),
+            self.command("pexpire", &pexpire, std::slice::from_ref(&sessions_key)),
+        )
+        .await;
+        refreshed?;
+        let items = array(reply?)?;
         let generation = items
             .get(1)
             .and_then(text)
             .ok_or_else(|| StoreError::Corrupt("renew: no generation".into()))?;
         *lock(&self.generation) = Some(generation);
+        self.check_shards().await;
         match status(&items)? {
             ScriptStatus::Held => Ok(LeaseStatus::Held),
             ScriptStatus::Lost => Ok(LeaseStatus::WasLost),
@@ -245,14 +230,8 @@ impl Store for RedisStore {
         let mut call = self.global_call("deregister", &self.scripts.deregister);
         call.arg(&self.instance.incarnation)
             .arg(&self.instance.name);
-        let mut pipe = ::redis::pipe();
-        pipe.invoke_script(&call)
-            .ignore()
-            .cmd("DEL")
-            .arg(self.keys.instance_sessions(&self.instance.incarnation))
-            .ignore();
-        self.pipeline_with_script(&self.scripts.deregister, &pipe)
-            .await?;
+        self.invoke(&call).await?;
+        self.forget_keys_of(&self.instance.incarnation).await?;
         Ok(())
     }
 
@@ -272,32 +251,31 @@ impl Store for RedisStore {
     }
 
     async fn sessions_of(&self, dead: &str) -> StoreResult<Vec<String>> {
-        let mut conn = self.conn.clone();
-        let cmd = ::redis::cmd("SMEMBERS")
-            .arg(self.keys.instance_sessions(dead))
-            .to_owned();
-        let listed = within(cmd.query_async::<Value>(&mut conn))
-            .await?
-            .map_err(RedisStoreError::from)?;
+        let key = self.keys.instance_sessions(dead);
+        let mut cmd = ::redis::cmd("SMEMBERS");
+        cmd.arg(&key);
+        let listed = self
+            .command("smembers", &cmd, std::slice::from_ref(&key))
+            .await?;
         let listed: Vec<String> = array(listed)?.iter().filter_map(text).collect();
         if listed.is_empty() {
             return Ok(Vec::new());
         }
         // The set is a superset (see the module doc): keep the sessions where `dead` still has an
-        // entry in the per-instance index.
-        let mut pipe = ::redis::pipe();
-        for session in &listed {
-            pipe.cmd("ZRANGEBYLEX")
-                .arg(self.keys.session_by_instance(session))
+        // entry in the per-instance index (one command per session, each its own slot).
+        let present = try_join_all(listed.iter().map(|session| async move {
+            let key = self.keys.session_by_instance(session);
+            let mut cmd = ::redis::cmd("ZRANGEBYLEX");
+            cmd.arg(&key)
                 .arg(format!("[{dead}\0"))
                 .arg(format!("({dead}\u{1}"))
                 .arg("LIMIT")
                 .arg(0)
                 .arg(1);
-        }
-        let present = within(pipe.query_async::<Vec<Value>>(&mut conn))
-            .await?
-            .map_err(RedisStoreError::from)?;
+            self.command("zrangebylex", &cmd, std::slice::from_ref(&key))
+                .await
+        }))
+        .await?;
         let mut sessions: Vec<String> = listed
             .into_iter()
             .zip(present)
@@ -323,15 +301,8 @@ impl Store for RedisStore {
     async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
         let mut call = self.global_call("forget", &self.scripts.forget);
         call.arg(dead);
-        let mut pipe = ::redis::pipe();
-        pipe.invoke_script(&call)
-            .ignore()
-            .cmd("DEL")
-            .arg(self.keys.instance_sessions(dead))
-            .arg(self.keys.instance_claim(dead))
-            .ignore();
-        self.pipeline_with_script(&self.scripts.forget, &pipe)
-            .await?;
+        self.invoke(&call).await?;
+        self.forget_keys_of(dead).await?;
         Ok(())
     }
 
@@ -346,17 +317,14 @@ impl Store for RedisStore {
         for member in &members {
             call.arg(member_json(member)?);
         }
-        let mut pipe = ::redis::pipe();
-        pipe.invoke_script(&call)
-            .cmd("SADD")
-            .arg(self.keys.instance_sessions(&self.instance.incarnation))
-            .arg(session)
-            .ignore();
-        let mut replies = self
-            .pipeline_with_script(&self.scripts.reassert, &pipe)
-            .await?
-            .into_iter();
-        let items = array(replies.next().unwrap_or(Value::Nil))?;
+        // Another slot: its own command, sent at the same time (see the module doc of `redis`).
+        let (reply, listed) = join(
+            self.invoke(&call),
+            self.list_session(&self.instance.incarnation, session),
+        )
+        .await;
+        listed?;
+        let items = array(reply?)?;
         match status(&items)? {
             ScriptStatus::Ended => Err(StoreError::SessionEnded),
             ScriptStatus::None => Ok(None),
@@ -369,5 +337,53 @@ impl Store for RedisStore {
         let call = self.session_call("touch", &self.scripts.touch, session);
         self.invoke(&call).await?;
         Ok(())
+    }
+}
+
+impl RedisStore {
+    /// Adds `session` to the session set of `incarnation` (a slot of its own).
+    async fn list_session(&self, incarnation: &str, session: &str) -> Result<()> {
+        let key = self.keys.instance_sessions(incarnation);
+        let mut sadd = ::redis::cmd("SADD");
+        sadd.arg(&key).arg(session);
+        self.command("sadd", &sadd, std::slice::from_ref(&key))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the `{i:<incarnation>}` keys (one slot).
+    async fn forget_keys_of(&self, incarnation: &str) -> Result<()> {
+        let keys = [
+            self.keys.instance_sessions(incarnation),
+            self.keys.instance_claim(incarnation),
+        ];
+        let mut del = ::redis::cmd("DEL");
+        del.arg(&keys[..]);
+        self.command("del", &del, &keys).await?;
+        Ok(())
+    }
+
+    /// On a cluster: the per-shard check of [`super::shards`]; its verdict goes to the feed. A
+    /// failed check (a master unreachable) is tried again on the next heartbeat.
+    async fn check_shards(&self) {
+        let Some(shards) = &self.shards else {
+            return;
+        };
+        let sessions = self.subscriptions.sessions().await;
+        match shards
+            .check(&self.conn, &self.keys, &sessions, |name, keys| {
+                self.record(name, keys)
+            })
+            .await
+        {
+            Ok(verdict) => {
+                for (sessions, reassert) in [(verdict.reassert, true), (verdict.reconcile, false)] {
+                    if !sessions.is_empty() {
+                        let _ = self.feed.send(FeedEvent::Reconcile { sessions, reassert });
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cluster shard check failed; will retry"),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests (`tests/it`, and `tests/metrics.rs`, which uses a part).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod db;
 pub mod members;
 pub mod probe;

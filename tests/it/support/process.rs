@@ -19,17 +19,19 @@ pub struct RollcallProcess {
     pub addr: SocketAddr,
     child: Option<Child>,
     log: PathBuf,
+    /// `--redis-url URL`, or `--redis-cluster-urls NODES`.
+    store: [String; 2],
     _dir: tempfile::TempDir,
 }
 
 /// Flags every test process gets: its loopback port, the shared Redis, its name. (Its own SQLite
 /// file comes through `DATABASE_URL`.)
-fn base_args(addr: SocketAddr, redis_url: &str, name: &str) -> Vec<String> {
+fn base_args(addr: SocketAddr, store: &[String; 2], name: &str) -> Vec<String> {
     vec![
         "--bind".into(),
         addr.to_string(),
-        "--redis-url".into(),
-        redis_url.into(),
+        store[0].clone(),
+        store[1].clone(),
         "--instance-name".into(),
         name.into(),
     ]
@@ -38,6 +40,17 @@ fn base_args(addr: SocketAddr, redis_url: &str, name: &str) -> Vec<String> {
 impl RollcallProcess {
     /// Starts `rollcall` against `redis_url` and waits until `/readyz` answers 200.
     pub async fn start(redis_url: &str, name: &str, extra: &[&str]) -> RollcallProcess {
+        let store = ["--redis-url".to_owned(), redis_url.to_owned()];
+        Self::start_with(store, name, extra).await
+    }
+
+    /// Starts `rollcall` against the Redis Cluster of `nodes` (comma-separated seed URLs).
+    pub async fn start_on_cluster(nodes: &str, name: &str, extra: &[&str]) -> RollcallProcess {
+        let store = ["--redis-cluster-urls".to_owned(), nodes.to_owned()];
+        Self::start_with(store, name, extra).await
+    }
+
+    async fn start_with(store: [String; 2], name: &str, extra: &[&str]) -> RollcallProcess {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .expect("loopback address");
@@ -48,21 +61,22 @@ impl RollcallProcess {
             addr,
             child: None,
             log,
+            store,
             _dir: dir,
         };
-        process.spawn(redis_url, extra);
+        process.spawn(extra);
         process.wait_ready().await;
         process
     }
 
-    fn spawn(&mut self, redis_url: &str, extra: &[&str]) {
+    fn spawn(&mut self, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("open the process log");
         let db = self._dir.path().join("rollcall.db");
-        let mut args = base_args(self.addr, redis_url, &self.name);
+        let mut args = base_args(self.addr, &self.store, &self.name);
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .args(&args)
@@ -79,7 +93,15 @@ impl RollcallProcess {
     /// Starts a new process under the same name and port (a restart after a crash or a stop).
     pub async fn restart(&mut self, redis_url: &str, extra: &[&str]) {
         assert!(self.child.is_none(), "{} is still running", self.name);
-        self.spawn(redis_url, extra);
+        self.store = ["--redis-url".to_owned(), redis_url.to_owned()];
+        self.spawn(extra);
+        self.wait_ready().await;
+    }
+
+    /// Starts a new process under the same name, port and store (cluster or not).
+    pub async fn restart_same(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        self.spawn(extra);
         self.wait_ready().await;
     }
 
@@ -92,6 +114,15 @@ impl RollcallProcess {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+
+    /// Whether the process's log so far contains `text`.
+    pub fn log_contains(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains(text))
     }
 
     /// Waits until `/readyz` answers 200.

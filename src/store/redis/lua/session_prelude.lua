@@ -8,7 +8,7 @@
 --   KEYS[5] users   hash: user id -> number of live connections of that user
 --   KEYS[6] log     list: the last LOG_LENGTH published changes, newest first (gap repair)
 -- Common ARGV:
---   ARGV[1] pub/sub channel of the session, ARGV[2] origin incarnation, ARGV[3] session id,
+--   ARGV[1] sharded pub/sub channel of the session (SPUBLISH), ARGV[2] origin incarnation, ARGV[3] session id,
 --   ARGV[4] backstop TTL of the session keys in milliseconds. Script-specific ARGV start at 5.
 -- Scripts never build key names: they touch KEYS only.
 local META, MEMBERS, ORDER, BYINST, USERS, LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -97,7 +97,7 @@ local function commit(h, events)
       events = events,
     },
   })
-  redis.call('PUBLISH', CHANNEL, msg)
+  redis.call('SPUBLISH', CHANNEL, msg)
   -- Versions in LOG are consecutive: entry i (from 0) is version h.version - i.
   redis.call('LPUSH', LOG, msg)
   redis.call('LTRIM', LOG, 0, LOG_LENGTH - 1)
