@@ -4,6 +4,8 @@
 //! - `churn`: many connections join and leave random sessions; joins/s and join latency.
 //! - `fanout`: one publisher, one big session; delivered messages/s and delivery latency.
 //! - `idle`: many idle connections, each in a session; the server's resident memory per connection.
+//! - `bigroom`: one session filled to 10,000 members, most in presence mode `counts`; what a join
+//!   costs Redis at the start and at the end, latencies, frames per member (see [`bigroom`]).
 //!
 //! Every run is bounded in time and count, prints progress each second and a summary at the end.
 //! Point it only at servers on this machine, started with a rate limit that lets a load client
@@ -28,6 +30,9 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+#[path = "load/bigroom.rs"]
+mod bigroom;
 
 #[derive(Parser)]
 #[command(name = "rollcall-load", about = "Load generator for rollcall")]
@@ -71,6 +76,25 @@ enum Scenario {
         /// How long to hold the connections open after they are all in.
         #[arg(long, default_value_t = 3)]
         hold_seconds: u64,
+    },
+    /// Fills one session to `members` (the first `full` in presence full, the rest in counts),
+    /// then empties it.
+    Bigroom {
+        #[arg(long, default_value_t = 10_000)]
+        members: usize,
+        #[arg(long, default_value_t = 10)]
+        full: usize,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Sequential joins whose Redis CPU is measured, at the start and at the end.
+        #[arg(long, default_value_t = 200)]
+        window: usize,
+        /// The Redis the instances share (read for `INFO cpu`).
+        #[arg(long)]
+        redis_url: String,
+        /// PIDs of the server processes, to read their resident memory.
+        #[arg(long = "server-pid")]
+        server_pids: Vec<u32>,
     },
 }
 
@@ -181,6 +205,24 @@ async fn main() -> anyhow::Result<()> {
             server_pid,
             hold_seconds,
         } => idle(&cli.urls, connections, sessions, server_pid, hold_seconds).await,
+        Scenario::Bigroom {
+            members,
+            full,
+            in_flight,
+            window,
+            redis_url,
+            server_pids,
+        } => {
+            let plan = bigroom::Plan {
+                members,
+                full,
+                in_flight,
+                window,
+                redis_url,
+                server_pids,
+            };
+            bigroom::run(&cli.urls, plan).await
+        }
     }
 }
 
