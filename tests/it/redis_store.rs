@@ -6,39 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::model::{LeaveReason, Member};
+use rollcall::store::redis::slots::{crc16, slot};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, LeaseStatus, Store};
 
 use crate::support::redis::RedisServer;
-
-/// CRC16/XMODEM, as Redis Cluster uses for key slots.
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= (byte as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The Redis Cluster slot of a key (hash tag rules included).
-fn slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = match key.find('{') {
-        Some(open) => match key[open + 1..].find('}') {
-            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-            _ => bytes,
-        },
-        None => bytes,
-    };
-    crc16(hashed) % 16384
-}
 
 async fn connect(server: &RedisServer, name: &str, ttl: Duration) -> (RedisStore, Feed) {
     RedisStore::connect(
@@ -57,9 +29,10 @@ fn member(store: &RedisStore, connection: &str) -> Member {
 }
 
 #[test]
-fn crc16_matches_redis_reference_values() {
-    // From the Redis Cluster specification: "123456789" -> 0x31C3.
+fn key_slots_match_redis_reference_values() {
+    // From the Redis Cluster specification: "123456789" -> 0x31C3, and its hash-tag examples.
     assert_eq!(crc16(b"123456789"), 0x31c3);
+    assert_eq!(slot("123456789"), 0x31c3 % 16384);
     assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
     assert_eq!(slot("foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
 }
