@@ -90,6 +90,7 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     m.name = "renamed".into();
     a.update_member("s1", m).await.unwrap();
     a.view("s1").await.unwrap();
+    a.changes_since("s1", 0).await.unwrap();
     a.counts(&["s1".into(), "s2".into()]).await.unwrap();
     a.subscribe("s1").await.unwrap();
     a.publish("s1", "c1", None, &serde_json::json!({"x": 1}))

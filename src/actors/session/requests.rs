@@ -219,8 +219,9 @@ impl Handler<UpdateProfile> for SessionActor {
                             }
                         }
                         // The updater sees its own `member_updated` too: it is how every
-                        // session it is in confirms the new profile.
+                        // session it is in confirms the new profile, before `profile_updated`.
                         act.absorb(&change, ctx);
+                        act.flush();
                     }
                     Ok(())
                 }),

@@ -99,7 +99,10 @@ local function commit(h, events)
   })
   redis.call('SPUBLISH', CHANNEL, msg)
   -- Versions in LOG are consecutive: entry i (from 0) is version h.version - i.
-  redis.call('LPUSH', LOG, msg)
+  if redis.call('LPUSH', LOG, msg) == 1 then
+    -- A log created here (after a re-assertion cleared it) gets the backstop TTL too.
+    redis.call('PEXPIRE', LOG, TTL)
+  end
   redis.call('LTRIM', LOG, 0, LOG_LENGTH - 1)
   return msg
 end
