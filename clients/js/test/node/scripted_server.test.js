@@ -1,7 +1,7 @@
 // Cases the real server does not produce on demand, played by a scripted WebSocket server (the
 // `ws` package's server, on a real loopback socket) that speaks the protocol's frames: a version gap
-// answered with `members`, and presence mode `counts` (docs/protocol.md §1.11; the rollcall binary of
-// this repository does not implement that mode yet, see README.md).
+// answered with `members`, and presence mode `counts` edge cases (docs/protocol.md §1.11; the real
+// server's side of the mode is in presence_counts.test.js).
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { WebSocketServer } from "ws";
