@@ -118,6 +118,7 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     calls.extend(b.recorded_script_keys());
     let scripts: BTreeSet<&str> = calls.iter().map(|(name, _)| *name).collect();
     let mut all = vec![
+        "changes",
         "claim",
         "counts",
         "deregister",

@@ -6,6 +6,9 @@
 //! sparse session sees no delay, and a busy one (a big room filling up, a chatty one) costs one
 //! write per socket per window instead of one per event.
 //!
+//! A direct reply (`joined`, `members`) with nothing held before it goes at once, so batching
+//! never adds to a request's latency when the session was quiet.
+//!
 //! The audience is resolved when the batch is written, so the actor writes what is held before
 //! its local members change ([`SessionActor::flush`]): a frame reaches exactly the members that
 //! were there when it was queued.
@@ -53,6 +56,12 @@ pub(super) struct Outbox {
 impl SessionActor {
     /// Sends `frame` to `audience`, at once or with the batch (see the module doc).
     pub(super) fn deliver(&mut self, frame: Arc<str>, audience: Audience, ctx: &mut Context<Self>) {
+        if self.outbox.held.is_empty() && matches!(audience, Audience::Only(_)) {
+            // A direct reply with nothing held before it keeps its request's latency: it goes
+            // at once and does not count as a write that starts a window for the others.
+            self.write(&[(frame, audience)]);
+            return;
+        }
         let now = Instant::now();
         if self.outbox.held.is_empty() {
             let since_write = self
