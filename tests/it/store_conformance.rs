@@ -11,7 +11,8 @@ use rollcall::model::{Change, Counts, Event, LeaveReason, Member};
 use rollcall::store::memory::MemoryBackend;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
-    BroadcastBody, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store, StoreError,
+    BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus,
+    Store, StoreError,
 };
 
 use crate::support::cluster::{self, RedisCluster};
@@ -680,6 +681,56 @@ async fn joined_at_is_strictly_increasing<H: Harness>() {
     );
 }
 
+async fn change_log_gives_the_missed_changes_until_it_no_longer_reaches_back<H: Harness>() {
+    let h = H::new(Duration::from_secs(3)).await;
+    let (a, _feed) = h.connect("a").await;
+    let mut changes = Vec::new();
+    for i in 0..10 {
+        changes.push(join(&a, "log", member(&a, &format!("c{i}"), None)).await);
+    }
+    changes.push(leave(&a, "log", "c3").await);
+    let current = changes.last().map_or(0, |c| c.version);
+    assert_eq!(
+        a.changes_since("log", current).await.unwrap(),
+        Some(Vec::new()),
+        "nothing missed at the current version"
+    );
+    assert_eq!(
+        a.changes_since("log", current - 4).await.unwrap(),
+        Some(changes[changes.len() - 4..].to_vec()),
+        "the last four changes, oldest first, exactly as they were made"
+    );
+    assert_eq!(
+        a.changes_since("log", 0).await.unwrap(),
+        Some(changes.clone()),
+        "from the start while the log holds it all"
+    );
+    for i in 10..(10 + CHANGE_LOG_LENGTH) {
+        join(&a, "log", member(&a, &format!("c{i}"), None)).await;
+    }
+    assert_eq!(
+        a.changes_since("log", 0).await.unwrap(),
+        None,
+        "a log of {CHANGE_LOG_LENGTH} no longer reaches back to the start: read the view"
+    );
+    let view = a.view("log").await.unwrap().expect("the session");
+    let tail = a
+        .changes_since("log", view.version - CHANGE_LOG_LENGTH as u64)
+        .await
+        .unwrap()
+        .expect("the whole log");
+    assert_eq!(tail.len(), CHANGE_LOG_LENGTH);
+    assert_eq!(tail.last().map(|c| c.version), Some(view.version));
+    assert_eq!(
+        a.changes_since("unknown", 0)
+            .await
+            .unwrap()
+            .unwrap_or_default(),
+        Vec::new(),
+        "no session, nothing missed"
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -721,4 +772,5 @@ conformance!(
     lease_expiry_and_claims,
     feed_carries_changes_and_messages,
     joined_at_is_strictly_increasing,
+    change_log_gives_the_missed_changes_until_it_no_longer_reaches_back,
 );
