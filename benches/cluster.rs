@@ -9,124 +9,21 @@
 //! and the bench share its cores, so what this shows is the cost of an operation on a cluster
 //! (commands and client work), not the scaling of a cluster whose masters have a host each.
 
+#[path = "../tests/it/support/cluster.rs"]
+mod cluster;
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cluster::{RedisCluster, cli};
 use common::{PrivateRedis, env_or};
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{InstanceId, Store};
 
 const INFLIGHT: usize = 64;
-
-fn cli(port: u16, args: &[&str]) -> String {
-    Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
-/// Six nodes on free ports (and free bus ports), killed on drop.
-struct Cluster {
-    ports: Vec<u16>,
-    children: Vec<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut ports = Vec::new();
-        while ports.len() < 6 {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            let port = l.local_addr().expect("an address").port();
-            drop(l);
-            if (1024..=55000).contains(&port)
-                && !ports.contains(&port)
-                && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
-            {
-                ports.push(port);
-            }
-        }
-        let children = ports
-            .iter()
-            .map(|p| {
-                let conf = dir.path().join(format!("nodes-{p}.conf"));
-                Command::new("redis-server")
-                    .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
-                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
-                    .args(["--cluster-config-file", &conf.display().to_string()])
-                    .args(["--dir", &dir.path().display().to_string()])
-                    .args(["--save", "", "--appendonly", "no"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn redis-server")
-            })
-            .collect();
-        let cluster = Cluster {
-            ports,
-            children,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cluster
-            .ports
-            .iter()
-            .all(|&p| cli(p, &["PING"]).trim() == "PONG")
-        {
-            assert!(Instant::now() < deadline, "nodes did not answer PING");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let addrs: Vec<String> = cluster
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(out.status.success(), "cluster create failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster
-            .ports
-            .iter()
-            .all(|&p| cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
-            assert!(Instant::now() < deadline, "the cluster did not become ok");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cluster
-    }
-
-    fn masters(&self) -> Vec<u16> {
-        self.ports
-            .iter()
-            .copied()
-            .filter(|&p| cli(p, &["INFO", "replication"]).contains("role:master"))
-            .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Calls executed by the servers on `ports` since the last reset, all commands together.
 fn commands(ports: &[u16]) -> u64 {
@@ -232,10 +129,10 @@ async fn main() {
     let seconds = Duration::from_secs(env_or("BENCH_SECONDS", 5));
     let sessions: usize = env_or("BENCH_SESSIONS", 256);
     let single = PrivateRedis::start();
-    let cluster = tokio::task::spawn_blocking(Cluster::start)
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .expect("cluster");
-    let masters = cluster.masters();
+    let masters: Vec<u16> = cluster.masters().iter().map(|m| m.port).collect();
     println!(
         "cluster bench: {INFLIGHT} in flight, {sessions} sessions, {} s per figure; one node on {}, cluster masters {masters:?}",
         seconds.as_secs(),
@@ -253,13 +150,7 @@ async fn main() {
         ),
         (
             "3-master cluster",
-            RedisTarget::Cluster(
-                cluster
-                    .ports
-                    .iter()
-                    .map(|p| format!("redis://127.0.0.1:{p}"))
-                    .collect(),
-            ),
+            RedisTarget::Cluster(cluster.urls()),
             masters.clone(),
         ),
     ] {
