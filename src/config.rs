@@ -206,6 +206,14 @@ pub struct ServeArgs {
     /// How long a graceful stop may take before the process exits anyway, in milliseconds.
     #[arg(long, env = "ROLLCALL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
+    /// Threads serving WebSocket and HTTP connections. Unset: one per core but one, at least one;
+    /// the remaining thread runs the sessions and the Redis connections.
+    #[arg(
+        long,
+        env = "ROLLCALL_WORKERS",
+        value_parser = clap::value_parser!(u16).range(1..=1024),
+    )]
+    pub workers: Option<u16>,
 }
 
 impl ServeArgs {
@@ -258,6 +266,17 @@ mod tests {
         assert!(args.redis_cluster_urls.is_empty());
         assert!(args.jwt_secret.is_none());
         assert!(args.allow_anonymous);
+        assert_eq!(
+            args.workers, None,
+            "workers default to the number of cores but one"
+        );
+    }
+
+    #[test]
+    fn workers_are_at_least_one() {
+        let parse = |n: &str| Cli::try_parse_from(["rollcall", "--workers", n]);
+        assert_eq!(parse("1").map(|c| c.serve.workers).ok(), Some(Some(1)));
+        assert!(parse("0").is_err(), "no thread to serve connections");
     }
 
     #[test]

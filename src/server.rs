@@ -177,7 +177,10 @@ pub async fn start_http_with(
             .configure(http::configure)
     })
     .disable_signals()
-    .workers(num_workers())
+    // Every frame is small and latency-bound: Nagle would hold a frame that follows another
+    // until the client's (delayed) ACK, up to 40 ms.
+    .tcp_nodelay(true)
+    .workers(args.workers.map_or_else(default_workers, usize::from))
     .shutdown_timeout(5)
     .bind(args.bind)
     .map_err(|source| ServerError::Bind {
@@ -199,6 +202,9 @@ pub async fn start_http_with(
     })
 }
 
-fn num_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+/// One worker per core but one: the main thread runs the supervisor, the session actors and the
+/// Redis connections, and every join crosses between the two; a worker per core as well would
+/// make them share cores and wake each other across threads (`BENCHMARKS.md` §7).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }

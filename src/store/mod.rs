@@ -204,7 +204,9 @@ pub trait Store: Send + Sync + 'static {
         data: &Value,
     ) -> StoreResult<()>;
 
-    /// Starts delivering the session's broadcasts to this instance's feed (first local member).
+    /// Starts delivering the session's broadcasts to this instance's feed, and lists the session
+    /// among this instance's (what [`Store::sessions_of`] reads when the instance dies). Called
+    /// before the instance's first join of the session.
     async fn subscribe(&self, session: &str) -> StoreResult<()>;
     /// Stops them: this instance has no local member in the session any more, so the store may
     /// also forget that the instance is in it.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::io::tcp::TcpSettings;
 use ::redis::{Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
 use tokio::sync::mpsc;
 
@@ -91,7 +92,8 @@ async fn open_cluster(
         .response_timeout(OPERATION_TIMEOUT)
         .retries(3)
         .min_retry_wait(20)
-        .max_retry_wait(200);
+        .max_retry_wait(200)
+        .tcp_settings(tcp_settings());
     if let Some(pushes) = pushes {
         builder = builder.push_sender(pushes);
     }
@@ -143,7 +145,8 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The connection info of `url`, always speaking RESP3: the feed needs push messages.
+/// The connection info of `url`, always speaking RESP3 (the feed needs push messages) over a
+/// socket with Nagle's algorithm off.
 fn resp3(url: &str) -> Result<::redis::ConnectionInfo> {
     let info = url
         .into_connection_info()
@@ -152,5 +155,13 @@ fn resp3(url: &str) -> Result<::redis::ConnectionInfo> {
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    Ok(info.set_redis_settings(settings))
+    Ok(info
+        .set_redis_settings(settings)
+        .set_tcp_settings(tcp_settings()))
+}
+
+/// Commands are small and concurrent: with Nagle's algorithm, one sent while another is unacknowledged
+/// would wait for the ACK (the `redis` crate leaves it on by default).
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
 }
