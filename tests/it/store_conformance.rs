@@ -459,13 +459,22 @@ async fn remove_instance_members<H: Harness>() {
     a.register().await.unwrap();
     b.register().await.unwrap();
     let dead = a.instance().incarnation.clone();
+    // As the engine does: an instance subscribes to a session before its first join there.
+    for session in ["s1", "s2", "s3"] {
+        a.subscribe(session).await.unwrap();
+    }
+    b.subscribe("s1").await.unwrap();
     join(&a, "s1", member(&a, "c1", Some("u1"))).await;
     join(&b, "s1", member(&b, "c2", Some("u2"))).await;
     join(&a, "s1", member(&a, "c3", None)).await;
     join(&a, "s2", member(&a, "c4", None)).await;
     join(&a, "s3", member(&a, "c5", None)).await;
     leave(&a, "s3", "c5").await;
-    assert_eq!(b.sessions_of(&dead).await.unwrap(), ["s1", "s2"]);
+    assert_eq!(
+        b.sessions_of(&dead).await.unwrap(),
+        ["s1", "s2"],
+        "the sessions where the instance still has members"
+    );
     let change = b
         .remove_instance_members("s1", &dead, LeaveReason::InstanceLost)
         .await

@@ -13,15 +13,15 @@
 //!
 //! # One slot per command, standalone or cluster
 //! The same scripts and callers run over one server or a Redis Cluster ([`conn`]): no script and no
-//! pipeline touches two slots. A join changes the session (slot of `{s:<id>}`) and the instance's
-//! session set (slot of `{i:<incarnation>}`): the join script touches only session keys, and the
-//! `SADD` to the instance's session set is a command of its own, sent at the same time (one round
-//! trip of latency, two commands). The instance's session set is therefore a superset while the
-//! instance has members there: entries are
-//! added on join and re-assertion, not removed on leave (a conditional removal would need the
-//! script's answer, i.e. a second round trip, and would race with a concurrent join); they are
-//! removed by [`Store::unsubscribe`](crate::store::Store::unsubscribe), which the supervisor calls, in order with its subscriptions,
-//! when the instance's last local member of the session is gone. [`Store::sessions_of`](crate::store::Store::sessions_of) filters it against the
+//! pipeline touches two slots. The instance's session set (slot of `{i:<incarnation>}`) lists the
+//! sessions where the instance may have members, for the reaper of a dead instance. A session
+//! enters it when the instance subscribes to the session, which the supervisor does before the
+//! instance's first join there, and on re-assertion; it leaves it on
+//! [`Store::unsubscribe`](crate::store::Store::unsubscribe), which the supervisor calls, in order
+//! with its subscriptions, when the instance's last local member of the session is gone. So a join
+//! or a leave is one script call and nothing else, and the set is a superset while the instance has
+//! members there (a conditional removal on leave would need the script's answer, a second round
+//! trip). [`Store::sessions_of`](crate::store::Store::sessions_of) filters it against the
 //! sessions' `byinst` index, and the set is deleted when its instance is forgotten or deregisters.
 //! The global keys share the tag `{g}` so the lease scripts are single-slot too. Reads of many
 //! sessions (`counts`, `sessions_of`) send one command per session, all at once.

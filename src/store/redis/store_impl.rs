@@ -35,14 +35,8 @@ impl Store for RedisStore {
     ) -> StoreResult<JoinOutcome> {
         let mut call = self.session_call("join", &self.scripts.join, session);
         call.arg(member_json(&member)?).arg(max_members);
-        // Another slot: its own command, sent at the same time (see the module doc of `redis`).
-        let (reply, listed) = join(
-            self.invoke(&call),
-            self.list_session(&member.instance, session),
-        )
-        .await;
-        listed?;
-        let items = array(reply?)?;
+        // The session is in this instance's session set already: `subscribe` put it there.
+        let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Ended => Err(StoreError::SessionEnded),
             ScriptStatus::Full => Err(StoreError::SessionFull(max_members)),
@@ -161,7 +155,14 @@ impl Store for RedisStore {
     }
 
     async fn subscribe(&self, session: &str) -> StoreResult<()> {
-        self.subscriptions.subscribe(session).await?;
+        // Two slots, so two commands, sent at the same time (see the module doc of `redis`).
+        let (subscribed, listed) = join(
+            self.subscriptions.subscribe(session),
+            self.list_session(&self.instance.incarnation, session),
+        )
+        .await;
+        subscribed?;
+        listed?;
         Ok(())
     }
 
