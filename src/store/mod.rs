@@ -128,9 +128,10 @@ pub enum LeaseStatus {
 /// What one instance tells the others about a session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Broadcast {
-    pub session: SessionId,
-    /// Incarnation of the instance that made the change; it ignores its own echo.
+    /// Incarnation of the instance that made the change; it ignores its own echo. The first field,
+    /// so that the echo is recognised from the first bytes of its JSON.
     pub origin: Incarnation,
+    pub session: SessionId,
     pub body: BroadcastBody,
 }
 

@@ -85,6 +85,8 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     a.renew_lease().await.unwrap();
     a.join("s1", member(&a, "c1"), 10).await.unwrap();
     a.join("s1", member(&a, "c2"), 10).await.unwrap();
+    // Subscribing lists the session among b's, as the engine does before b's first join there.
+    b.subscribe("s2").await.unwrap();
     b.join("s2", member(&b, "c3"), 10).await.unwrap();
     let mut m = member(&a, "c1");
     m.name = "renamed".into();
@@ -224,6 +226,52 @@ async fn every_session_key_keeps_a_ttl_after_every_kind_of_change() {
         let ms: i64 = server.query(&["PTTL", key]).expect("PTTL");
         assert!(ms > 0, "{key} has no TTL after the changes (PTTL {ms})");
     }
+}
+
+/// The publisher drops its own echo by its first bytes (see the feed), so every published change
+/// must begin with its origin; the log, trimmed only once it is 16 past its length, holds what
+/// was published, and `changes` still reaches back exactly `CHANGE_LOG_LENGTH` changes.
+#[tokio::test]
+async fn published_changes_begin_with_their_origin_and_the_log_is_trimmed_lazily() {
+    use rollcall::store::CHANGE_LOG_LENGTH;
+    let server = RedisServer::start();
+    let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
+    let prefix = format!(r#"{{"origin":"{}","#, a.instance().incarnation);
+    let mut versions = 0u64;
+    for i in 0..(CHANGE_LOG_LENGTH + 16) {
+        a.join("s", member(&a, &format!("c{i}")), 1000)
+            .await
+            .unwrap();
+        versions += 1;
+        let newest: String = server
+            .query(&["LINDEX", "rc:{s:s}:log", "0"])
+            .expect("LINDEX");
+        assert!(
+            newest.starts_with(&prefix),
+            "change {i} begins {newest:.60}"
+        );
+    }
+    let logged: usize = server.query(&["LLEN", "rc:{s:s}:log"]).expect("LLEN");
+    assert_eq!(
+        logged,
+        CHANGE_LOG_LENGTH + 16,
+        "not trimmed before it is 16 past its length"
+    );
+    let latest = a
+        .changes_since("s", versions - CHANGE_LOG_LENGTH as u64)
+        .await
+        .unwrap();
+    assert_eq!(latest.map(|c| c.len()), Some(CHANGE_LOG_LENGTH));
+    assert_eq!(
+        a.changes_since("s", versions - CHANGE_LOG_LENGTH as u64 - 1)
+            .await
+            .unwrap(),
+        None,
+        "never further back than the promised length, whatever the log holds"
+    );
+    a.join("s", member(&a, "one-more"), 1000).await.unwrap();
+    let logged: usize = server.query(&["LLEN", "rc:{s:s}:log"]).expect("LLEN");
+    assert_eq!(logged, CHANGE_LOG_LENGTH, "trimmed back to its length");
 }
 
 #[tokio::test]

@@ -50,7 +50,7 @@ pub(super) fn start(
         feed.clone(),
         repair_tx,
         subscriptions.clone(),
-        Decoder { keys, me },
+        Decoder::new(keys, me),
     ));
     let resubscriber = tokio::spawn(resubscribe(repair_rx, feed, subscriptions));
     [reader, resubscriber]
@@ -185,9 +185,21 @@ struct Decoder {
     keys: KeyLayout,
     /// This instance's incarnation.
     me: Incarnation,
+    /// How this instance's own broadcasts begin (`origin` is their first field): an echo is
+    /// dropped without being parsed.
+    echo_prefix: String,
 }
 
 impl Decoder {
+    fn new(keys: KeyLayout, me: Incarnation) -> Decoder {
+        let origin = serde_json::to_string(&me).unwrap_or_default();
+        Decoder {
+            keys,
+            echo_prefix: format!(r#"{{"origin":{origin},"#),
+            me,
+        }
+    }
+
     fn session_of(&self, data: &[Value]) -> Option<String> {
         let channel = text(data.first()?)?;
         self.keys.session_of_channel(&channel).map(str::to_owned)
@@ -197,6 +209,10 @@ impl Decoder {
         let mut data = push.data.into_iter();
         let (channel, payload) = (text(&data.next()?)?, text(&data.next()?)?);
         self.keys.session_of_channel(&channel)?;
+        if payload.starts_with(&self.echo_prefix) {
+            return None;
+        }
+        // Anything else is parsed, and its origin checked again.
         match broadcast(&payload) {
             Ok(b) if b.origin == self.me => None,
             Ok(b) => Some(b),
@@ -205,5 +221,63 @@ impl Decoder {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Change;
+    use crate::store::BroadcastBody;
+
+    fn push(keys: &KeyLayout, payload: &str) -> PushInfo {
+        PushInfo {
+            kind: PushKind::SMessage,
+            data: vec![
+                Value::BulkString(keys.channel("s").into_bytes()),
+                Value::BulkString(payload.as_bytes().to_vec()),
+            ],
+        }
+    }
+
+    fn change_from(origin: &str) -> Broadcast {
+        Broadcast {
+            origin: Incarnation::new(origin),
+            session: "s".into(),
+            body: BroadcastBody::Change(Change {
+                version: 0,
+                leader: None,
+                epoch: 0,
+                events: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn drops_its_own_echo_from_the_first_bytes_and_keeps_the_others() {
+        let keys = KeyLayout::new("t:");
+        let decoder = Decoder::new(keys.clone(), Incarnation::new("me"));
+        let own = serde_json::to_string(&change_from("me")).unwrap();
+        assert!(
+            own.starts_with(r#"{"origin":"me","#),
+            "origin comes first: {own}"
+        );
+        assert_eq!(decoder.decode(push(&keys, &own)), None);
+        // Not parsed at all: what follows the prefix does not matter.
+        assert_eq!(
+            decoder.decode(push(&keys, r#"{"origin":"me",garbage"#)),
+            None
+        );
+        for other in ["mee", "m", "other"] {
+            let theirs = serde_json::to_string(&change_from(other)).unwrap();
+            assert_eq!(
+                decoder.decode(push(&keys, &theirs)),
+                Some(change_from(other)),
+                "a broadcast of {other} is delivered"
+            );
+        }
+        // Fields in another order are parsed, and the echo still recognised.
+        let reordered = r#"{"session":"s","origin":"me","body":{"kind":"change","version":0,"leader":null,"epoch":0,"events":[]}}"#;
+        assert_eq!(decoder.decode(push(&keys, reordered)), None);
     }
 }

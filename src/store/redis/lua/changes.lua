@@ -8,7 +8,8 @@ if since >= h.version then
   return { 'ok' }
 end
 local missing = h.version - since
-if missing > redis.call('LLEN', LOG) then
+-- LOG may hold up to LOG_SLACK more, but reaches back LOG_LENGTH changes, as promised.
+if missing > math.min(LOG_LENGTH, redis.call('LLEN', LOG)) then
   return { 'none' }
 end
 local newest_first = redis.call('LRANGE', LOG, 0, missing - 1)

@@ -9,24 +9,28 @@ if h.ended_at then
   return { 'ended' }
 end
 local member = cjson.decode(ARGV[5])
-if redis.call('HEXISTS', MEMBERS, member.connection) == 1 then
-  return { 'same', tostring(h.version) }
-end
-local count = redis.call('HLEN', MEMBERS)
-if count >= tonumber(ARGV[6]) then
-  return { 'full' }
-end
 member.joined_at = now_ms()
 local latest = redis.call('ZRANGE', ORDER, -1, -1, 'WITHSCORES')
 if latest[2] and tonumber(latest[2]) >= member.joined_at then
   member.joined_at = tonumber(latest[2]) + 1
 end
-local new_user = add_member(member)
+-- The record is written first (HSETNX: a member already there is left as it is), and taken back
+-- when it made the session too large, so a join that goes through costs one write of the record.
+local record = cjson.encode(member)
+if redis.call('HSETNX', MEMBERS, member.connection, record) == 0 then
+  return { 'same', tostring(h.version) }
+end
+local count = redis.call('HLEN', MEMBERS) - 1
+if count >= tonumber(ARGV[6]) then
+  redis.call('HDEL', MEMBERS, member.connection)
+  return { 'full' }
+end
+local new_user = index_member(h, member)
 if count == 0 then
   -- A session that starts again keeps no log of its earlier life.
   redis.call('DEL', LOG)
 end
-local events = { { type = 'member_joined', member = member } }
+local events = { '{"type":"member_joined","member":' .. record .. '}' }
 elect(h, false, events)
 local msg = commit(h, events)
 -- A session with members already has all its keys, each with the backstop TTL (kept alive by

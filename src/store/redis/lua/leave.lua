@@ -7,7 +7,7 @@ if not record then
 end
 local m = cjson.decode(record)
 local h = header()
-remove_member(m)
+remove_member(h, m)
 local events = { { type = 'member_left', connection = m.connection, user = m.user, reason = ARGV[6] } }
 -- Any other leader is a member still (every removal re-elects), so only its own leave or a
 -- leaderless session needs an election.

@@ -20,7 +20,7 @@ local events = {}
 for i = 7, #ARGV do
   local m = cjson.decode(ARGV[i])
   if redis.call('HEXISTS', MEMBERS, m.connection) == 0 then
-    add_member(m)
+    add_member(h, m)
     events[#events + 1] = { type = 'member_joined', member = m }
   end
 end

@@ -30,7 +30,7 @@ end)
 local h = header()
 local events = {}
 for i = 1, #gone do
-  remove_member(gone[i])
+  remove_member(h, gone[i])
   events[#events + 1] = { type = 'member_left', connection = gone[i].connection, user = gone[i].user, reason = ARGV[6] }
 end
 elect(h, false, events)

@@ -14,6 +14,9 @@
 local META, MEMBERS, ORDER, BYINST, USERS, LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 -- Changes kept in LOG: an instance that missed fewer than this reads them instead of every member.
 local LOG_LENGTH = 64
+-- LOG may grow this far past LOG_LENGTH before it is trimmed back, so that most changes cost one
+-- LPUSH and no LTRIM; reads never reach back further than LOG_LENGTH.
+local LOG_SLACK = 16
 local CHANNEL, ORIGIN, SESSION, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local function now_ms()
@@ -22,12 +25,15 @@ local function now_ms()
 end
 
 local function header()
-  local h = redis.call('HMGET', META, 'version', 'epoch', 'leader', 'ended_at')
+  local h = redis.call('HMGET', META, 'version', 'epoch', 'leader', 'ended_at', 'anonymous')
   return {
     version = tonumber(h[1]) or 0,
     epoch = tonumber(h[2]) or 0,
     leader = h[3] or false,
     ended_at = h[4] or false,
+    -- Anonymous members, kept in META: written back by commit, only when it changed.
+    anonymous = tonumber(h[5]) or 0,
+    anonymous_changed = false,
   }
 end
 
@@ -39,24 +45,31 @@ local function is_anonymous(user)
   return user == nil or user == cjson.null
 end
 
+-- Indexes a member whose record is in MEMBERS already: election order, instance, user counts.
 -- Returns true when this made USERS gain a field (so the USERS key may have just been created).
-local function add_member(m)
-  redis.call('HSET', MEMBERS, m.connection, cjson.encode(m))
+local function index_member(h, m)
   redis.call('ZADD', ORDER, m.joined_at, m.connection)
   redis.call('ZADD', BYINST, 0, inst_entry(m.instance, m.connection))
   if is_anonymous(m.user) then
-    redis.call('HINCRBY', META, 'anonymous', 1)
+    h.anonymous = h.anonymous + 1
+    h.anonymous_changed = true
     return false
   end
   return redis.call('HINCRBY', USERS, m.user, 1) == 1
 end
 
-local function remove_member(m)
+local function add_member(h, m)
+  redis.call('HSET', MEMBERS, m.connection, cjson.encode(m))
+  return index_member(h, m)
+end
+
+local function remove_member(h, m)
   redis.call('HDEL', MEMBERS, m.connection)
   redis.call('ZREM', ORDER, m.connection)
   redis.call('ZREM', BYINST, inst_entry(m.instance, m.connection))
   if is_anonymous(m.user) then
-    redis.call('HINCRBY', META, 'anonymous', -1)
+    h.anonymous = h.anonymous - 1
+    h.anonymous_changed = true
   elseif redis.call('HINCRBY', USERS, m.user, -1) <= 0 then
     redis.call('HDEL', USERS, m.user)
   end
@@ -77,33 +90,40 @@ local function elect(h, force_earliest, events)
 end
 
 -- Bumps the version, stores the header, publishes the change; returns the published JSON
--- (a crate::store::Broadcast).
+-- (a crate::store::Broadcast). Each event is a table, or a string of its JSON already encoded.
 local function commit(h, events)
   h.version = h.version + 1
+  local fields = { 'version', h.version, 'epoch', h.epoch }
   if h.leader then
-    redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch, 'leader', h.leader)
+    fields[#fields + 1] = 'leader'
+    fields[#fields + 1] = h.leader
   else
-    redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch)
     redis.call('HDEL', META, 'leader')
   end
-  local msg = cjson.encode({
-    session = SESSION,
-    origin = ORIGIN,
-    body = {
-      kind = 'change',
-      version = h.version,
-      leader = h.leader or cjson.null,
-      epoch = h.epoch,
-      events = events,
-    },
-  })
+  if h.anonymous_changed then
+    fields[#fields + 1] = 'anonymous'
+    fields[#fields + 1] = h.anonymous
+  end
+  redis.call('HSET', META, unpack(fields))
+  local encoded = {}
+  for i = 1, #events do
+    local e = events[i]
+    encoded[i] = type(e) == 'string' and e or cjson.encode(e)
+  end
+  local leader = h.leader and cjson.encode(h.leader) or 'null'
+  -- `origin` first, so that an instance recognises its own echo from the first bytes.
+  local msg = '{"origin":' .. cjson.encode(ORIGIN) .. ',"session":' .. cjson.encode(SESSION)
+    .. ',"body":{"kind":"change","version":' .. h.version .. ',"leader":' .. leader
+    .. ',"epoch":' .. h.epoch .. ',"events":[' .. table.concat(encoded, ',') .. ']}}'
   redis.call('SPUBLISH', CHANNEL, msg)
   -- Versions in LOG are consecutive: entry i (from 0) is version h.version - i.
-  if redis.call('LPUSH', LOG, msg) == 1 then
+  local logged = redis.call('LPUSH', LOG, msg)
+  if logged == 1 then
     -- A log created here (after a re-assertion cleared it) gets the backstop TTL too.
     redis.call('PEXPIRE', LOG, TTL)
+  elseif logged > LOG_LENGTH + LOG_SLACK then
+    redis.call('LTRIM', LOG, 0, LOG_LENGTH - 1)
   end
-  redis.call('LTRIM', LOG, 0, LOG_LENGTH - 1)
   return msg
 end
 
