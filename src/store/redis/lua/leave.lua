@@ -10,9 +10,10 @@ local h = header()
 remove_member(h, m)
 local events = { { type = 'member_left', connection = m.connection, user = m.user, reason = ARGV[6] } }
 -- Any other leader is a member still (every removal re-elects), so only its own leave or a
--- leaderless session needs an election.
+-- leaderless session needs an election; either way no leader is live, so the earliest member
+-- leads (forced: no need to ask whether the old leader is still there).
 if not h.leader or h.leader == m.connection then
-  elect(h, false, events)
+  elect(h, true, events)
 end
 local msg = commit(h, events)
 return { 'ok', msg }

@@ -77,8 +77,7 @@ end
 
 -- Keeps a live leader; otherwise the earliest member (or nobody) leads, with a new epoch.
 local function elect(h, force_earliest, events)
-  local live = h.leader and redis.call('HEXISTS', MEMBERS, h.leader) == 1
-  if live and not force_earliest then
+  if not force_earliest and h.leader and redis.call('HEXISTS', MEMBERS, h.leader) == 1 then
     return
   end
   local first = redis.call('ZRANGE', ORDER, 0, 0)[1] or false
