@@ -206,8 +206,8 @@ pub struct ServeArgs {
     /// How long a graceful stop may take before the process exits anyway, in milliseconds.
     #[arg(long, env = "ROLLCALL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
-    /// Threads serving WebSocket and HTTP connections. Unset: one per core but one, at least one;
-    /// the remaining thread runs the sessions and the Redis connections.
+    /// Threads serving WebSocket and HTTP connections (the main thread runs the sessions and the
+    /// Redis connections besides). Unset: one per core.
     #[arg(
         long,
         env = "ROLLCALL_WORKERS",

@@ -202,9 +202,9 @@ pub async fn start_http_with(
     })
 }
 
-/// One worker per core but one: the main thread runs the supervisor, the session actors and the
-/// Redis connections, and every join crosses between the two; a worker per core as well would
-/// make them share cores and wake each other across threads (`BENCHMARKS.md` §7).
+/// One worker per core. On 2 cores, `--workers 1` made a join+leave churn cheaper (no second
+/// worker competing with the sessions' thread) but a 1 → 1,000 fan-out at 300 msg/s slower
+/// (`BENCHMARKS.md` §7), so the default keeps the fan-out.
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
