@@ -9,9 +9,9 @@
 //! cycles spread over (default 16), `BENCH_CEILING_REQUESTS` for `redis-benchmark -n` at 64
 //! clients (default 200000; a tenth of it at 1 client).
 //!
-//! A join and a leave are one script call each (the join also carries an `SADD` in the same
-//! pipeline), so one cycle is two scripted operations; the ceiling fraction compares operations/s
-//! with `EVALSHA`/s.
+//! A join and a leave are one script call each (the instance's session set gets its `SADD` when
+//! the engine subscribes, which this bench does not do), so one cycle is two scripted operations;
+//! the ceiling fraction compares operations/s with `EVALSHA`/s.
 
 mod common;
 
