@@ -18,6 +18,7 @@ mod no_ghosts;
 mod persistence;
 mod protocol_properties;
 mod redis_store;
+mod sockets;
 mod store_conformance;
 mod ws_lifecycle;
 mod ws_protocol;
