@@ -266,10 +266,7 @@ mod tests {
         assert!(args.redis_cluster_urls.is_empty());
         assert!(args.jwt_secret.is_none());
         assert!(args.allow_anonymous);
-        assert_eq!(
-            args.workers, None,
-            "workers default to the number of cores but one"
-        );
+        assert_eq!(args.workers, None, "one worker per core");
     }
 
     #[test]

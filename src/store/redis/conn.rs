@@ -160,8 +160,8 @@ fn resp3(url: &str) -> Result<::redis::ConnectionInfo> {
         .set_tcp_settings(tcp_settings()))
 }
 
-/// Commands are small and concurrent: with Nagle's algorithm, one sent while another is unacknowledged
-/// would wait for the ACK (the `redis` crate leaves it on by default).
+/// Commands are small and concurrent: with Nagle's algorithm, one sent while another is
+/// unacknowledged would wait for the ACK (the `redis` crate leaves it on by default).
 fn tcp_settings() -> TcpSettings {
     TcpSettings::default().set_nodelay(true)
 }

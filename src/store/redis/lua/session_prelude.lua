@@ -75,7 +75,8 @@ local function remove_member(h, m)
   end
 end
 
--- Keeps a live leader; otherwise the earliest member (or nobody) leads, with a new epoch.
+-- Keeps a live leader; otherwise (or when forced) the earliest member, or nobody, leads, with a
+-- new epoch if that changes the leader.
 local function elect(h, force_earliest, events)
   if not force_earliest and h.leader and redis.call('HEXISTS', MEMBERS, h.leader) == 1 then
     return
