@@ -207,12 +207,13 @@ impl Decoder {
 
     fn decode(&self, push: PushInfo) -> Option<Broadcast> {
         let mut data = push.data.into_iter();
-        let (channel, payload) = (text(&data.next()?)?, text(&data.next()?)?);
+        let (channel, payload) = (text(&data.next()?)?, data.next()?);
         self.keys.session_of_channel(&channel)?;
-        if payload.starts_with(&self.echo_prefix) {
+        if matches!(&payload, Value::BulkString(b) if b.starts_with(self.echo_prefix.as_bytes())) {
             return None;
         }
-        // Anything else is parsed, and its origin checked again.
+        // Anything else is copied out and parsed, and its origin checked again.
+        let payload = text(&payload)?;
         match broadcast(&payload) {
             Ok(b) if b.origin == self.me => None,
             Ok(b) => Some(b),
