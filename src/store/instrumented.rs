@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::plan::Plan;
 use super::{Floor, InstanceId, JoinOutcome, LeaseStatus, Store, StoreResult};
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
@@ -58,6 +59,28 @@ impl Store for Instrumented {
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>> {
         timed("leave", self.inner.leave(session, connection, reason)).await
+    }
+
+    async fn join_planned(
+        &self,
+        session: &str,
+        member: Member,
+        max_members: usize,
+        plan: Plan,
+    ) -> StoreResult<JoinOutcome> {
+        let joined = self.inner.join_planned(session, member, max_members, plan);
+        timed("join", joined).await
+    }
+
+    async fn leave_planned(
+        &self,
+        session: &str,
+        connection: &str,
+        reason: LeaveReason,
+        plan: Plan,
+    ) -> StoreResult<Option<Change>> {
+        let left = self.inner.leave_planned(session, connection, reason, plan);
+        timed("leave", left).await
     }
 
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {

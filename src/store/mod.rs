@@ -11,6 +11,7 @@
 
 pub mod instrumented;
 pub mod memory;
+pub mod plan;
 pub mod reaping;
 pub mod redis;
 
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
+use plan::Plan;
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +186,31 @@ pub trait Store: Send + Sync + 'static {
         connection: &str,
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>>;
+    /// [`Store::join`], offered the change the caller's view says it makes ([`plan::join`]). A
+    /// store may write `plan` as it is while its version still is `plan.after`; otherwise it must
+    /// join as [`Store::join`] does. The default ignores the plan.
+    async fn join_planned(
+        &self,
+        session: &str,
+        member: Member,
+        max_members: usize,
+        plan: Plan,
+    ) -> StoreResult<JoinOutcome> {
+        let _ = plan;
+        self.join(session, member, max_members).await
+    }
+    /// [`Store::leave`], offered the change the caller's view says it makes ([`plan::leave`]),
+    /// under the same rule as [`Store::join_planned`]. The default ignores the plan.
+    async fn leave_planned(
+        &self,
+        session: &str,
+        connection: &str,
+        reason: LeaveReason,
+        plan: Plan,
+    ) -> StoreResult<Option<Change>> {
+        let _ = plan;
+        self.leave(session, connection, reason).await
+    }
     /// Replaces the name and avatar of a member. `None` when it was not a member.
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>>;
     /// Ends the session if `connection` is its leader at `epoch`; removes every member.

@@ -16,6 +16,7 @@ mod limits;
 mod multi_instance;
 mod no_ghosts;
 mod persistence;
+mod planned_changes;
 mod protocol_properties;
 mod redis_store;
 mod sockets;

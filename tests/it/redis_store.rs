@@ -99,6 +99,16 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
         .await
         .unwrap();
     a.touch("s1").await.unwrap();
+    // Planned: written by the same scripts, on the same keys.
+    let current = a.view("s1").await.unwrap().unwrap();
+    let joining = member(&a, "c4");
+    let plan = rollcall::store::plan::join(&current, &joining, 1, 10).unwrap();
+    a.join_planned("s1", joining, 10, plan).await.unwrap();
+    let current = a.view("s1").await.unwrap().unwrap();
+    let plan = rollcall::store::plan::leave(&current, &"c4".into(), LeaveReason::Left).unwrap();
+    a.leave_planned("s1", "c4", LeaveReason::Left, plan)
+        .await
+        .unwrap();
     a.leave("s1", "c2", LeaveReason::Left).await.unwrap();
     a.unsubscribe("s1").await.unwrap();
     let view = a.view("s1").await.unwrap().unwrap();
@@ -164,7 +174,10 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     }
     // The scripts use only KEYS[...] as key names (they never build one).
     for source in [
+        include_str!("../../src/store/redis/lua/session_base.lua"),
         include_str!("../../src/store/redis/lua/session_prelude.lua"),
+        include_str!("../../src/store/redis/lua/join_planned.lua"),
+        include_str!("../../src/store/redis/lua/leave_planned.lua"),
         include_str!("../../src/store/redis/lua/register.lua"),
         include_str!("../../src/store/redis/lua/renew.lua"),
         include_str!("../../src/store/redis/lua/claim.lua"),

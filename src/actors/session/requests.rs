@@ -8,10 +8,10 @@ use super::outbox::Audience;
 use super::{LocalMember, Missed, PendingRemoval, SessionActor};
 use crate::actors::{ReplyFrame, ToClient};
 use crate::ids::ConnectionId;
-use crate::model::{CountsTracker, Event, LeaveReason, Member, Presence, SessionView};
+use crate::model::{CountsTracker, Event, LeaveReason, Member, Presence, SessionView, now_ms};
 use crate::protocol::error::ApiError;
 use crate::protocol::reply::ServerMessage;
-use crate::store::{JoinOutcome, StoreError};
+use crate::store::{JoinOutcome, StoreError, plan};
 
 /// Join a local connection (sent by the supervisor, which routes every join).
 #[derive(Message)]
@@ -36,9 +36,14 @@ impl Handler<JoinLocal> for SessionActor {
         let mut member = msg.member.clone();
         // The store keys a member's instance by this incarnation (shutdown removal, reaping).
         member.instance = store.instance().incarnation.clone();
+        let plan = plan::join(&self.view, &member, now_ms(), max_members);
         AtomicResponse::new(Box::pin(
             async move {
-                let outcome = store.join(&session, member, max_members).await?;
+                let outcome = match plan {
+                    Some(plan) => store.join_planned(&session, member, max_members, plan),
+                    None => store.join(&session, member, max_members),
+                }
+                .await?;
                 let follows = outcome.change().is_some_and(|c| c.version == known + 1);
                 let missed = if follows || (has_view && outcome.change().is_none()) {
                     None
@@ -150,8 +155,22 @@ impl Handler<Leave> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let connection = msg.connection.clone();
+        // A plan writes this instance's index entry, so only for a member of this instance.
+        let ours = self
+            .view
+            .member(&connection)
+            .is_some_and(|m| m.instance == store.instance().incarnation);
+        let plan = ours
+            .then(|| plan::leave(&self.view, &connection, msg.reason))
+            .flatten();
         AtomicResponse::new(Box::pin(
-            async move { store.leave(&session, &connection, msg.reason).await }
+            async move {
+                match plan {
+                    Some(plan) => store.leave_planned(&session, &connection, msg.reason, plan),
+                    None => store.leave(&session, &connection, msg.reason),
+                }
+                .await
+            }
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     let outcome = match result {

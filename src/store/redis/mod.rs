@@ -46,6 +46,7 @@
 mod conn;
 mod feed;
 pub mod keys;
+mod membership;
 mod reply;
 mod scripts;
 mod shards;

@@ -34,12 +34,15 @@ pub(super) enum ScriptStatus {
     Lost,
     /// Lease renewal: the generation token changed (Redis lost its data).
     Reset,
+    /// Join or leave: the caller's plan was written as it is (`crate::store::plan`).
+    Planned,
 }
 
 impl ScriptStatus {
     fn parse(status: &str) -> Option<ScriptStatus> {
         Some(match status {
             "ok" => ScriptStatus::Ok,
+            "planned" => ScriptStatus::Planned,
             "none" => ScriptStatus::None,
             "same" => ScriptStatus::Same,
             "ended" => ScriptStatus::Ended,

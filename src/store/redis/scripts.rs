@@ -1,14 +1,25 @@
 //! The Lua scripts, compiled into the binary.
 //!
-//! Every session script is the shared prelude (`lua/session_prelude.lua`: header reads and writes,
-//! election, the change record and its SPUBLISH) followed by the script's own body. Each file in
-//! `lua/` starts with a comment that says what it does and what it returns.
+//! Every session script is `lua/session_base.lua` (keys, arguments, publishing a change), the shared
+//! prelude (`lua/session_prelude.lua`: header reads and writes, election, commit), then the
+//! script's own body. Join and leave put their planned fast path (`lua/*_planned.lua`) between the
+//! base and the prelude, so that a written plan returns before the prelude's functions are made.
+//! Each file in `lua/` starts with a comment that says what it does and what it returns.
 
 use ::redis::Script;
 
 macro_rules! session_script {
     ($file:literal) => {
         Script::new(concat!(
+            include_str!("lua/session_base.lua"),
+            include_str!("lua/session_prelude.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+    ($planned:literal, $file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/session_base.lua"),
+            include_str!(concat!("lua/", $planned)),
             include_str!("lua/session_prelude.lua"),
             include_str!(concat!("lua/", $file))
         ))
@@ -45,8 +56,8 @@ pub(super) struct Scripts {
 impl Scripts {
     pub fn load() -> Scripts {
         Scripts {
-            join: session_script!("join.lua"),
-            leave: session_script!("leave.lua"),
+            join: session_script!("join_planned.lua", "join.lua"),
+            leave: session_script!("leave_planned.lua", "leave.lua"),
             update: session_script!("update.lua"),
             end: session_script!("end.lua"),
             remove_instance: session_script!("remove_instance.lua"),

@@ -12,6 +12,7 @@ use super::reply::{
 };
 use super::{RedisStore, Result, fresh_token, lock};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
+use crate::store::plan::Plan;
 use crate::store::{
     Broadcast, BroadcastBody, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store,
     StoreError, StoreResult,
@@ -33,19 +34,18 @@ impl Store for RedisStore {
         member: Member,
         max_members: usize,
     ) -> StoreResult<JoinOutcome> {
-        let mut call = self.session_call("join", &self.scripts.join, session);
-        call.arg(member_json(&member)?).arg(max_members);
-        // The session is in this instance's session set already: `subscribe` put it there.
-        let items = array(self.invoke(&call).await?)?;
-        match status(&items)? {
-            ScriptStatus::Ended => Err(StoreError::SessionEnded),
-            ScriptStatus::Full => Err(StoreError::SessionFull(max_members)),
-            ScriptStatus::Same => Ok(JoinOutcome::AlreadyMember {
-                version: int(items.get(1).unwrap_or(&Value::Nil))?,
-            }),
-            ScriptStatus::Ok => Ok(JoinOutcome::Joined(change_of(items.get(1))?)),
-            other => Err(unexpected("join", other).into()),
-        }
+        self.join_with(session, member, max_members, None).await
+    }
+
+    async fn join_planned(
+        &self,
+        session: &str,
+        member: Member,
+        max_members: usize,
+        plan: Plan,
+    ) -> StoreResult<JoinOutcome> {
+        self.join_with(session, member, max_members, Some(plan))
+            .await
     }
 
     async fn leave(
@@ -54,10 +54,18 @@ impl Store for RedisStore {
         connection: &str,
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>> {
-        let mut call = self.session_call("leave", &self.scripts.leave, session);
-        call.arg(connection).arg(reason.as_str());
-        let reply = self.invoke(&call).await?;
-        Ok(optional_change("leave", reply)?)
+        self.leave_with(session, connection, reason, None).await
+    }
+
+    async fn leave_planned(
+        &self,
+        session: &str,
+        connection: &str,
+        reason: LeaveReason,
+        plan: Plan,
+    ) -> StoreResult<Option<Change>> {
+        self.leave_with(session, connection, reason, Some(plan))
+            .await
     }
 
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {

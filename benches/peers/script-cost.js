@@ -1,0 +1,139 @@
+// Drives rollcall's own join and leave scripts (src/store/redis/lua, put together as RedisStore
+// does) against one Redis, without a rollcall server: join+leave cycles of anonymous
+// members, 16 in flight over 4 sessions that each have a subscriber, so every SPUBLISH is
+// delivered. Operations on one session run one at a time, as its session actor runs them. Used by
+// script-cost.sh, which runs Redis under callgrind and counts its instructions.
+//
+//   node script-cost.js --port P --cycles N [--warmup W] [--planned]
+//
+// --planned offers every join and leave the change this driver's view of the session says it
+// makes (src/store/plan.rs), as a session actor does; without it, no operation has a plan.
+// Prints `ready` once W warm-up cycles are done and waits for a line on stdin (script-cost.sh
+// zeroes callgrind's counters then), then runs N cycles and prints `done N, P planned`.
+// The argument layout follows src/store/redis/membership.rs: change both together.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const readline = require('readline');
+const { createClient } = require('redis');
+
+const opts = { planned: false };
+for (let a = process.argv.slice(2); a.length; ) {
+  const k = a.shift().replace(/^--/, '');
+  if (k === 'planned') opts.planned = true;
+  else opts[k] = a.shift();
+}
+const port = Number(opts.port), cycles = Number(opts.cycles || 3000), warmup = Number(opts.warmup || 500);
+if (!port) {
+  console.error('usage: node script-cost.js --port P --cycles N [--warmup W] [--planned]');
+  process.exit(2);
+}
+
+const lua = path.join(__dirname, '../../src/store/redis/lua');
+const read = (name) => fs.readFileSync(path.join(lua, name), 'utf8');
+// As src/store/redis/scripts.rs composes them.
+const script = (name) => read('session_base.lua') + read(name.replace('.lua', '_planned.lua'))
+  + read('session_prelude.lua') + read(name);
+const SESSIONS = ['s0', 's1', 's2', 's3'];
+const keys = (s) => ['meta', 'members', 'order', 'byinst', 'users', 'log'].map((k) => `P:{s:${s}}:${k}`);
+const channel = (s) => `P:{s:${s}}:ch`;
+const INSTANCE = 'script-cost-0123456789abcdef';
+
+// What a session actor knows of its session: header and members in election order.
+const views = Object.fromEntries(SESSIONS.map((s) => [s, { version: 0, leader: null, epoch: 0, members: [] }]));
+const queues = Object.fromEntries(SESSIONS.map((s) => [s, Promise.resolve()]));
+const oneAtATime = (s, op) => {
+  const done = queues[s].then(op);
+  queues[s] = done.catch(() => {});
+  return done;
+};
+
+function apply(view, change) {
+  for (const e of change.events) {
+    if (e.type === 'member_joined') view.members.push(e.member);
+    if (e.type === 'member_left') view.members = view.members.filter((m) => m.connection !== e.connection);
+  }
+  Object.assign(view, { version: change.version, leader: change.leader, epoch: change.epoch });
+}
+
+const changeJson = (s, change) => JSON.stringify({ origin: INSTANCE, session: s, body: { kind: 'change', ...change } });
+
+function joinPlan(view, member) {
+  const latest = view.members[view.members.length - 1];
+  if (!opts.planned || !latest || !view.leader) return null;
+  const stamped = { ...member, joined_at: Math.max(Date.now(), latest.joined_at + 1) };
+  return { stamped, change: { version: view.version + 1, leader: view.leader, epoch: view.epoch, events: [{ type: 'member_joined', member: stamped }] } };
+}
+
+function leavePlan(view, connection, reason) {
+  if (!opts.planned || !view.leader || !view.members.some((m) => m.connection === connection)) return null;
+  const events = [{ type: 'member_left', connection, user: null, reason }];
+  let { leader, epoch } = view;
+  if (leader === connection) {
+    const next = view.members.find((m) => m.connection !== connection);
+    leader = next ? next.connection : null;
+    epoch += 1;
+    events.push({ type: 'leader_changed', leader, epoch });
+  }
+  return { change: { version: view.version + 1, leader, epoch, events } };
+}
+
+async function main() {
+  const c = createClient({ url: `redis://127.0.0.1:${port}` });
+  const sub = c.duplicate();
+  await Promise.all([c.connect(), sub.connect()]);
+  await sub.sSubscribe(SESSIONS.map(channel), () => {});
+  const join = await c.scriptLoad(script('join.lua'));
+  const leave = await c.scriptLoad(script('leave.lua'));
+  let planned = 0;
+  const outcome = (s, reply, plan, what) => {
+    if (reply[0] === 'planned') {
+      planned++;
+      apply(views[s], plan.change);
+    } else if (reply[0] === 'ok') {
+      apply(views[s], JSON.parse(reply[1]).body);
+    } else {
+      throw new Error(`${what} answered ${JSON.stringify(reply)}`);
+    }
+  };
+  let next = 0;
+  const cycle = async (worker) => {
+    const s = SESSIONS[next % SESSIONS.length];
+    const connection = `c-${worker}-${next++}`;
+    const common = [channel(s), INSTANCE, s, '60000'];
+    const member = { connection, user: null, name: `load-${worker}`, avatar: null, joined_at: 0, instance: INSTANCE };
+    await oneAtATime(s, async () => {
+      const plan = joinPlan(views[s], member);
+      const args = plan
+        ? [String(plan.change.version - 1), connection, JSON.stringify(plan.stamped), String(plan.stamped.joined_at), '', changeJson(s, plan.change), String(plan.change.version)]
+        : [''];
+      outcome(s, await c.evalSha(join, { keys: keys(s), arguments: [...common, JSON.stringify(member), '100000', ...args] }), plan, 'join');
+    });
+    await oneAtATime(s, async () => {
+      const plan = leavePlan(views[s], connection, 'left');
+      const ch = plan && plan.change;
+      const args = plan
+        ? [String(ch.version - 1), '', String(ch.version), ch.leader || '', String(ch.epoch), changeJson(s, ch)]
+        : [''];
+      outcome(s, await c.evalSha(leave, { keys: keys(s), arguments: [...common, connection, 'left', ...args] }), plan, 'leave');
+    });
+  };
+  const run = async (n) => {
+    let started = 0;
+    const worker = async (w) => { while (started < n) { started++; await cycle(w); } };
+    await Promise.all(Array.from({ length: 16 }, (_, w) => worker(w)));
+    return started;
+  };
+  await run(warmup);
+  console.log('ready');
+  const go = readline.createInterface({ input: process.stdin });
+  await new Promise((resolve) => go.once('line', resolve));
+  go.close();
+  planned = 0;
+  const done = await run(cycles);
+  console.log(`done ${done}, ${planned} planned`);
+  await Promise.all([c.quit(), sub.quit()]);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });

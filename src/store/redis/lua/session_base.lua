@@ -1,0 +1,39 @@
+-- The start of every session script (scripts.rs puts it first): its keys and arguments, the
+-- change log's length, and publishing a change. What a written plan needs, and nothing more.
+--
+-- Session KEYS (all share the hash tag {s:<session>}, so one Redis Cluster slot):
+--   KEYS[1] meta    hash: version, epoch, leader, ended_at, anonymous (count of anonymous members)
+--   KEYS[2] members hash: connection -> member record (JSON of crate::model::Member)
+--   KEYS[3] order   zset: connection scored by joined_at (election order; ties by connection id)
+--   KEYS[4] byinst  zset: "<incarnation>\0<connection>", all scores 0 (lex range = one instance)
+--   KEYS[5] users   hash: user id -> number of live connections of that user
+--   KEYS[6] log     list: the last LOG_LENGTH published changes, newest first (gap repair)
+-- Common ARGV:
+--   ARGV[1] sharded pub/sub channel of the session (SPUBLISH), ARGV[2] origin incarnation, ARGV[3] session id,
+--   ARGV[4] backstop TTL of the session keys in milliseconds. Script-specific ARGV start at 5.
+-- Scripts never build key names: they touch KEYS only.
+local META, MEMBERS, ORDER, BYINST, USERS, LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- Changes kept in LOG: an instance that missed fewer than this reads them instead of every member.
+local LOG_LENGTH = 64
+-- LOG may grow this far past LOG_LENGTH before it is trimmed back, so that most changes cost one
+-- LPUSH and no LTRIM; reads never reach back further than LOG_LENGTH.
+local LOG_SLACK = 16
+local CHANNEL, ORIGIN, SESSION, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local function inst_entry(instance, connection)
+  return instance .. '\0' .. connection
+end
+
+-- Publishes a change JSON (a crate::store::Broadcast) and keeps it in LOG. Versions in LOG are
+-- consecutive: entry i (from 0) is the latest version - i.
+local function publish(msg)
+  redis.call('SPUBLISH', CHANNEL, msg)
+  local logged = redis.call('LPUSH', LOG, msg)
+  if logged == 1 then
+    -- A log created here (after a re-assertion cleared it) gets the backstop TTL too.
+    redis.call('PEXPIRE', LOG, TTL)
+  elseif logged > LOG_LENGTH + LOG_SLACK then
+    redis.call('LTRIM', LOG, 0, LOG_LENGTH - 1)
+  end
+end
+
