@@ -134,15 +134,27 @@ mod tests {
     #[test]
     fn joins_the_store_must_decide_get_no_plan() {
         let v = view(vec![member("a", 100, None)]);
-        assert!(join(&view(vec![]), &member("c", 0, None), 1, 10).is_none(), "first member");
-        assert!(join(&v, &member("a", 0, None), 1, 10).is_none(), "already a member");
+        assert!(
+            join(&view(vec![]), &member("c", 0, None), 1, 10).is_none(),
+            "first member"
+        );
+        assert!(
+            join(&v, &member("a", 0, None), 1, 10).is_none(),
+            "already a member"
+        );
         assert!(join(&v, &member("c", 0, None), 1, 1).is_none(), "full");
         let mut ended = v.clone();
         ended.ended_at = Some(5);
-        assert!(join(&ended, &member("c", 0, None), 1, 10).is_none(), "ended");
+        assert!(
+            join(&ended, &member("c", 0, None), 1, 10).is_none(),
+            "ended"
+        );
         let mut leaderless = v.clone();
         leaderless.leader = None;
-        assert!(join(&leaderless, &member("c", 0, None), 1, 10).is_none(), "no leader");
+        assert!(
+            join(&leaderless, &member("c", 0, None), 1, 10).is_none(),
+            "no leader"
+        );
     }
 
     #[test]
@@ -181,8 +193,14 @@ mod tests {
         assert_eq!(plan.change.epoch, 4);
         assert!(matches!(
             plan.change.events.last(),
-            Some(Event::LeaderChanged { leader: None, epoch: 4 })
+            Some(Event::LeaderChanged {
+                leader: None,
+                epoch: 4
+            })
         ));
-        assert!(leave(&v, &ConnectionId::new("z"), LeaveReason::Left).is_none(), "not a member");
+        assert!(
+            leave(&v, &ConnectionId::new("z"), LeaveReason::Left).is_none(),
+            "not a member"
+        );
     }
 }

@@ -80,10 +80,22 @@ async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_
         let plan = plan::join(&expected, &m, now_ms(), 10).expect("a join plan");
         reset_stats(&server);
         let outcome = join_planned(&a, "s", m, plan.clone()).await;
-        assert_eq!(outcome.change(), Some(&plan.change), "the plan is the change");
-        assert_eq!(header_reads(&server), 0, "written without the script's own logic");
+        assert_eq!(
+            outcome.change(),
+            Some(&plan.change),
+            "the plan is the change"
+        );
+        assert_eq!(
+            header_reads(&server),
+            0,
+            "written without the script's own logic"
+        );
         expected.apply(&plan.change);
-        assert_eq!(view(&a, "s").await, expected, "the store is where the plan said");
+        assert_eq!(
+            view(&a, "s").await,
+            expected,
+            "the store is where the plan said"
+        );
     }
     for (connection, reason) in [("anon", LeaveReason::Left), ("first", LeaveReason::Timeout)] {
         let plan = plan::leave(&expected, &connection.into(), reason).expect("a leave plan");
@@ -93,11 +105,23 @@ async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_
             .await
             .expect("planned leave");
         assert_eq!(left.as_ref(), Some(&plan.change), "the plan is the change");
-        assert_eq!(header_reads(&server), 0, "written without the script's own logic");
+        assert_eq!(
+            header_reads(&server),
+            0,
+            "written without the script's own logic"
+        );
         expected.apply(&plan.change);
-        assert_eq!(view(&a, "s").await, expected, "the store is where the plan said");
+        assert_eq!(
+            view(&a, "s").await,
+            expected,
+            "the store is where the plan said"
+        );
     }
-    assert_eq!(expected.leader.as_deref(), Some("second"), "handed over in join order");
+    assert_eq!(
+        expected.leader.as_deref(),
+        Some("second"),
+        "handed over in join order"
+    );
 
     // The counters the plans kept (anonymous members, connections per user) are the ones the
     // script's own logic reads: the counts agree, and so does what an unplanned leave does next.
@@ -111,7 +135,11 @@ async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_
     assert_eq!(change.version, expected.version + 1, "versions follow on");
     assert_eq!(change.leader.as_deref(), Some("third"));
     let users: Vec<String> = server.query(&["HKEYS", "rc:{s:s}:users"]).expect("HKEYS");
-    assert_eq!(users, vec!["bo".to_owned()], "ann's connections are all gone");
+    assert_eq!(
+        users,
+        vec!["bo".to_owned()],
+        "ann's connections are all gone"
+    );
     let anonymous: Option<String> = server
         .query(&["HGET", "rc:{s:s}:meta", "anonymous"])
         .expect("HGET");
@@ -138,7 +166,11 @@ async fn a_stale_plan_is_ignored_and_the_script_decides() {
     let outcome = join_planned(&a, "s", member(&a, "late", None), plan.clone()).await;
     let change = outcome.change().expect("joined").clone();
     assert_ne!(change, plan.change, "not the stale plan");
-    assert_eq!(change.version, stale.version + 2, "after the other instance's join");
+    assert_eq!(
+        change.version,
+        stale.version + 2,
+        "after the other instance's join"
+    );
     let now = view(&a, "s").await;
     let order: Vec<&str> = now.members.iter().map(|m| m.connection.as_str()).collect();
     assert_eq!(order, ["lead", "other", "late"]);

@@ -171,33 +171,33 @@ impl Handler<Leave> for SessionActor {
                 }
                 .await
             }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    let outcome = match result {
-                        Ok(Some(change)) => {
-                            act.record(&change);
-                            act.absorb(&change, ctx);
-                            Ok(())
-                        }
-                        Ok(None) => Ok(()),
-                        Err(e) => {
-                            log_store_failure!(
-                                e,
-                                session = %act.session,
-                                connection = %msg.connection,
-                                error = %e,
-                                "leave not confirmed by the store; will retry on reconcile"
-                            );
-                            act.pending_removals.push(PendingRemoval {
-                                connection: msg.connection,
-                                reason: msg.reason,
-                            });
-                            Err(ApiError::from(e))
-                        }
-                    };
-                    act.report_count();
-                    outcome
-                }),
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let outcome = match result {
+                    Ok(Some(change)) => {
+                        act.record(&change);
+                        act.absorb(&change, ctx);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => {
+                        log_store_failure!(
+                            e,
+                            session = %act.session,
+                            connection = %msg.connection,
+                            error = %e,
+                            "leave not confirmed by the store; will retry on reconcile"
+                        );
+                        act.pending_removals.push(PendingRemoval {
+                            connection: msg.connection,
+                            reason: msg.reason,
+                        });
+                        Err(ApiError::from(e))
+                    }
+                };
+                act.report_count();
+                outcome
+            }),
         ))
     }
 }

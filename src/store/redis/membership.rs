@@ -4,7 +4,9 @@
 
 use ::redis::{ScriptInvocation, Value};
 
-use super::reply::{ScriptStatus, array, change_of, int, member_json, reply_error, status, unexpected};
+use super::reply::{
+    ScriptStatus, array, change_of, int, member_json, reply_error, status, unexpected,
+};
 use super::{RedisStore, Result};
 use crate::model::{Change, Event, LeaveReason, Member};
 use crate::store::plan::Plan;
@@ -22,10 +24,12 @@ impl RedisStore {
         call.arg(member_json(&member)?).arg(max_members);
         // Only a member of this instance can be written with the script's instance index entry.
         let plan = plan.filter(|_| member.instance == self.instance.incarnation);
-        let stamped = plan.as_ref().and_then(|plan| match plan.change.events.as_slice() {
-            [Event::MemberJoined { member: stamped }] => Some(stamped.clone()),
-            _ => None,
-        });
+        let stamped = plan
+            .as_ref()
+            .and_then(|plan| match plan.change.events.as_slice() {
+                [Event::MemberJoined { member: stamped }] => Some(stamped.clone()),
+                _ => None,
+            });
         match (&plan, &stamped) {
             (Some(plan), Some(stamped)) => {
                 call.arg(plan.after)
@@ -64,14 +68,16 @@ impl RedisStore {
     ) -> StoreResult<Option<Change>> {
         let mut call = self.session_call("leave", &self.scripts.leave, session);
         call.arg(connection).arg(reason.as_str());
-        let user = plan.as_ref().and_then(|plan| match plan.change.events.first() {
-            Some(Event::MemberLeft {
-                connection: leaving,
-                user,
-                ..
-            }) if leaving.as_str() == connection => Some(user.clone()),
-            _ => None,
-        });
+        let user = plan
+            .as_ref()
+            .and_then(|plan| match plan.change.events.first() {
+                Some(Event::MemberLeft {
+                    connection: leaving,
+                    user,
+                    ..
+                }) if leaving.as_str() == connection => Some(user.clone()),
+                _ => None,
+            });
         match (&plan, user) {
             (Some(plan), Some(user)) => {
                 call.arg(plan.after)
