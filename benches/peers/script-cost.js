@@ -57,6 +57,8 @@ function apply(view, change) {
   Object.assign(view, { version: change.version, leader: change.leader, epoch: change.epoch });
 }
 
+// The header a plan applies to, as the scripts compare it (src/store/redis/membership.rs).
+const basis = (view) => `${view.version}:${view.epoch}:${view.leader || ''}`;
 const changeJson = (s, change) => JSON.stringify({ origin: INSTANCE, session: s, body: { kind: 'change', ...change } });
 
 function joinPlan(view, member) {
@@ -106,7 +108,7 @@ async function main() {
     await oneAtATime(s, async () => {
       const plan = joinPlan(views[s], member);
       const args = plan
-        ? [String(plan.change.version - 1), connection, JSON.stringify(plan.stamped), String(plan.stamped.joined_at), '', changeJson(s, plan.change), String(plan.change.version)]
+        ? [basis(views[s]), connection, JSON.stringify(plan.stamped), String(plan.stamped.joined_at), '', changeJson(s, plan.change), String(plan.change.version)]
         : [''];
       outcome(s, await c.evalSha(join, { keys: keys(s), arguments: [...common, JSON.stringify(member), '100000', ...args] }), plan, 'join');
     });
@@ -114,7 +116,7 @@ async function main() {
       const plan = leavePlan(views[s], connection, 'left');
       const ch = plan && plan.change;
       const args = plan
-        ? [String(ch.version - 1), '', String(ch.version), ch.leader || '', String(ch.epoch), changeJson(s, ch)]
+        ? [basis(views[s]), '', String(ch.version), ch.leader || '', String(ch.epoch), changeJson(s, ch)]
         : [''];
       outcome(s, await c.evalSha(leave, { keys: keys(s), arguments: [...common, connection, 'left', ...args] }), plan, 'leave');
     });

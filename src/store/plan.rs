@@ -3,21 +3,41 @@
 //! A session actor applies every change of its session in version order, so between its own
 //! operations its view usually is the store's state. From that view it can tell what a join or a
 //! leave will do (the stamped member, the events, the new header) without asking the store. The
-//! Redis store then only checks that its version still is the view's and writes the planned
+//! Redis store then only checks that its header still is the view's and writes the planned
 //! change, instead of reading the header, electing and encoding the change inside its script; when
-//! the version differs (another instance changed the session meanwhile), the store ignores the
+//! the header differs (another instance changed the session meanwhile), the store ignores the
 //! plan and computes the change itself, as without one. A plan is only an offer: it never decides
 //! anything the store would decide differently.
 
 use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member, SessionView};
 
-/// A planned change and the version it applies to.
+/// A planned change and the header it applies to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// The version the store must still be at: the view's.
-    pub after: u64,
+    /// Where the store must still be: the view's version, epoch and leader.
+    pub after: Basis,
     pub change: Change,
+}
+
+/// The header a plan was made from. Versions alone identify a state only within one history:
+/// after the store lost a session, a re-assertion starts a new one, whose version may meet a
+/// lagging view's. Epoch and leader are checked too, as they are what a plan publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Basis {
+    pub version: u64,
+    pub epoch: u64,
+    pub leader: Option<ConnectionId>,
+}
+
+impl Basis {
+    fn of(view: &SessionView) -> Basis {
+        Basis {
+            version: view.version,
+            epoch: view.epoch,
+            leader: view.leader.clone(),
+        }
+    }
 }
 
 /// The plan of `member` joining a session whose current state is `view`, joined at `now_ms` (or
@@ -38,7 +58,7 @@ pub fn join(view: &SessionView, member: &Member, now_ms: i64, max_members: usize
     let mut stamped = member.clone();
     stamped.joined_at = now_ms.max(latest.joined_at + 1);
     Some(Plan {
-        after: view.version,
+        after: Basis::of(view),
         change: Change {
             version: view.version + 1,
             leader: view.leader.clone(),
@@ -76,7 +96,7 @@ pub fn leave(view: &SessionView, connection: &ConnectionId, reason: LeaveReason)
         (Some(leader.clone()), view.epoch)
     };
     Some(Plan {
-        after: view.version,
+        after: Basis::of(view),
         change: Change {
             version: view.version + 1,
             leader,
@@ -116,7 +136,9 @@ mod tests {
     fn a_join_is_stamped_after_the_latest_member_and_keeps_the_leader() {
         let v = view(vec![member("a", 100, None), member("b", 200, Some("bob"))]);
         let plan = join(&v, &member("c", 0, None), 150, 10).expect("a plan");
-        assert_eq!(plan.after, 7);
+        assert_eq!(plan.after.version, 7);
+        assert_eq!(plan.after.epoch, 3);
+        assert_eq!(plan.after.leader, Some(ConnectionId::new("a")));
         assert_eq!(plan.change.version, 8);
         assert_eq!(plan.change.leader, Some(ConnectionId::new("a")));
         assert_eq!(plan.change.epoch, 3);

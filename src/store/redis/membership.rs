@@ -1,6 +1,6 @@
 //! Join and leave, the two scripts every connection runs: with the caller's plan
 //! (`crate::store::plan`) when it has one, which the script writes as it is if the session is
-//! still at the plan's version, and computes itself otherwise.
+//! still at the plan's header, and computes itself otherwise.
 
 use ::redis::{ScriptInvocation, Value};
 
@@ -9,7 +9,7 @@ use super::reply::{
 };
 use super::{RedisStore, Result};
 use crate::model::{Change, Event, LeaveReason, Member};
-use crate::store::plan::Plan;
+use crate::store::plan::{Basis, Plan};
 use crate::store::{Broadcast, BroadcastBody, JoinOutcome, StoreError, StoreResult};
 
 impl RedisStore {
@@ -32,7 +32,7 @@ impl RedisStore {
             });
         match (&plan, &stamped) {
             (Some(plan), Some(stamped)) => {
-                call.arg(plan.after)
+                call.arg(basis(&plan.after))
                     .arg(stamped.connection.as_str())
                     .arg(member_json(stamped)?)
                     .arg(stamped.joined_at)
@@ -80,7 +80,7 @@ impl RedisStore {
             });
         match (&plan, user) {
             (Some(plan), Some(user)) => {
-                call.arg(plan.after)
+                call.arg(basis(&plan.after))
                     .arg(user.as_deref().unwrap_or(""))
                     .arg(plan.change.version)
                     .arg(plan.change.leader.as_deref().unwrap_or(""))
@@ -112,7 +112,13 @@ impl RedisStore {
     }
 }
 
-/// The scripts read an empty version as "no plan".
+/// The header a plan applies to, as the scripts compare it: `version:epoch:leader`.
+fn basis(after: &Basis) -> String {
+    let leader = after.leader.as_deref().unwrap_or("");
+    format!("{}:{}:{leader}", after.version, after.epoch)
+}
+
+/// The scripts read an empty basis as "no plan".
 fn no_plan(call: &mut ScriptInvocation<'_>) {
     call.arg("");
 }

@@ -1,7 +1,7 @@
 -- leave: removes one connection, re-electing the leader if it was the leader.
 -- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: reason string.
--- ARGV[7..12]: the caller's plan (crate::store::plan), ARGV[7] '' when there is none: the version
--- it applies to, the member's user id ('' for an anonymous member), the version after it, the
+-- ARGV[7..12]: the caller's plan (crate::store::plan), ARGV[7] '' when there is none: the header
+-- it applies to ('<version>:<epoch>:<leader>'), the member's user id ('' for an anonymous member), the version after it, the
 -- leader after it ('' for nobody), the epoch after it, and the change JSON.
 -- Returns {'none'} when it was not a member, {'planned'} when the plan was written as it is, else
 -- {'ok', change JSON}.
