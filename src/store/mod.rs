@@ -187,7 +187,7 @@ pub trait Store: Send + Sync + 'static {
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>>;
     /// [`Store::join`], offered the change the caller's view says it makes ([`plan::join`]). A
-    /// store may write `plan` as it is while its version still is `plan.after`; otherwise it must
+    /// store may write `plan` as it is while its header still is `plan.after`; otherwise it must
     /// join as [`Store::join`] does. The default ignores the plan.
     async fn join_planned(
         &self,
