@@ -3,26 +3,12 @@
 //! the store exactly where the unplanned operation would; a plan made from a stale view is ignored
 //! and the script computes the change itself.
 
-use std::time::Duration;
-
 use rollcall::model::{LeaveReason, Member, SessionView, now_ms};
 use rollcall::store::plan::{self, Plan};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{Feed, InstanceId, JoinOutcome, Store};
+use rollcall::store::{JoinOutcome, Store};
 
 use crate::support::redis::RedisServer;
-
-async fn connect(server: &RedisServer, name: &str) -> (RedisStore, Feed) {
-    RedisStore::connect(
-        &server.url(),
-        "rc",
-        InstanceId::new(name),
-        Duration::from_secs(5),
-        DEFAULT_SESSION_TTL,
-    )
-    .await
-    .expect("connect to the private redis")
-}
 
 fn member(store: &RedisStore, connection: &str, user: Option<&str>) -> Member {
     let mut m = crate::support::members::member(connection, &store.instance().incarnation);
@@ -64,7 +50,7 @@ async fn join_planned(store: &RedisStore, session: &str, m: Member, plan: Plan) 
 #[tokio::test]
 async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_says() {
     let server = RedisServer::start();
-    let (a, _f) = connect(&server, "a").await;
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
     a.subscribe("s").await.expect("subscribe");
     a.join("s", member(&a, "first", Some("ann")), 10)
         .await
@@ -150,8 +136,8 @@ async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_
 #[tokio::test]
 async fn a_stale_plan_is_ignored_and_the_script_decides() {
     let server = RedisServer::start();
-    let (a, _f) = connect(&server, "a").await;
-    let (b, _g) = connect(&server, "b").await;
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
+    let (b, _g) = server.store("b", DEFAULT_SESSION_TTL).await;
     a.subscribe("s").await.expect("subscribe");
     b.subscribe("s").await.expect("subscribe");
     a.join("s", member(&a, "lead", None), 10)
@@ -193,7 +179,7 @@ async fn a_stale_plan_is_ignored_and_the_script_decides() {
 #[tokio::test]
 async fn a_plan_whose_version_matches_a_different_header_is_ignored() {
     let server = RedisServer::start();
-    let (a, _f) = connect(&server, "a").await;
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
     a.subscribe("s").await.expect("subscribe");
     a.join("s", member(&a, "lead", None), 10)
         .await

@@ -8,21 +8,9 @@ use std::time::Duration;
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::slots::{crc16, slot};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
-use rollcall::store::{Feed, FeedEvent, Floor, InstanceId, LeaseStatus, Store};
+use rollcall::store::{FeedEvent, Floor, InstanceId, LeaseStatus, Store};
 
 use crate::support::redis::RedisServer;
-
-async fn connect(server: &RedisServer, name: &str, ttl: Duration) -> (RedisStore, Feed) {
-    RedisStore::connect(
-        &server.url(),
-        "rc",
-        InstanceId::new(name),
-        Duration::from_secs(5),
-        ttl,
-    )
-    .await
-    .expect("connect to the private redis")
-}
 
 fn member(store: &RedisStore, connection: &str) -> Member {
     crate::support::members::member(connection, &store.instance().incarnation)
@@ -42,8 +30,8 @@ fn key_slots_match_redis_reference_values() {
 #[tokio::test]
 async fn every_call_stays_in_one_cluster_slot() {
     let server = RedisServer::start();
-    let (a, _fa) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
-    let (b, _fb) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    let (a, _fa) = server.store("a", DEFAULT_SESSION_TTL).await;
+    let (b, _fb) = server.store("b", DEFAULT_SESSION_TTL).await;
     exercise_every_call(a, b, false).await;
 }
 
@@ -193,7 +181,7 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
 async fn touch_keeps_a_live_member_past_the_backstop_ttl() {
     let server = RedisServer::start();
     let ttl = Duration::from_millis(300);
-    let (a, _f) = connect(&server, "a", ttl).await;
+    let (a, _f) = server.store("a", ttl).await;
     a.join("kept", member(&a, "c1"), 10).await.unwrap();
     a.join("dropped", member(&a, "c2"), 10).await.unwrap();
     // Four TTLs long, touching `kept` every third of a TTL.
@@ -218,8 +206,8 @@ async fn touch_keeps_a_live_member_past_the_backstop_ttl() {
 #[tokio::test]
 async fn every_session_key_keeps_a_ttl_after_every_kind_of_change() {
     let server = RedisServer::start();
-    let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
-    let (b, _g) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
+    let (b, _g) = server.store("b", DEFAULT_SESSION_TTL).await;
     let mut anonymous = member(&a, "c1");
     anonymous.user = None;
     a.join("s", anonymous, 10).await.unwrap();
@@ -248,7 +236,7 @@ async fn every_session_key_keeps_a_ttl_after_every_kind_of_change() {
 async fn published_changes_begin_with_their_origin_and_the_log_is_trimmed_lazily() {
     use rollcall::store::CHANGE_LOG_LENGTH;
     let server = RedisServer::start();
-    let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
     let prefix = format!(r#"{{"origin":"{}","#, a.instance().incarnation);
     let mut versions = 0u64;
     for i in 0..(CHANGE_LOG_LENGTH + 16) {
@@ -290,7 +278,7 @@ async fn published_changes_begin_with_their_origin_and_the_log_is_trimmed_lazily
 #[tokio::test]
 async fn scripts_are_reloaded_after_a_script_flush() {
     let server = RedisServer::start();
-    let (a, _f) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
     a.register().await.unwrap();
     a.join("s", member(&a, "c1"), 10).await.unwrap();
     let flush = |server: &RedisServer| {
@@ -311,8 +299,8 @@ async fn scripts_are_reloaded_after_a_script_flush() {
 #[tokio::test]
 async fn unreachable_redis_is_unavailable_then_the_feed_resumes() {
     let mut server = RedisServer::start();
-    let (a, mut fa) = connect(&server, "a", DEFAULT_SESSION_TTL).await;
-    let (b, _fb) = connect(&server, "b", DEFAULT_SESSION_TTL).await;
+    let (a, mut fa) = server.store("a", DEFAULT_SESSION_TTL).await;
+    let (b, _fb) = server.store("b", DEFAULT_SESSION_TTL).await;
     let a: Arc<dyn Store> = Arc::new(a);
     a.subscribe("s").await.unwrap();
     server.kill();

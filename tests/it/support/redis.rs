@@ -8,6 +8,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rollcall::store::redis::RedisStore;
+use rollcall::store::{Feed, InstanceId};
+
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
@@ -22,6 +25,19 @@ pub fn free_port() -> u16 {
 }
 
 impl RedisServer {
+    /// A store of instance `name` on this server: key prefix `rc`, 5 s leases, backstop TTL `ttl`.
+    pub async fn store(&self, name: &str, ttl: Duration) -> (RedisStore, Feed) {
+        RedisStore::connect(
+            &self.url(),
+            "rc",
+            InstanceId::new(name),
+            Duration::from_secs(5),
+            ttl,
+        )
+        .await
+        .expect("connect to the private redis")
+    }
+
     /// Starts a fresh, empty server on a free port and waits until it answers PING.
     pub fn start() -> RedisServer {
         for _ in 0..5 {

@@ -1,10 +1,6 @@
 -- join, planned: writes the caller's plan (crate::store::plan) as it is while the session is still
 -- at the plan's header, before the prelude's functions exist, so a written plan costs only its
 -- commands. Arguments: see join.lua. Falls through to join.lua's own logic otherwise.
-local function at_basis()
-  local h = redis.call('HMGET', META, 'version', 'epoch', 'leader')
-  return table.concat({ h[1] or '', h[2] or '', h[3] or '' }, ':') == ARGV[7]
-end
 if ARGV[7] ~= '' and at_basis() then
   -- The session is where the caller's view has it, so the plan is what the code below would do.
   local connection = ARGV[8]

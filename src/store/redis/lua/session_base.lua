@@ -37,3 +37,9 @@ local function publish(msg)
   end
 end
 
+-- Whether the session's header is still the one a plan (join and leave, ARGV[7]) was made from:
+-- '<version>:<epoch>:<leader>', as crate::store::redis::membership writes it.
+local function at_basis()
+  local h = redis.call('HMGET', META, 'version', 'epoch', 'leader')
+  return table.concat({ h[1] or '', h[2] or '', h[3] or '' }, ':') == ARGV[7]
+end
