@@ -26,6 +26,8 @@ pub const RATE_LIMITED: &str = "rollcall_rate_limited_total";
 pub const PERSISTENCE_PENDING: &str = "rollcall_persistence_pending";
 pub const PERSISTENCE_FLUSHED: &str = "rollcall_persistence_flushed_total";
 pub const PERSISTENCE_RETRIES: &str = "rollcall_persistence_retries_total";
+pub const BATCHES_WRITTEN: &str = "rollcall_membership_batches_total";
+pub const BATCHED_CHANGES: &str = "rollcall_membership_batched_changes_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -82,6 +84,11 @@ fn describe() {
     describe_counter!(FRAMES_IN, "WebSocket frames received");
     describe_counter!(FRAMES_OUT, "WebSocket frames sent");
     describe_counter!(ERRORS, "Error replies sent, by code");
+    describe_counter!(
+        BATCHES_WRITTEN,
+        "Store calls that wrote several queued joins and leaves of a session at once"
+    );
+    describe_counter!(BATCHED_CHANGES, "Joins and leaves written in such batches");
     describe_counter!(
         RATE_LIMITED,
         "Requests refused by the per-connection rate limit"

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::plan::Plan;
-use super::{Floor, InstanceId, JoinOutcome, LeaseStatus, Store, StoreResult};
+use super::{Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Store, StoreResult};
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 
@@ -81,6 +81,10 @@ impl Store for Instrumented {
     ) -> StoreResult<Option<Change>> {
         let left = self.inner.leave_planned(session, connection, reason, plan);
         timed("leave", left).await
+    }
+
+    async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten> {
+        timed("write_plans", self.inner.write_plans(session, plans)).await
     }
 
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {

@@ -113,6 +113,15 @@ impl JoinOutcome {
     }
 }
 
+/// What [`Store::write_plans`] did with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlansWritten {
+    /// Every plan, as it is.
+    All,
+    /// None of them: the session moved on since the plans were made, or the store takes no plans.
+    Declined,
+}
+
 /// How many of a session's latest changes a store keeps for [`Store::changes_since`].
 pub const CHANGE_LOG_LENGTH: usize = 64;
 
@@ -212,6 +221,14 @@ pub trait Store: Send + Sync + 'static {
         self.leave(session, connection, reason).await
     }
     /// Replaces the name and avatar of a member. `None` when it was not a member.
+    /// Writes several plans of one session in one step, each following the one before it
+    /// (`crate::store::plan::Planner`), if the session is still at the first plan's header; when
+    /// it is not, writes nothing. A store that does not take plans declines every batch, and the
+    /// caller applies the requests one at a time.
+    async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten> {
+        let _ = (session, plans);
+        Ok(PlansWritten::Declined)
+    }
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>>;
     /// Ends the session if `connection` is its leader at `epoch`; removes every member.
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change>;

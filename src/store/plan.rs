@@ -47,25 +47,7 @@ impl Basis {
 /// this instance has not read it yet), without a leader, ended, at `max_members`, or that already
 /// has the member.
 pub fn join(view: &SessionView, member: &Member, now_ms: i64, max_members: usize) -> Option<Plan> {
-    let latest = view.members.last()?;
-    if view.ended_at.is_some()
-        || view.leader.is_none()
-        || view.members.len() >= max_members
-        || view.member(&member.connection).is_some()
-    {
-        return None;
-    }
-    let mut stamped = member.clone();
-    stamped.joined_at = now_ms.max(latest.joined_at + 1);
-    Some(Plan {
-        after: Basis::of(view),
-        change: Change {
-            version: view.version + 1,
-            leader: view.leader.clone(),
-            epoch: view.epoch,
-            events: vec![Event::MemberJoined { member: stamped }],
-        },
-    })
+    Planner::new(view, max_members).join(member, now_ms)
 }
 
 /// The plan of `connection` leaving a session whose current state is `view`: when it led, the
@@ -73,37 +55,126 @@ pub fn join(view: &SessionView, member: &Member, now_ms: i64, max_members: usize
 ///
 /// `None` where the store's own logic is needed: not a member of the view, or no leader.
 pub fn leave(view: &SessionView, connection: &ConnectionId, reason: LeaveReason) -> Option<Plan> {
-    let leaving = view.member(connection)?;
-    let leader = view.leader.as_ref()?;
-    let mut events = vec![Event::MemberLeft {
-        connection: connection.clone(),
-        user: leaving.user.clone(),
-        reason,
-    }];
-    let (leader, epoch) = if leader == connection {
-        let next = view
-            .members
-            .iter()
-            .find(|m| &m.connection != connection)
-            .map(|m| m.connection.clone());
-        let epoch = view.epoch + 1;
-        events.push(Event::LeaderChanged {
-            leader: next.clone(),
-            epoch,
-        });
-        (next, epoch)
-    } else {
-        (Some(leader.clone()), view.epoch)
-    };
-    Some(Plan {
-        after: Basis::of(view),
-        change: Change {
-            version: view.version + 1,
+    Planner::new(view, usize::MAX).leave(connection, reason)
+}
+
+/// Plans several joins and leaves in a row, each from the state the ones before it leave, so that
+/// a batch of them can be written in one store call. The view is not copied: the planner keeps
+/// only what its plans changed.
+pub struct Planner<'a> {
+    view: &'a SessionView,
+    max_members: usize,
+    /// The header after the plans so far.
+    basis: Basis,
+    /// Members joined by the plans so far, in join order (after every member of the view).
+    joined: Vec<Member>,
+    /// Members (of the view or of `joined`) that the plans so far removed.
+    left: Vec<ConnectionId>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(view: &'a SessionView, max_members: usize) -> Planner<'a> {
+        Planner {
+            view,
+            max_members,
+            basis: Basis::of(view),
+            joined: Vec::new(),
+            left: Vec::new(),
+        }
+    }
+
+    /// The plan of `member` joining after the plans so far; see [`join`].
+    pub fn join(&mut self, member: &Member, now_ms: i64) -> Option<Plan> {
+        let latest = self.latest()?.joined_at;
+        if self.view.ended_at.is_some()
+            || self.basis.leader.is_none()
+            || self.count() >= self.max_members
+            || self.left.contains(&member.connection)
+            || self.present().any(|m| m.connection == member.connection)
+        {
+            return None;
+        }
+        let mut stamped = member.clone();
+        stamped.joined_at = now_ms.max(latest + 1);
+        let change = Change {
+            version: self.basis.version + 1,
+            leader: self.basis.leader.clone(),
+            epoch: self.basis.epoch,
+            events: vec![Event::MemberJoined {
+                member: stamped.clone(),
+            }],
+        };
+        self.joined.push(stamped);
+        Some(self.advance(change))
+    }
+
+    /// The plan of `connection` leaving after the plans so far; see [`leave`].
+    pub fn leave(&mut self, connection: &ConnectionId, reason: LeaveReason) -> Option<Plan> {
+        let leaving = self.present().find(|m| &m.connection == connection)?;
+        let leader = self.basis.leader.as_ref()?;
+        let mut events = vec![Event::MemberLeft {
+            connection: connection.clone(),
+            user: leaving.user.clone(),
+            reason,
+        }];
+        let (leader, epoch) = if leader == connection {
+            let next = self
+                .present()
+                .find(|m| &m.connection != connection)
+                .map(|m| m.connection.clone());
+            let epoch = self.basis.epoch + 1;
+            events.push(Event::LeaderChanged {
+                leader: next.clone(),
+                epoch,
+            });
+            (next, epoch)
+        } else {
+            (Some(leader.clone()), self.basis.epoch)
+        };
+        let change = Change {
+            version: self.basis.version + 1,
             leader,
             epoch,
             events,
-        },
-    })
+        };
+        self.left.push(connection.clone());
+        Some(self.advance(change))
+    }
+
+    /// The members after the plans so far, in election order.
+    fn present(&self) -> impl Iterator<Item = &Member> {
+        self.view
+            .members
+            .iter()
+            .chain(&self.joined)
+            .filter(|m| !self.left.contains(&m.connection))
+    }
+
+    /// The latest member after the plans so far (the last in election order).
+    fn latest(&self) -> Option<&Member> {
+        let joined = self.joined.iter().rev();
+        joined
+            .chain(self.view.members.iter().rev())
+            .find(|m| !self.left.contains(&m.connection))
+    }
+
+    /// How many members there are after the plans so far (`left` holds only members that were
+    /// present).
+    fn count(&self) -> usize {
+        self.view.members.len() + self.joined.len() - self.left.len()
+    }
+
+    fn advance(&mut self, change: Change) -> Plan {
+        let after = std::mem::replace(
+            &mut self.basis,
+            Basis {
+                version: change.version,
+                epoch: change.epoch,
+                leader: change.leader.clone(),
+            },
+        );
+        Plan { after, change }
+    }
 }
 
 #[cfg(test)]
@@ -225,4 +296,48 @@ mod tests {
             "not a member"
         );
     }
+
+    #[test]
+    fn a_planner_plans_each_change_from_the_state_the_ones_before_leave() {
+        let v = view(vec![member("a", 100, None), member("b", 200, Some("bob"))]);
+        let mut planner = Planner::new(&v, 3);
+        let c = planner.join(&member("c", 0, None), 150).expect("c joins");
+        assert!(planner.join(&member("d", 0, None), 150).is_none(), "full at 3");
+        let gone = planner.leave(&ConnectionId::new("a"), LeaveReason::Left).expect("a leaves");
+        let d = planner.join(&member("d", 0, None), 150).expect("room again");
+        let brief = planner.leave(&ConnectionId::new("d"), LeaveReason::Left).expect("d leaves");
+        assert!(
+            planner.join(&member("d", 0, None), 150).is_none(),
+            "a connection that left in the batch does not come back in it"
+        );
+        assert!(
+            planner.leave(&ConnectionId::new("a"), LeaveReason::Left).is_none(),
+            "gone already"
+        );
+        let plans = [&c, &gone, &d, &brief];
+        for pair in plans.windows(2) {
+            let (before, after) = (pair[0], pair[1]);
+            assert_eq!(after.after.version, before.change.version, "plans chain");
+            assert_eq!(after.after.epoch, before.change.epoch);
+            assert_eq!(after.after.leader, before.change.leader);
+        }
+        assert_eq!(c.after, Basis::of(&v));
+        assert_eq!(c.change.version, 8);
+        assert_eq!(brief.change.version, 11);
+        assert_eq!(gone.change.leader, Some(ConnectionId::new("b")), "earliest remaining");
+        assert_eq!(gone.change.epoch, 4);
+        let stamp = |p: &Plan| match p.change.events.as_slice() {
+            [Event::MemberJoined { member }] => member.joined_at,
+            other => panic!("a join: {other:?}"),
+        };
+        assert_eq!(stamp(&c), 201, "after b");
+        assert_eq!(stamp(&d), 202, "after c, the latest remaining");
+        let mut end = v.clone();
+        for p in plans {
+            end.apply(&p.change);
+        }
+        let left: Vec<&str> = end.members.iter().map(|m| m.connection.as_str()).collect();
+        assert_eq!(left, ["b", "c"]);
+    }
+
 }

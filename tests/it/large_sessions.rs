@@ -6,104 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::actors::session::CurrentView;
-use rollcall::actors::supervisor::{Join, LookupSession};
-use rollcall::actors::{ReplyFrame, ToClient};
+use rollcall::actors::supervisor::LookupSession;
 use rollcall::config::ServeArgs;
 use rollcall::engine::{Engine, EngineSettings};
-use rollcall::model::{Member, Presence};
+use rollcall::model::Presence;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{InstanceId, Store};
-use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::support::eventually;
 use crate::support::members::member;
-use crate::support::probe::forward;
 use crate::support::redis::RedisServer;
 use crate::support::server::WAIT;
+use crate::support::stand_in::Socket;
 use crate::support::ws::SessionModel;
-
-/// A stand-in socket: every frame it was sent, in order.
-struct Socket {
-    connection: String,
-    rx: mpsc::UnboundedReceiver<ToClient>,
-    client: actix::Recipient<ToClient>,
-    frames: Vec<Value>,
-}
-
-impl Socket {
-    fn new(connection: &str) -> Socket {
-        let (client, rx) = forward::<ToClient>();
-        Socket {
-            connection: connection.to_owned(),
-            rx,
-            client,
-            frames: Vec::new(),
-        }
-    }
-
-    async fn join(&self, engine: &Engine, session: &str, presence: Presence) {
-        let join = Join {
-            session: session.into(),
-            member: Member {
-                user: None,
-                ..member(&self.connection, &engine.store().instance().incarnation)
-            },
-            client: self.client.clone(),
-            reply: ReplyFrame::Session { id: None },
-            presence,
-        };
-        let joined = engine.supervisor().send(join).await;
-        joined
-            .expect("the supervisor answers")
-            .unwrap_or_else(|e| panic!("{} could not join: {e:?}", self.connection));
-    }
-
-    /// Takes every frame delivered so far.
-    fn drain(&mut self) {
-        while let Ok(msg) = self.rx.try_recv() {
-            self.take(msg);
-        }
-    }
-
-    fn take(&mut self, msg: ToClient) {
-        let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
-        match msg {
-            ToClient::Frame(text) => self.frames.push(parse(&text)),
-            ToClient::Frames(frames) => self.frames.extend(frames.iter().map(|t| parse(t))),
-            ToClient::MembershipEnded { .. } | ToClient::Close { .. } => {}
-        }
-    }
-
-    /// Waits for the first frame (taken or arriving) matching `pred`.
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.drain();
-        if let Some(found) = self.frames.iter().find(|f| pred(f)) {
-            return found.clone();
-        }
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(msg)) => {
-                    let before = self.frames.len();
-                    self.take(msg);
-                    if let Some(found) = self.frames[before..].iter().find(|f| pred(f)) {
-                        return found.clone();
-                    }
-                }
-                Ok(None) => panic!("{}: socket closed waiting for {what}", self.connection),
-                Err(_) => panic!(
-                    "{}: no {what} within {WAIT:?}; frames: {:#?}",
-                    self.connection, self.frames
-                ),
-            }
-        }
-    }
-
-    fn of_type(&self, kind: &str) -> Vec<&Value> {
-        self.frames.iter().filter(|f| f["type"] == kind).collect()
-    }
-}
 
 /// Every command Redis ran (scripts' own commands included) but INFO and the change log's trim
 /// (one change in 16 at any size, so it would make single joins differ), the bytes it sent before

@@ -8,6 +8,7 @@ mod support;
 
 mod actors;
 mod auth;
+mod batched_changes;
 mod concurrency;
 mod hostile_input;
 mod idle_memory;

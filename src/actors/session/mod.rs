@@ -17,6 +17,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Message, Recipient, Wr
 
 use super::{ChangeRecorder, RecordChange, ToClient};
 
+mod membership;
 mod outbox;
 mod requests;
 mod sync;
@@ -95,6 +96,8 @@ pub struct SessionActor {
     local: HashMap<ConnectionId, LocalMember>,
     /// Local connections whose removal the store has not confirmed yet (it was unreachable).
     pending_removals: Vec<PendingRemoval>,
+    /// Joins and leaves waiting for the store.
+    membership: membership::MembershipQueue,
 }
 
 /// Timing of a session actor's deliveries.
@@ -129,6 +132,7 @@ impl SessionActor {
             counts_pacing: CountsPacing::default(),
             local: HashMap::new(),
             pending_removals: Vec::new(),
+            membership: membership::MembershipQueue::default(),
         }
     }
 

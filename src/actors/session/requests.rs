@@ -1,17 +1,22 @@
 //! What a local connection asks of its session: join, leave, profile, publish, members, end.
 //! Each is applied through the store, then delivered in version order by the actor.
 
-use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture};
+use actix::{
+    ActorFutureExt, AtomicResponse, Context, Handler, Message, Recipient, ResponseFuture,
+    WrapFuture,
+};
+use tokio::sync::oneshot;
 use serde_json::Value;
 
 use super::outbox::Audience;
-use super::{LocalMember, Missed, PendingRemoval, SessionActor};
+use super::{Missed, SessionActor};
+use super::membership::Queued;
 use crate::actors::{ReplyFrame, ToClient};
 use crate::ids::ConnectionId;
-use crate::model::{CountsTracker, Event, LeaveReason, Member, Presence, SessionView, now_ms};
-use crate::protocol::error::ApiError;
+use crate::model::{Event, LeaveReason, Member, Presence, SessionView};
+use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
-use crate::store::{JoinOutcome, StoreError, plan};
+use crate::store::StoreError;
 
 /// Join a local connection (sent by the supervisor, which routes every join).
 #[derive(Message)]
@@ -24,112 +29,14 @@ pub struct JoinLocal {
 }
 
 impl Handler<JoinLocal> for SessionActor {
-    type Result = AtomicResponse<Self, Result<SessionView, ApiError>>;
+    type Result = ResponseFuture<Result<SessionView, ApiError>>;
 
-    fn handle(&mut self, msg: JoinLocal, _ctx: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        let session = self.session.clone();
-        let max_members = self.max_members;
-        // The actor handles nothing else until this join is done, so this stays its version.
-        let known = self.view.version;
-        let has_view = known > 0;
-        let mut member = msg.member.clone();
+    fn handle(&mut self, mut msg: JoinLocal, ctx: &mut Context<Self>) -> Self::Result {
         // The store keys a member's instance by this incarnation (shutdown removal, reaping).
-        member.instance = store.instance().incarnation.clone();
-        let plan = plan::join(&self.view, &member, now_ms(), max_members);
-        AtomicResponse::new(Box::pin(
-            async move {
-                let outcome = match plan {
-                    Some(plan) => store.join_planned(&session, member, max_members, plan),
-                    None => store.join(&session, member, max_members),
-                }
-                .await?;
-                let follows = outcome.change().is_some_and(|c| c.version == known + 1);
-                let missed = if follows || (has_view && outcome.change().is_none()) {
-                    None
-                } else if has_view {
-                    match store.changes_since(&session, known).await? {
-                        Some(changes) => Some(Missed::Changes(changes)),
-                        None => Some(Missed::View(store.view(&session).await?)),
-                    }
-                } else {
-                    // This instance's first member of the session: the one full read.
-                    Some(Missed::View(store.view(&session).await?))
-                };
-                Ok::<_, StoreError>((outcome, missed))
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                let (outcome, missed) = result?;
-                let connection = msg.member.connection.clone();
-                if let Some(change) = outcome.change() {
-                    act.record(change);
-                }
-                // Others see the join (and anything missed) before the joiner is local, so the
-                // joiner gets its `joined` reply instead of its own `member_joined`.
-                match missed {
-                    Some(Missed::View(Some(view))) if !has_view => {
-                        act.view = view;
-                        act.counts = CountsTracker::of(&act.view.members);
-                    }
-                    Some(missed) => act.take_missed(missed, ctx),
-                    None => {
-                        if let Some(change) = outcome.change() {
-                            act.absorb(change, ctx);
-                        }
-                    }
-                }
-                let joined = act
-                    .joined_record(&outcome, &connection)
-                    .unwrap_or(msg.member);
-                act.flush();
-                act.local.insert(
-                    connection.clone(),
-                    LocalMember {
-                        member: joined,
-                        client: msg.client,
-                        presence: msg.presence,
-                    },
-                );
-                if msg.presence == Presence::Counts {
-                    act.counts_changed(ctx);
-                }
-                let reply_frame_sent = matches!(msg.reply, ReplyFrame::Session { .. });
-                if let ReplyFrame::Session { id } = msg.reply {
-                    let joined = ServerMessage::Joined {
-                        id,
-                        session: act.session.clone(),
-                        you: connection.clone(),
-                        view: act.view_body(msg.presence, &connection),
-                    };
-                    act.deliver(joined.encode(), Audience::Only(connection), ctx);
-                }
-                act.report_count();
-                Ok(match reply_frame_sent {
-                    // The joiner has its list in the reply frame; the caller gets the header.
-                    true => SessionView {
-                        members: Vec::new(),
-                        ..act.view.header()
-                    },
-                    false => act.view.clone(),
-                })
-            }),
-        ))
-    }
-}
-
-impl SessionActor {
-    /// The member record the store stamped for `connection` (its `joined_at`).
-    fn joined_record(&self, outcome: &JoinOutcome, connection: &ConnectionId) -> Option<Member> {
-        let stamped = outcome.change().and_then(|change| {
-            change.events.iter().find_map(|event| match event {
-                Event::MemberJoined { member } if &member.connection == connection => {
-                    Some(member.clone())
-                }
-                _ => None,
-            })
-        });
-        stamped.or_else(|| self.view.member(connection).cloned())
+        msg.member.instance = self.store.instance().incarnation.clone();
+        let (reply, done) = oneshot::channel();
+        self.enqueue(Queued::Join { msg, reply }, ctx);
+        Box::pin(async move { done.await.unwrap_or_else(|_| Err(closed_before_done())) })
     }
 }
 
@@ -142,64 +49,26 @@ pub struct Leave {
 }
 
 impl Handler<Leave> for SessionActor {
-    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+    type Result = ResponseFuture<Result<(), ApiError>>;
 
-    fn handle(&mut self, msg: Leave, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
         self.flush();
         if self.local.remove(&msg.connection).is_none() {
-            let session = self.session.clone();
-            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ApiError::not_member(
-                &session,
-            )))));
+            let not_member = ApiError::not_member(&self.session);
+            return Box::pin(async move { Err(not_member) });
         }
-        let store = self.store.clone();
-        let session = self.session.clone();
-        let connection = msg.connection.clone();
-        // A plan writes this instance's index entry, so only for a member of this instance.
-        let ours = self
-            .view
-            .member(&connection)
-            .is_some_and(|m| m.instance == store.instance().incarnation);
-        let plan = ours
-            .then(|| plan::leave(&self.view, &connection, msg.reason))
-            .flatten();
-        AtomicResponse::new(Box::pin(
-            async move {
-                match plan {
-                    Some(plan) => store.leave_planned(&session, &connection, msg.reason, plan),
-                    None => store.leave(&session, &connection, msg.reason),
-                }
-                .await
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                let outcome = match result {
-                    Ok(Some(change)) => {
-                        act.record(&change);
-                        act.absorb(&change, ctx);
-                        Ok(())
-                    }
-                    Ok(None) => Ok(()),
-                    Err(e) => {
-                        log_store_failure!(
-                            e,
-                            session = %act.session,
-                            connection = %msg.connection,
-                            error = %e,
-                            "leave not confirmed by the store; will retry on reconcile"
-                        );
-                        act.pending_removals.push(PendingRemoval {
-                            connection: msg.connection,
-                            reason: msg.reason,
-                        });
-                        Err(ApiError::from(e))
-                    }
-                };
-                act.report_count();
-                outcome
-            }),
-        ))
+        let (reply, done) = oneshot::channel();
+        self.enqueue(Queued::Leave { msg, reply }, ctx);
+        Box::pin(async move { done.await.unwrap_or_else(|_| Err(closed_before_done())) })
     }
+}
+
+/// The answer to a queued join or leave whose session actor stopped before writing it.
+fn closed_before_done() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the session closed on this instance before the request was applied; try again",
+    )
 }
 
 /// Replace the name and avatar of a local member.

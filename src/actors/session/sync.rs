@@ -143,8 +143,9 @@ impl Handler<ShutdownSession> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let me = store.instance().incarnation.clone();
+        let queued_leaves = self.membership.abandon_at_shutdown();
         self.flush();
-        let had_members = !self.local.is_empty();
+        let had_members = queued_leaves || !self.local.is_empty();
         let mut clients = Vec::with_capacity(self.local.len());
         for (_, local) in self.local.drain() {
             local.client.do_send(ToClient::MembershipEnded {

@@ -19,7 +19,7 @@ use ::redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::keys::KeyLayout;
-use super::reply::{broadcast, text};
+use super::reply::{broadcasts, text};
 use super::subscriptions::Subscriptions;
 use crate::ids::Incarnation;
 use crate::store::{Broadcast, FeedEvent};
@@ -66,10 +66,10 @@ async fn read(
     while let Some(push) = pushes.recv().await {
         match push.kind {
             PushKind::Message | PushKind::SMessage => {
-                if let Some(b) = decoder.decode(push)
-                    && feed.send(FeedEvent::Broadcast(b)).is_err()
-                {
-                    return;
+                for b in decoder.decode(push) {
+                    if feed.send(FeedEvent::Broadcast(b)).is_err() {
+                        return;
+                    }
                 }
             }
             PushKind::Disconnection => {
@@ -188,6 +188,8 @@ struct Decoder {
     /// How this instance's own broadcasts begin (`origin` is their first field): an echo is
     /// dropped without being parsed.
     echo_prefix: String,
+    /// How this instance's own batches begin (an array of broadcasts).
+    batch_echo_prefix: String,
 }
 
 impl Decoder {
@@ -196,6 +198,7 @@ impl Decoder {
         Decoder {
             keys,
             echo_prefix: format!(r#"{{"origin":{origin},"#),
+            batch_echo_prefix: format!(r#"[{{"origin":{origin},"#),
             me,
         }
     }
@@ -205,21 +208,34 @@ impl Decoder {
         self.keys.session_of_channel(&channel).map(str::to_owned)
     }
 
-    fn decode(&self, push: PushInfo) -> Option<Broadcast> {
+    /// The broadcasts of a push: none for an echo, several for a batch (oldest first).
+    fn decode(&self, push: PushInfo) -> Vec<Broadcast> {
         let mut data = push.data.into_iter();
-        let (channel, payload) = (text(&data.next()?)?, data.next()?);
-        self.keys.session_of_channel(&channel)?;
-        if matches!(&payload, Value::BulkString(b) if b.starts_with(self.echo_prefix.as_bytes())) {
-            return None;
+        let (Some(channel), Some(payload)) = (data.next().as_ref().and_then(text), data.next())
+        else {
+            return Vec::new();
+        };
+        if self.keys.session_of_channel(&channel).is_none() {
+            return Vec::new();
+        }
+        if let Value::BulkString(b) = &payload
+            && (b.starts_with(self.echo_prefix.as_bytes())
+                || b.starts_with(self.batch_echo_prefix.as_bytes()))
+        {
+            return Vec::new();
         }
         // Anything else is copied out and parsed, and its origin checked again.
-        let payload = text(&payload)?;
-        match broadcast(&payload) {
-            Ok(b) if b.origin == self.me => None,
-            Ok(b) => Some(b),
+        let Some(payload) = text(&payload) else {
+            return Vec::new();
+        };
+        match broadcasts(&payload) {
+            Ok(mut all) => {
+                all.retain(|b| b.origin != self.me);
+                all
+            }
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "undecodable broadcast dropped");
-                None
+                Vec::new()
             }
         }
     }
@@ -263,22 +279,42 @@ mod tests {
             own.starts_with(r#"{"origin":"me","#),
             "origin comes first: {own}"
         );
-        assert_eq!(decoder.decode(push(&keys, &own)), None);
+        assert_eq!(decoder.decode(push(&keys, &own)), vec![]);
         // Not parsed at all: what follows the prefix does not matter.
         assert_eq!(
             decoder.decode(push(&keys, r#"{"origin":"me",garbage"#)),
-            None
+            vec![]
         );
         for other in ["mee", "m", "other"] {
             let theirs = serde_json::to_string(&change_from(other)).unwrap();
             assert_eq!(
                 decoder.decode(push(&keys, &theirs)),
-                Some(change_from(other)),
+                vec![change_from(other)],
                 "a broadcast of {other} is delivered"
             );
         }
         // Fields in another order are parsed, and the echo still recognised.
         let reordered = r#"{"session":"s","origin":"me","body":{"kind":"change","version":0,"leader":null,"epoch":0,"events":[]}}"#;
-        assert_eq!(decoder.decode(push(&keys, reordered)), None);
+        assert_eq!(decoder.decode(push(&keys, reordered)), vec![]);
+    }
+
+    #[test]
+    fn splits_a_batch_into_its_broadcasts_and_drops_its_own() {
+        let keys = KeyLayout::new("t:");
+        let decoder = Decoder::new(keys.clone(), Incarnation::new("me"));
+        let json = |b: &Broadcast| serde_json::to_string(b).unwrap();
+        let mut first = change_from("other");
+        let mut second = change_from("other");
+        if let (BroadcastBody::Change(a), BroadcastBody::Change(b)) =
+            (&mut first.body, &mut second.body)
+        {
+            a.version = 1;
+            b.version = 2;
+        }
+        let batch = format!("[{},{}]", json(&first), json(&second));
+        assert_eq!(decoder.decode(push(&keys, &batch)), vec![first, second]);
+        let own = format!("[{}]", json(&change_from("me")));
+        assert_eq!(decoder.decode(push(&keys, &own)), vec![]);
+        assert_eq!(decoder.decode(push(&keys, "[{not json")), vec![]);
     }
 }

@@ -1,6 +1,9 @@
 //! Join and leave, the two scripts every connection runs: with the caller's plan
 //! (`crate::store::plan`) when it has one, which the script writes as it is if the session is
-//! still at the plan's header, and computes itself otherwise.
+//! still at the plan's header, and computes itself otherwise; and a batch of such plans, written
+//! in one script call.
+
+use std::collections::BTreeMap;
 
 use ::redis::{ScriptInvocation, Value};
 
@@ -8,9 +11,10 @@ use super::reply::{
     ScriptStatus, array, change_of, int, member_json, reply_error, status, unexpected,
 };
 use super::{RedisStore, Result};
+use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member};
 use crate::store::plan::{Basis, Plan};
-use crate::store::{Broadcast, BroadcastBody, JoinOutcome, StoreError, StoreResult};
+use crate::store::{Broadcast, BroadcastBody, JoinOutcome, PlansWritten, StoreError, StoreResult};
 
 impl RedisStore {
     pub(super) async fn join_with(
@@ -101,6 +105,49 @@ impl RedisStore {
         }
     }
 
+    /// Writes plans made in a row by a [`crate::store::plan::Planner`] with `write_plans.lua`:
+    /// the batch's net effect on the member keys, then its changes.
+    pub(super) async fn write_batch(
+        &self,
+        session: &str,
+        plans: &[Plan],
+    ) -> StoreResult<PlansWritten> {
+        let (Some(first), Some(last)) = (plans.first(), plans.last()) else {
+            return Ok(PlansWritten::All);
+        };
+        let effect = BatchEffect::of(plans)?;
+        let mut call = self.session_call("write_plans", &self.scripts.write_plans, session);
+        call.arg(basis(&first.after))
+            .arg(last.change.version)
+            .arg(last.change.epoch)
+            .arg(last.change.leader.as_deref().unwrap_or(""))
+            .arg(effect.anonymous)
+            .arg(effect.added.len())
+            .arg(effect.removed.len())
+            .arg(effect.users.len())
+            .arg(plans.len());
+        for member in &effect.added {
+            call.arg(member.connection.as_str())
+                .arg(member_json(member)?)
+                .arg(member.joined_at);
+        }
+        for connection in &effect.removed {
+            call.arg(connection.as_str());
+        }
+        for (user, delta) in &effect.users {
+            call.arg(*user).arg(*delta);
+        }
+        for plan in plans {
+            call.arg(self.change_json(session, &plan.change)?);
+        }
+        let items = array(self.invoke(&call).await?)?;
+        match status(&items)? {
+            ScriptStatus::Planned => Ok(PlansWritten::All),
+            ScriptStatus::Moved => Ok(PlansWritten::Declined),
+            other => Err(unexpected("write_plans", other).into()),
+        }
+    }
+
     /// A change as the scripts publish it: `origin` first, which the feed's echo check reads.
     fn change_json(&self, session: &str, change: &Change) -> Result<String> {
         let broadcast = Broadcast {
@@ -121,4 +168,61 @@ fn basis(after: &Basis) -> String {
 /// The scripts read an empty basis as "no plan".
 fn no_plan(call: &mut ScriptInvocation<'_>) {
     call.arg("");
+}
+
+/// What a batch of plans does to the member keys, all told.
+struct BatchEffect<'a> {
+    /// Members joined and still there at the end.
+    added: Vec<&'a Member>,
+    /// Members there before the batch and gone at the end.
+    removed: Vec<&'a ConnectionId>,
+    /// The change in the number of anonymous members.
+    anonymous: i64,
+    /// The change in each signed-in user's number of connections (none of them zero).
+    users: BTreeMap<&'a str, i64>,
+}
+
+impl<'a> BatchEffect<'a> {
+    fn of(plans: &'a [Plan]) -> Result<BatchEffect<'a>> {
+        let mut effect = BatchEffect {
+            added: Vec::new(),
+            removed: Vec::new(),
+            anonymous: 0,
+            users: BTreeMap::new(),
+        };
+        for plan in plans {
+            for event in &plan.change.events {
+                match event {
+                    Event::MemberJoined { member } => {
+                        effect.added.push(member);
+                        effect.count(member.user.as_deref(), 1);
+                    }
+                    Event::MemberLeft {
+                        connection, user, ..
+                    } => {
+                        match effect.added.iter().position(|m| &m.connection == connection) {
+                            Some(i) => {
+                                effect.added.remove(i);
+                            }
+                            None => effect.removed.push(connection),
+                        }
+                        effect.count(user.as_deref(), -1);
+                    }
+                    Event::LeaderChanged { .. } => {}
+                    Event::MemberUpdated { .. } | Event::SessionEnded { .. } => {
+                        return Err(reply_error("write_plans: only joins and leaves are planned"));
+                    }
+                }
+            }
+        }
+        effect.users.retain(|_, delta| *delta != 0);
+        Ok(effect)
+    }
+
+    fn count(&mut self, user: Option<&'a str>, delta: i64) {
+        match user {
+            None => self.anonymous += delta,
+            Some(user) => *self.users.entry(user).or_default() += delta,
+        }
+    }
 }

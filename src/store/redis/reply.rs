@@ -34,8 +34,11 @@ pub(super) enum ScriptStatus {
     Lost,
     /// Lease renewal: the generation token changed (Redis lost its data).
     Reset,
-    /// Join or leave: the caller's plan was written as it is (`crate::store::plan`).
+    /// Join, leave or a batch of plans: the caller's plans were written as they are
+    /// (`crate::store::plan`).
     Planned,
+    /// A batch of plans: the session is no longer at the first plan's header; nothing written.
+    Moved,
 }
 
 impl ScriptStatus {
@@ -43,6 +46,7 @@ impl ScriptStatus {
         Some(match status {
             "ok" => ScriptStatus::Ok,
             "planned" => ScriptStatus::Planned,
+            "moved" => ScriptStatus::Moved,
             "none" => ScriptStatus::None,
             "same" => ScriptStatus::Same,
             "ended" => ScriptStatus::Ended,
@@ -126,6 +130,16 @@ pub(super) fn change_of(v: Option<&Value>) -> Result<Change> {
 /// A broadcast as the scripts and [`crate::store::Store::publish`] encode it.
 pub(super) fn broadcast(json: &str) -> Result<Broadcast> {
     serde_json::from_str(json).map_err(|e| reply_error(format!("broadcast JSON: {e}: {json}")))
+}
+
+/// Parses a published message: one broadcast, or the JSON array of a batch's changes
+/// (`lua/write_plans.lua`), oldest first.
+pub(super) fn broadcasts(json: &str) -> Result<Vec<Broadcast>> {
+    if json.starts_with('[') {
+        serde_json::from_str(json).map_err(|e| reply_error(format!("batch JSON: {e}: {json}")))
+    } else {
+        broadcast(json).map(|b| vec![b])
+    }
 }
 
 /// Parses `{status, change, version, leader, epoch, ended_at, member records...}`.

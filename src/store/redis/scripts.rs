@@ -2,13 +2,20 @@
 //!
 //! Every session script is `lua/session_base.lua` (keys, arguments, publishing a change), the shared
 //! prelude (`lua/session_prelude.lua`: header reads and writes, election, commit), then the
-//! script's own body. Join and leave put their planned fast path (`lua/*_planned.lua`) between the
+//! script's own body. A script that decides nothing (`lua/write_plans.lua`) runs on the base alone.
+//! Join and leave put their planned fast path (`lua/*_planned.lua`) between the
 //! base and the prelude, so that a written plan returns before the prelude's functions are made.
 //! Each file in `lua/` starts with a comment that says what it does and what it returns.
 
 use ::redis::Script;
 
 macro_rules! session_script {
+    (base_only $file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/session_base.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/session_base.lua"),
@@ -37,6 +44,7 @@ macro_rules! global_script {
 pub(super) struct Scripts {
     pub join: Script,
     pub leave: Script,
+    pub write_plans: Script,
     pub update: Script,
     pub end: Script,
     pub remove_instance: Script,
@@ -58,6 +66,7 @@ impl Scripts {
         Scripts {
             join: session_script!("join_planned.lua", "join.lua"),
             leave: session_script!("leave_planned.lua", "leave.lua"),
+            write_plans: session_script!(base_only "write_plans.lua"),
             update: session_script!("update.lua"),
             end: session_script!("end.lua"),
             remove_instance: session_script!("remove_instance.lua"),

@@ -14,8 +14,8 @@ use super::{RedisStore, Result, fresh_token, lock};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 use crate::store::plan::Plan;
 use crate::store::{
-    Broadcast, BroadcastBody, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, Store,
-    StoreError, StoreResult,
+    Broadcast, BroadcastBody, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus,
+    PlansWritten, Store, StoreError, StoreResult,
 };
 
 #[async_trait]
@@ -66,6 +66,10 @@ impl Store for RedisStore {
     ) -> StoreResult<Option<Change>> {
         self.leave_with(session, connection, reason, Some(plan))
             .await
+    }
+
+    async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten> {
+        self.write_batch(session, plans).await
     }
 
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {

@@ -9,6 +9,7 @@ pub mod process;
 pub mod proxy;
 pub mod redis;
 pub mod server;
+pub mod stand_in;
 pub mod urls;
 pub mod ws;
 

@@ -1,7 +1,7 @@
 -- leave, planned: writes the caller's plan (crate::store::plan) as it is while the session is still
 -- at the plan's header, before the prelude's functions exist, so a written plan costs only its
 -- commands. Arguments: see leave.lua. Falls through to leave.lua's own logic otherwise.
-if ARGV[7] ~= '' and at_basis() then
+if ARGV[7] ~= '' and at_basis(ARGV[7]) then
   -- The session is where the caller's view has it, so the plan is what the code below would do.
   local connection = ARGV[5]
   if redis.call('HDEL', MEMBERS, connection) == 1 then

@@ -24,12 +24,11 @@ local function inst_entry(instance, connection)
   return instance .. '\0' .. connection
 end
 
--- Publishes a change JSON (a crate::store::Broadcast) and keeps it in LOG. Versions in LOG are
+-- Keeps changes (each a crate::store::Broadcast JSON, oldest first) in LOG. Versions in LOG are
 -- consecutive: entry i (from 0) is the latest version - i.
-local function publish(msg)
-  redis.call('SPUBLISH', CHANNEL, msg)
-  local logged = redis.call('LPUSH', LOG, msg)
-  if logged == 1 then
+local function log_changes(...)
+  local logged = redis.call('LPUSH', LOG, ...)
+  if logged == select('#', ...) then
     -- A log created here (after a re-assertion cleared it) gets the backstop TTL too.
     redis.call('PEXPIRE', LOG, TTL)
   elseif logged > LOG_LENGTH + LOG_SLACK then
@@ -37,9 +36,15 @@ local function publish(msg)
   end
 end
 
--- Whether the session's header is still the one a plan (join and leave, ARGV[7]) was made from:
+-- Publishes a change JSON (a crate::store::Broadcast) and keeps it in LOG.
+local function publish(msg)
+  redis.call('SPUBLISH', CHANNEL, msg)
+  log_changes(msg)
+end
+
+-- Whether the session's header is still the one a plan was made from: `basis` is
 -- '<version>:<epoch>:<leader>', as crate::store::redis::membership writes it.
-local function at_basis()
+local function at_basis(basis)
   local h = redis.call('HMGET', META, 'version', 'epoch', 'leader')
-  return table.concat({ h[1] or '', h[2] or '', h[3] or '' }, ':') == ARGV[7]
+  return table.concat({ h[1] or '', h[2] or '', h[3] or '' }, ':') == basis
 end

@@ -1,0 +1,388 @@
+//! The session's queue of joins and leaves, written to the store in batches.
+//!
+//! A join or a leave waits in the queue while the store is busy with the ones before it. When the
+//! actor gets to the queue, every request at its front that it can plan in a row
+//! ([`Planner`]) goes to the store in one call, and each requester gets its reply in queue
+//! order, exactly as if they had been applied one at a time. So a busy session costs the store one
+//! call per batch instead of one per request, and an idle one still writes each request at once.
+//! A request that cannot be planned (the session's first member, a full or ended session, another
+//! instance's member) is applied alone, and so are the requests of a batch the store declined
+//! because another instance changed the session meanwhile.
+
+use std::collections::VecDeque;
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use tokio::sync::oneshot;
+
+use super::outbox::Audience;
+use super::requests::{JoinLocal, Leave};
+use super::{LocalMember, Missed, PendingRemoval, SessionActor};
+use crate::actors::ReplyFrame;
+use crate::ids::ConnectionId;
+use crate::model::{Change, CountsTracker, Event, Member, Presence, SessionView, now_ms};
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::reply::ServerMessage;
+use crate::store::plan::{Plan, Planner};
+use crate::store::{JoinOutcome, PlansWritten, StoreError, StoreResult, plan};
+
+/// Most requests written in one store call.
+const MAX_BATCH: usize = 64;
+
+/// A join or leave waiting for the store, with where its answer goes.
+pub(super) enum Queued {
+    Join {
+        msg: JoinLocal,
+        reply: oneshot::Sender<Result<SessionView, ApiError>>,
+    },
+    Leave {
+        msg: Leave,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+}
+
+#[derive(Default)]
+pub(super) struct MembershipQueue {
+    queued: VecDeque<Queued>,
+    /// A [`WriteQueued`] is on its way to the actor.
+    scheduled: bool,
+    /// Requests at the front to apply one at a time (the store declined their batch).
+    one_at_a_time: usize,
+}
+
+impl MembershipQueue {
+    /// Answers every queued request of an instance that is shutting down: a join is refused, and
+    /// a leave is done, as the shutdown removes every member of this instance from the store.
+    /// Whether there was a leave, whose member the store still has.
+    pub(super) fn abandon_at_shutdown(&mut self) -> bool {
+        self.one_at_a_time = 0;
+        let mut leaves = false;
+        for request in self.queued.drain(..) {
+            match request {
+                Queued::Join { reply, .. } => {
+                    let _ = reply.send(Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "this instance is shutting down; join again",
+                    )));
+                }
+                Queued::Leave { reply, .. } => {
+                    leaves = true;
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+        leaves
+    }
+}
+
+/// Write what is queued. Sent by the actor to itself, so that it arrives after the requests
+/// already in the mailbox have joined the queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriteQueued;
+
+impl SessionActor {
+    pub(super) fn enqueue(&mut self, request: Queued, ctx: &mut Context<Self>) {
+        self.membership.queued.push_back(request);
+        self.schedule_write(ctx);
+    }
+
+    fn schedule_write(&mut self, ctx: &mut Context<Self>) {
+        if !self.membership.scheduled && !self.membership.queued.is_empty() {
+            self.membership.scheduled = true;
+            ctx.notify(WriteQueued);
+        }
+    }
+
+    /// The plans of the requests at the front of the queue that can be planned in a row.
+    fn plan_front(&self) -> Vec<Plan> {
+        let me = &self.store.instance().incarnation;
+        let mut planner = Planner::new(&self.view, self.max_members);
+        let mut plans = Vec::new();
+        for request in self.membership.queued.iter().take(MAX_BATCH) {
+            let plan = match request {
+                Queued::Join { msg, .. } => planner.join(&msg.member, now_ms()),
+                Queued::Leave { msg, .. } => {
+                    // A plan writes this instance's index entry, so only for its own members.
+                    let theirs = self
+                        .view
+                        .member(&msg.connection)
+                        .is_some_and(|m| &m.instance != me);
+                    if theirs {
+                        None
+                    } else {
+                        planner.leave(&msg.connection, msg.reason)
+                    }
+                }
+            };
+            match plan {
+                Some(plan) => plans.push(plan),
+                None => break,
+            }
+        }
+        plans
+    }
+
+    /// Writes `requests`, planned in a row as `plans`, in one store call.
+    fn write_batch(&mut self, requests: Vec<Queued>, plans: Vec<Plan>, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        ctx.wait(
+            async move {
+                let written = store.write_plans(&session, &plans).await;
+                (written, plans)
+            }
+            .into_actor(self)
+            .map(move |(written, plans), act, ctx| {
+                match written {
+                    Ok(PlansWritten::All) => {
+                        metrics::counter!(crate::metrics::BATCHES_WRITTEN).increment(1);
+                        metrics::counter!(crate::metrics::BATCHED_CHANGES)
+                            .increment(plans.len() as u64);
+                        for (request, plan) in requests.into_iter().zip(plans) {
+                            act.complete(request, Ok(plan.change), ctx);
+                        }
+                    }
+                    Ok(PlansWritten::Declined) => {
+                        act.membership.one_at_a_time = requests.len();
+                        for request in requests.into_iter().rev() {
+                            act.membership.queued.push_front(request);
+                        }
+                    }
+                    Err(e) => {
+                        for request in requests {
+                            act.complete(request, Err(e.clone()), ctx);
+                        }
+                    }
+                }
+                act.schedule_write(ctx);
+            }),
+        );
+    }
+
+    /// Answers a request of a written batch: `Ok` with its change, or the store's error.
+    fn complete(&mut self, request: Queued, written: StoreResult<Change>, ctx: &mut Context<Self>) {
+        match request {
+            Queued::Join { msg, reply } => {
+                let done = written.map(|change| (JoinOutcome::Joined(change), None));
+                let _ = reply.send(self.finish_join(msg, done, true, ctx));
+            }
+            Queued::Leave { msg, reply } => {
+                let _ = reply.send(self.finish_leave(msg, written.map(Some), ctx));
+            }
+        }
+    }
+
+    /// Applies one request through the store, with its own plan when it has one.
+    fn write_one(&mut self, request: Queued, ctx: &mut Context<Self>) {
+        match request {
+            Queued::Join { msg, reply } => self.join_one(msg, reply, ctx),
+            Queued::Leave { msg, reply } => self.leave_one(msg, reply, ctx),
+        }
+    }
+
+    fn join_one(
+        &mut self,
+        msg: JoinLocal,
+        reply: oneshot::Sender<Result<SessionView, ApiError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let max_members = self.max_members;
+        // The actor handles nothing else until this join is done, so this stays its version.
+        let known = self.view.version;
+        let has_view = known > 0;
+        let member = msg.member.clone();
+        let plan = plan::join(&self.view, &member, now_ms(), max_members);
+        ctx.wait(
+            async move {
+                let outcome = match plan {
+                    Some(plan) => store.join_planned(&session, member, max_members, plan),
+                    None => store.join(&session, member, max_members),
+                }
+                .await?;
+                let follows = outcome.change().is_some_and(|c| c.version == known + 1);
+                let missed = if follows || (has_view && outcome.change().is_none()) {
+                    None
+                } else if has_view {
+                    match store.changes_since(&session, known).await? {
+                        Some(changes) => Some(Missed::Changes(changes)),
+                        None => Some(Missed::View(store.view(&session).await?)),
+                    }
+                } else {
+                    // This instance's first member of the session: the one full read.
+                    Some(Missed::View(store.view(&session).await?))
+                };
+                Ok::<_, StoreError>((outcome, missed))
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let _ = reply.send(act.finish_join(msg, result, has_view, ctx));
+                act.schedule_write(ctx);
+            }),
+        );
+    }
+
+    /// What a join's requester hears once the store has it: the joiner becomes local, and the
+    /// others see the join (and anything missed) first, so the joiner gets its `joined` reply
+    /// instead of its own `member_joined`.
+    fn finish_join(
+        &mut self,
+        msg: JoinLocal,
+        result: StoreResult<(JoinOutcome, Option<Missed>)>,
+        has_view: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<SessionView, ApiError> {
+        let (outcome, missed) = result?;
+        let connection = msg.member.connection.clone();
+        if let Some(change) = outcome.change() {
+            self.record(change);
+        }
+        match missed {
+            Some(Missed::View(Some(view))) if !has_view => {
+                self.view = view;
+                self.counts = CountsTracker::of(&self.view.members);
+            }
+            Some(missed) => self.take_missed(missed, ctx),
+            None => {
+                if let Some(change) = outcome.change() {
+                    self.absorb(change, ctx);
+                }
+            }
+        }
+        let joined = self
+            .joined_record(&outcome, &connection)
+            .unwrap_or(msg.member);
+        self.flush();
+        self.local.insert(
+            connection.clone(),
+            LocalMember {
+                member: joined,
+                client: msg.client,
+                presence: msg.presence,
+            },
+        );
+        if msg.presence == Presence::Counts {
+            self.counts_changed(ctx);
+        }
+        let reply_frame_sent = matches!(msg.reply, ReplyFrame::Session { .. });
+        if let ReplyFrame::Session { id } = msg.reply {
+            let joined = ServerMessage::Joined {
+                id,
+                session: self.session.clone(),
+                you: connection.clone(),
+                view: self.view_body(msg.presence, &connection),
+            };
+            self.deliver(joined.encode(), Audience::Only(connection), ctx);
+        }
+        self.report_count();
+        Ok(match reply_frame_sent {
+            // The joiner has its list in the reply frame; the caller gets the header.
+            true => SessionView {
+                members: Vec::new(),
+                ..self.view.header()
+            },
+            false => self.view.clone(),
+        })
+    }
+
+    /// The member record the store stamped for `connection` (its `joined_at`).
+    fn joined_record(&self, outcome: &JoinOutcome, connection: &ConnectionId) -> Option<Member> {
+        let stamped = outcome.change().and_then(|change| {
+            change.events.iter().find_map(|event| match event {
+                Event::MemberJoined { member } if &member.connection == connection => {
+                    Some(member.clone())
+                }
+                _ => None,
+            })
+        });
+        stamped.or_else(|| self.view.member(connection).cloned())
+    }
+
+    fn leave_one(
+        &mut self,
+        msg: Leave,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let connection = msg.connection.clone();
+        // A plan writes this instance's index entry, so only for a member of this instance.
+        let ours = self
+            .view
+            .member(&connection)
+            .is_some_and(|m| m.instance == store.instance().incarnation);
+        let plan = ours
+            .then(|| plan::leave(&self.view, &connection, msg.reason))
+            .flatten();
+        let reason = msg.reason;
+        ctx.wait(
+            async move {
+                match plan {
+                    Some(plan) => store.leave_planned(&session, &connection, reason, plan),
+                    None => store.leave(&session, &connection, reason),
+                }
+                .await
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let _ = reply.send(act.finish_leave(msg, result, ctx));
+                act.schedule_write(ctx);
+            }),
+        );
+    }
+
+    /// What a leave's requester hears once the store answered; a leave the store did not confirm
+    /// is retried on reconcile.
+    fn finish_leave(
+        &mut self,
+        msg: Leave,
+        result: StoreResult<Option<Change>>,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ApiError> {
+        let outcome = match result {
+            Ok(Some(change)) => {
+                self.record(&change);
+                self.absorb(&change, ctx);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                log_store_failure!(
+                    e,
+                    session = %self.session,
+                    connection = %msg.connection,
+                    error = %e,
+                    "leave not confirmed by the store; will retry on reconcile"
+                );
+                self.pending_removals.push(PendingRemoval {
+                    connection: msg.connection,
+                    reason: msg.reason,
+                });
+                Err(ApiError::from(e))
+            }
+        };
+        self.report_count();
+        outcome
+    }
+}
+
+impl Handler<WriteQueued> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: WriteQueued, ctx: &mut Context<Self>) {
+        self.membership.scheduled = false;
+        let plans = match self.membership.one_at_a_time {
+            0 => self.plan_front(),
+            _ => Vec::new(),
+        };
+        if plans.len() >= 2 {
+            let requests = self.membership.queued.drain(..plans.len()).collect();
+            self.write_batch(requests, plans, ctx);
+        } else if let Some(request) = self.membership.queued.pop_front() {
+            self.membership.one_at_a_time = self.membership.one_at_a_time.saturating_sub(1);
+            self.write_one(request, ctx);
+        }
+    }
+}
