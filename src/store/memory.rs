@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::plan::{Basis, Plan};
 use super::{
     Broadcast, BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome,
-    LeaseStatus, Store, StoreError, StoreResult,
+    LeaseStatus, PlansWritten, Store, StoreError, StoreResult,
 };
 use crate::ids::ConnectionId;
 use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView, now_ms, sort_members};
@@ -279,6 +280,58 @@ impl Store for MemoryStore {
         }
         self.publish_change(&state, session, &change);
         Ok(Some(change))
+    }
+
+    async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten> {
+        let mut state = self.backend.lock();
+        let Some(first) = plans.first() else {
+            return Ok(PlansWritten::All);
+        };
+        let Some(entry) = state.sessions.get_mut(session) else {
+            return Ok(PlansWritten::Declined);
+        };
+        let at = Basis {
+            version: entry.version,
+            epoch: entry.epoch,
+            leader: entry.leader.clone(),
+        };
+        if at != first.after {
+            return Ok(PlansWritten::Declined);
+        }
+        let mut touched = Vec::new();
+        let mut changes = Vec::with_capacity(plans.len());
+        for plan in plans {
+            for event in &plan.change.events {
+                match event {
+                    Event::MemberJoined { member } => {
+                        entry.members.push(member.clone());
+                        sort_members(&mut entry.members);
+                        touched.push(member.instance.clone());
+                    }
+                    Event::MemberLeft { connection, .. } => {
+                        if let Some(pos) = entry
+                            .members
+                            .iter()
+                            .position(|m| &m.connection == connection)
+                        {
+                            touched.push(entry.members.remove(pos).instance);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            entry.leader = plan.change.leader.clone();
+            entry.epoch = plan.change.epoch;
+            changes.push(entry.commit(plan.change.events.clone()));
+        }
+        for instance in touched {
+            let present = Self::still_has_members(&state, &instance, session);
+            Self::track(&mut state, &instance, session, present);
+        }
+        for change in &changes {
+            self.publish_change(&state, session, change);
+        }
+        Ok(PlansWritten::All)
     }
 
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {

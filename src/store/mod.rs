@@ -118,7 +118,7 @@ impl JoinOutcome {
 pub enum PlansWritten {
     /// Every plan, as it is.
     All,
-    /// None of them: the session moved on since the plans were made, or the store takes no plans.
+    /// None of them: the session moved on since the plans were made.
     Declined,
 }
 
@@ -223,12 +223,8 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the name and avatar of a member. `None` when it was not a member.
     /// Writes several plans of one session in one step, each following the one before it
     /// (`crate::store::plan::Planner`), if the session is still at the first plan's header; when
-    /// it is not, writes nothing. A store that does not take plans declines every batch, and the
-    /// caller applies the requests one at a time.
-    async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten> {
-        let _ = (session, plans);
-        Ok(PlansWritten::Declined)
-    }
+    /// it is not (another instance changed it since), writes nothing.
+    async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten>;
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>>;
     /// Ends the session if `connection` is its leader at `epoch`; removes every member.
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change>;

@@ -302,16 +302,27 @@ mod tests {
         let v = view(vec![member("a", 100, None), member("b", 200, Some("bob"))]);
         let mut planner = Planner::new(&v, 3);
         let c = planner.join(&member("c", 0, None), 150).expect("c joins");
-        assert!(planner.join(&member("d", 0, None), 150).is_none(), "full at 3");
-        let gone = planner.leave(&ConnectionId::new("a"), LeaveReason::Left).expect("a leaves");
-        let d = planner.join(&member("d", 0, None), 150).expect("room again");
-        let brief = planner.leave(&ConnectionId::new("d"), LeaveReason::Left).expect("d leaves");
+        assert!(
+            planner.join(&member("d", 0, None), 150).is_none(),
+            "full at 3"
+        );
+        let gone = planner
+            .leave(&ConnectionId::new("a"), LeaveReason::Left)
+            .expect("a leaves");
+        let d = planner
+            .join(&member("d", 0, None), 150)
+            .expect("room again");
+        let brief = planner
+            .leave(&ConnectionId::new("d"), LeaveReason::Left)
+            .expect("d leaves");
         assert!(
             planner.join(&member("d", 0, None), 150).is_none(),
             "a connection that left in the batch does not come back in it"
         );
         assert!(
-            planner.leave(&ConnectionId::new("a"), LeaveReason::Left).is_none(),
+            planner
+                .leave(&ConnectionId::new("a"), LeaveReason::Left)
+                .is_none(),
             "gone already"
         );
         let plans = [&c, &gone, &d, &brief];
@@ -324,7 +335,11 @@ mod tests {
         assert_eq!(c.after, Basis::of(&v));
         assert_eq!(c.change.version, 8);
         assert_eq!(brief.change.version, 11);
-        assert_eq!(gone.change.leader, Some(ConnectionId::new("b")), "earliest remaining");
+        assert_eq!(
+            gone.change.leader,
+            Some(ConnectionId::new("b")),
+            "earliest remaining"
+        );
         assert_eq!(gone.change.epoch, 4);
         let stamp = |p: &Plan| match p.change.events.as_slice() {
             [Event::MemberJoined { member }] => member.joined_at,
@@ -339,5 +354,4 @@ mod tests {
         let left: Vec<&str> = end.members.iter().map(|m| m.connection.as_str()).collect();
         assert_eq!(left, ["b", "c"]);
     }
-
 }

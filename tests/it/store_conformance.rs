@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::ids::ConnectionId;
-use rollcall::model::{Change, Counts, Event, LeaveReason, Member};
+use rollcall::model::{Change, Counts, Event, LeaveReason, Member, now_ms};
 use rollcall::store::memory::MemoryBackend;
+use rollcall::store::plan::{Plan, Planner};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
     BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus,
-    Store, StoreError,
+    PlansWritten, Store, StoreError,
 };
 
 use crate::support::cluster::{self, RedisCluster};
@@ -740,6 +741,84 @@ async fn change_log_gives_the_missed_changes_until_it_no_longer_reaches_back<H: 
     );
 }
 
+/// Plans made in a row are written in one step, leave the store where they say, and reach other
+/// instances (and the change log) as the changes they are; a batch planned from a session that
+/// moved on since is declined and writes nothing.
+async fn batched_plans<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _feed_a) = h.connect("a").await;
+    let (b, mut feed_b) = h.connect("b").await;
+    a.subscribe("s").await.expect("subscribe");
+    b.subscribe("s").await.expect("subscribe");
+    join(&a, "s", member(&a, "first", Some("ann"))).await;
+    next_event(&mut feed_b).await;
+
+    // Joins, the leader's leave (handing over), and a member that joins and leaves in the batch.
+    let before = a.view("s").await.expect("view").expect("the session");
+    let mut planner = Planner::new(&before, 100);
+    let plans: Vec<Plan> = [
+        planner.join(&member(&a, "anon", None), now_ms()),
+        planner.join(&member(&a, "second", Some("ann")), now_ms()),
+        planner.leave(&"first".into(), LeaveReason::Left),
+        planner.join(&member(&a, "brief", Some("bo")), now_ms()),
+        planner.leave(&"brief".into(), LeaveReason::Timeout),
+    ]
+    .into_iter()
+    .map(|p| p.expect("a plan"))
+    .collect();
+    let written = a.write_plans("s", &plans).await.expect("write");
+    assert_eq!(written, PlansWritten::All);
+    let mut expected = before.clone();
+    for plan in &plans {
+        expected.apply(&plan.change);
+    }
+    let after = a.view("s").await.expect("view").expect("the session");
+    assert_eq!(after, expected, "the store is where the plans said");
+    assert_eq!(expected.leader.as_deref(), Some("anon"), "handed over");
+    let counts = a.counts(&["s".into()]).await.expect("counts");
+    assert_eq!(counts[0], expected.counts());
+
+    let planned: Vec<Change> = plans.iter().map(|p| p.change.clone()).collect();
+    let mut seen = Vec::new();
+    while seen.len() < planned.len() {
+        if let FeedEvent::Broadcast(bc) = next_event(&mut feed_b).await
+            && let BroadcastBody::Change(change) = bc.body
+        {
+            seen.push(change);
+        }
+    }
+    assert_eq!(
+        seen, planned,
+        "the other instance gets every change, in order"
+    );
+    let logged = b
+        .changes_since("s", before.version)
+        .await
+        .expect("changes")
+        .expect("the log reaches back");
+    assert_eq!(logged, planned, "the change log holds them one by one");
+
+    // What follows the batch follows on from it.
+    let next = leave(&b, "s", "anon").await;
+    assert_eq!(next.version, expected.version + 1);
+    assert_eq!(next.leader.as_deref(), Some("second"));
+
+    // `a`'s view is now one change behind: a batch planned from it writes nothing.
+    let mut stale = Planner::new(&expected, 100);
+    let plans: Vec<Plan> = [
+        stale.join(&member(&a, "x", None), now_ms()),
+        stale.leave(&"second".into(), LeaveReason::Left),
+    ]
+    .into_iter()
+    .map(|p| p.expect("a plan"))
+    .collect();
+    let moved = a.view("s").await.expect("view").expect("the session");
+    let written = a.write_plans("s", &plans).await.expect("write");
+    assert_eq!(written, PlansWritten::Declined);
+    let now = a.view("s").await.expect("view").expect("the session");
+    assert_eq!(now, moved, "nothing written");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -782,4 +861,5 @@ conformance!(
     feed_carries_changes_and_messages,
     joined_at_is_strictly_increasing,
     change_log_gives_the_missed_changes_until_it_no_longer_reaches_back,
+    batched_plans,
 );

@@ -5,12 +5,12 @@ use actix::{
     ActorFutureExt, AtomicResponse, Context, Handler, Message, Recipient, ResponseFuture,
     WrapFuture,
 };
-use tokio::sync::oneshot;
 use serde_json::Value;
+use tokio::sync::oneshot;
 
+use super::membership::Queued;
 use super::outbox::Audience;
 use super::{Missed, SessionActor};
-use super::membership::Queued;
 use crate::actors::{ReplyFrame, ToClient};
 use crate::ids::ConnectionId;
 use crate::model::{Event, LeaveReason, Member, Presence, SessionView};

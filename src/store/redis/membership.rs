@@ -200,7 +200,11 @@ impl<'a> BatchEffect<'a> {
                     Event::MemberLeft {
                         connection, user, ..
                     } => {
-                        match effect.added.iter().position(|m| &m.connection == connection) {
+                        match effect
+                            .added
+                            .iter()
+                            .position(|m| &m.connection == connection)
+                        {
                             Some(i) => {
                                 effect.added.remove(i);
                             }
@@ -210,7 +214,9 @@ impl<'a> BatchEffect<'a> {
                     }
                     Event::LeaderChanged { .. } => {}
                     Event::MemberUpdated { .. } | Event::SessionEnded { .. } => {
-                        return Err(reply_error("write_plans: only joins and leaves are planned"));
+                        return Err(reply_error(
+                            "write_plans: only joins and leaves are planned",
+                        ));
                     }
                 }
             }

@@ -14,8 +14,8 @@ use super::{RedisStore, Result, fresh_token, lock};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 use crate::store::plan::Plan;
 use crate::store::{
-    Broadcast, BroadcastBody, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus,
-    PlansWritten, Store, StoreError, StoreResult,
+    Broadcast, BroadcastBody, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten,
+    Store, StoreError, StoreResult,
 };
 
 #[async_trait]
