@@ -4,10 +4,13 @@
 // delivered. Operations on one session run one at a time, as its session actor runs them. Used by
 // script-cost.sh, which runs Redis under callgrind and counts its instructions.
 //
-//   node script-cost.js --port P --cycles N [--warmup W] [--planned]
+//   node script-cost.js --port P --cycles N [--warmup W] [--planned] [--batch K]
 //
 // --planned offers every join and leave the change this driver's view of the session says it
 // makes (src/store/plan.rs), as a session actor does; without it, no operation has a plan.
+// --batch K (K >= 2) writes K planned joins, then their K leaves, per session in one write_plans
+// script each, as a session actor does with the joins and leaves queued behind a busy store
+// (src/actors/session/membership.rs); each session keeps one resident member, its leader.
 // Prints `ready` once W warm-up cycles are done and waits for a line on stdin (script-cost.sh
 // zeroes callgrind's counters then), then runs N cycles and prints `done N, P planned`.
 // The argument layout follows src/store/redis/membership.rs: change both together.
@@ -18,12 +21,14 @@ const path = require('path');
 const readline = require('readline');
 const { createClient } = require('redis');
 
-const opts = { planned: false };
+const opts = { planned: false, batch: 0 };
 for (let a = process.argv.slice(2); a.length; ) {
   const k = a.shift().replace(/^--/, '');
   if (k === 'planned') opts.planned = true;
   else opts[k] = a.shift();
 }
+opts.batch = Number(opts.batch || 0);
+if (opts.batch) opts.planned = true;
 const port = Number(opts.port), cycles = Number(opts.cycles || 3000), warmup = Number(opts.warmup || 500);
 if (!port) {
   console.error('usage: node script-cost.js --port P --cycles N [--warmup W] [--planned]');
@@ -35,6 +40,7 @@ const read = (name) => fs.readFileSync(path.join(lua, name), 'utf8');
 // As src/store/redis/scripts.rs composes them.
 const script = (name) => read('session_base.lua') + read(name.replace('.lua', '_planned.lua'))
   + read('session_prelude.lua') + read(name);
+const baseOnly = (name) => read('session_base.lua') + read(name);
 const SESSIONS = ['s0', 's1', 's2', 's3'];
 const keys = (s) => ['meta', 'members', 'order', 'byinst', 'users', 'log'].map((k) => `P:{s:${s}}:${k}`);
 const channel = (s) => `P:{s:${s}}:ch`;
@@ -81,6 +87,54 @@ function leavePlan(view, connection, reason) {
   return { change: { version: view.version + 1, leader, epoch, events } };
 }
 
+// K planned joins in a row, then their K leaves, each batch one write_plans call; the argument
+// layout follows write_batch in src/store/redis/membership.rs.
+async function batchCycle(c, sha, s, worker, k) {
+  const common = [channel(s), INSTANCE, s, '60000'];
+  const write = async (plans, added, removed) => {
+    const first = plans[0], last = plans[plans.length - 1].change;
+    const anon = added.length - removed.length;
+    const args = [first.basis, String(last.version), String(last.epoch), last.leader || '', String(anon),
+      String(added.length), String(removed.length), '0', String(plans.length)];
+    for (const m of added) args.push(m.connection, JSON.stringify(m), String(m.joined_at));
+    for (const conn of removed) args.push(conn);
+    for (const p of plans) args.push(changeJson(s, p.change));
+    const reply = await c.evalSha(sha, { keys: keys(s), arguments: [...common, ...args] });
+    if (reply[0] !== 'planned') throw new Error(`write_plans answered ${JSON.stringify(reply)}`);
+    for (const p of plans) apply(views[s], p.change);
+  };
+  await oneAtATime(s, async () => {
+    const view = views[s];
+    let { version, epoch, leader } = view;
+    let latest = view.members[view.members.length - 1].joined_at;
+    const plans = [], added = [];
+    for (let i = 0; i < k; i++) {
+      const member = { connection: `c-${worker}-${next++}`, user: null, name: `load-${worker}`, avatar: null,
+        joined_at: Math.max(Date.now(), latest + 1), instance: INSTANCE };
+      latest = member.joined_at;
+      plans.push({ basis: `${version}:${epoch}:${leader || ''}`,
+        change: { version: version + 1, leader, epoch, events: [{ type: 'member_joined', member }] } });
+      version += 1;
+      added.push(member);
+    }
+    await write(plans, added, []);
+  });
+  await oneAtATime(s, async () => {
+    const view = views[s];
+    let { version, epoch, leader } = view;
+    const leaving = view.members.slice(1, 1 + k).map((m) => m.connection);
+    const plans = leaving.map((connection) => {
+      const plan = { basis: `${version}:${epoch}:${leader || ''}`,
+        change: { version: version + 1, leader, epoch, events: [{ type: 'member_left', connection, user: null, reason: 'left' }] } };
+      version += 1;
+      return plan;
+    });
+    await write(plans, [], leaving);
+  });
+  return k;
+}
+let next = 0;
+
 async function main() {
   const c = createClient({ url: `redis://127.0.0.1:${port}` });
   const sub = c.duplicate();
@@ -88,6 +142,7 @@ async function main() {
   await sub.sSubscribe(SESSIONS.map(channel), () => {});
   const join = await c.scriptLoad(script('join.lua'));
   const leave = await c.scriptLoad(script('leave.lua'));
+  const writePlans = await c.scriptLoad(baseOnly('write_plans.lua'));
   let planned = 0;
   const outcome = (s, reply, plan, what) => {
     if (reply[0] === 'planned') {
@@ -99,7 +154,6 @@ async function main() {
       throw new Error(`${what} answered ${JSON.stringify(reply)}`);
     }
   };
-  let next = 0;
   const cycle = async (worker) => {
     const s = SESSIONS[next % SESSIONS.length];
     const connection = `c-${worker}-${next++}`;
@@ -127,6 +181,37 @@ async function main() {
     await Promise.all(Array.from({ length: 16 }, (_, w) => worker(w)));
     return started;
   };
+  // Batches: one driver per session, K cycles per pair of batches.
+  const runBatches = async (n) => {
+    let done = 0;
+    const driver = async (s, w) => {
+      while (done + opts.batch <= n) {
+        done += opts.batch;
+        await batchCycle(c, writePlans, s, w, opts.batch);
+        planned += 2 * opts.batch;
+      }
+    };
+    await Promise.all(SESSIONS.map((s, w) => driver(s, w)));
+    return done;
+  };
+  if (opts.batch) {
+    // The resident leader of each session, then the warm-up.
+    for (const s of SESSIONS) {
+      const member = { connection: `resident-${s}`, user: null, name: 'resident', avatar: null, joined_at: 0, instance: INSTANCE };
+      const reply = await c.evalSha(join, { keys: keys(s), arguments: [channel(s), INSTANCE, s, '60000', JSON.stringify(member), '100000', ''] });
+      if (reply[0] === 'ok') apply(views[s], JSON.parse(reply[1]).body);
+    }
+    await runBatches(warmup);
+    console.log('ready');
+    const go = readline.createInterface({ input: process.stdin });
+    await new Promise((resolve) => go.once('line', resolve));
+    go.close();
+    planned = 0;
+    const done = await runBatches(cycles);
+    console.log(`done ${done}, ${planned} planned`);
+    await Promise.all([c.quit(), sub.quit()]);
+    return;
+  }
   await run(warmup);
   console.log('ready');
   const go = readline.createInterface({ input: process.stdin });

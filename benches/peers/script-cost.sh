@@ -5,6 +5,7 @@
 #   benches/peers/script-cost.sh            # 3,000 cycles after 500 warm-up cycles
 #   CYCLES=5000 benches/peers/script-cost.sh
 #   PLANNED=1 benches/peers/script-cost.sh  # every join and leave offered its plan, as the engine does
+#   BATCH=4 benches/peers/script-cost.sh    # planned joins and leaves written 4 at a time (write_plans)
 #
 # Needs valgrind, redis-server, redis-cli and Node (packages of this folder; npm ci if missing).
 set -euo pipefail
@@ -25,7 +26,7 @@ for _ in $(seq 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 
 # The driver waits after its warm-up; the counters are zeroed then, and dumped after the cycles.
 mkfifo "$tmp/go"
-node "$here/script-cost.js" --port "$port" --cycles "$cycles" ${PLANNED:+--planned} <"$tmp/go" >"$tmp/driver.log" 2>&1 &
+node "$here/script-cost.js" --port "$port" --cycles "$cycles" ${PLANNED:+--planned} ${BATCH:+--batch "$BATCH"} <"$tmp/go" >"$tmp/driver.log" 2>&1 &
 driver_pid=$!
 exec 3>"$tmp/go"
 until grep -q '^ready' "$tmp/driver.log"; do
@@ -43,13 +44,16 @@ callgrind_annotate --inclusive=yes "$dump" >"$tmp/inclusive.txt" 2>/dev/null
 python3 - "$tmp/inclusive.txt" "$cycles" "$tmp/driver.log" <<'PY'
 import re, sys
 text, cycles = open(sys.argv[1]).read(), int(sys.argv[2])
+# The driver says how many cycles it ran (a batch run rounds down to whole batches).
+ran = re.findall(r'^done (\d+)', open(sys.argv[3]).read(), re.M)
+cycles = int(ran[-1]) if ran else cycles
 def ir(pattern):
     m = re.search(r'^\s*([\d,]+) \([^)]*\)\s+' + pattern, text, re.M)
     return int(m.group(1).replace(',', '')) if m else 0
 total = ir(r'PROGRAM TOTALS')
 rows = [
     ('all of Redis', total),
-    ('EVALSHA (the two scripts, everything inside)', ir(r'\S*:evalGenericCommand ')),
+    ('EVALSHA (the scripts, everything inside)', ir(r'\S*:evalGenericCommand ')),
     ('  the Lua chunk (lua_pcall)', ir(r'\S*:lua_pcall ')),
     ('    commands called from Lua (scriptCall: dispatch and execution)', ir(r'\S*:scriptCall ')),
     ('    their replies turned into Lua values (parseReply)', ir(r'\S*:parseReply ')),

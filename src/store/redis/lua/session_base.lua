@@ -24,11 +24,11 @@ local function inst_entry(instance, connection)
   return instance .. '\0' .. connection
 end
 
--- Keeps changes (each a crate::store::Broadcast JSON, oldest first) in LOG. Versions in LOG are
+-- After `pushed` changes (each a crate::store::Broadcast JSON) were LPUSHed onto LOG, which now
+-- holds `logged`: gives a new log the backstop TTL and trims a long one. Versions in LOG are
 -- consecutive: entry i (from 0) is the latest version - i.
-local function log_changes(...)
-  local logged = redis.call('LPUSH', LOG, ...)
-  if logged == select('#', ...) then
+local function keep_log(logged, pushed)
+  if logged == pushed then
     -- A log created here (after a re-assertion cleared it) gets the backstop TTL too.
     redis.call('PEXPIRE', LOG, TTL)
   elseif logged > LOG_LENGTH + LOG_SLACK then
@@ -39,7 +39,7 @@ end
 -- Publishes a change JSON (a crate::store::Broadcast) and keeps it in LOG.
 local function publish(msg)
   redis.call('SPUBLISH', CHANNEL, msg)
-  log_changes(msg)
+  keep_log(redis.call('LPUSH', LOG, msg), 1)
 end
 
 -- Whether the session's header is still the one a plan was made from: `basis` is

@@ -66,5 +66,5 @@ for i = 1, changes do
 end
 -- One message for the batch: a JSON array of the changes, which the feed splits again.
 redis.call('SPUBLISH', CHANNEL, '[' .. table.concat(logged, ',') .. ']')
-log_changes(unpack(logged))
+keep_log(redis.call('LPUSH', LOG, unpack(logged)), changes)
 return { 'planned' }
