@@ -192,3 +192,91 @@ async fn joins_queued_behind_a_slow_store_are_written_in_batches_and_answered_in
     }
     engine.shutdown().await;
 }
+
+/// A graceful stop while joins and a leave wait in the queue: each queued join is refused (or was
+/// written before the stop and is removed by it), the queued leave is done, and the stop leaves no
+/// member of the instance in the store.
+#[actix_rt::test]
+async fn a_stop_answers_the_queued_requests_and_leaves_no_member_behind() {
+    const JOINERS: usize = 10;
+    let server = RedisServer::start();
+    let settings = settings("stopping");
+    let (store, feed) = RedisStore::connect(
+        &server.url(),
+        "rc",
+        InstanceId::new("stopping"),
+        settings.lease,
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .expect("connect");
+    let engine = Engine::start(std::sync::Arc::new(store), feed, &settings)
+        .await
+        .expect("engine start");
+    let first = Socket::new("first");
+    first.join(&engine, "party", Presence::Full).await;
+    let actor = engine
+        .supervisor()
+        .send(LookupSession("party".into()))
+        .await
+        .expect("the supervisor answers")
+        .expect("a session actor");
+
+    let _: String = server
+        .query(&["CLIENT", "PAUSE", "300", "WRITE"])
+        .expect("CLIENT PAUSE");
+    let crowd: Vec<Socket> = (0..JOINERS)
+        .map(|i| Socket::new(&format!("g{i:02}")))
+        .collect();
+    let joins = crowd.iter().map(|s| async {
+        let join = rollcall::actors::supervisor::Join {
+            session: "party".into(),
+            member: crate::support::members::member(
+                &s.connection,
+                &engine.store().instance().incarnation,
+            ),
+            client: s.client(),
+            reply: rollcall::actors::ReplyFrame::Session { id: None },
+            presence: Presence::Full,
+        };
+        engine
+            .supervisor()
+            .send(join)
+            .await
+            .expect("the supervisor answers")
+    });
+    let leave = actor.send(rollcall::actors::session::Leave {
+        connection: "first".into(),
+        reason: LeaveReason::Left,
+    });
+    let stop = async {
+        // Once the requests are on their way, while the first write waits for Redis.
+        tokio::task::yield_now().await;
+        engine.shutdown().await;
+    };
+    let (joined, left, ()) = tokio::join!(futures_util::future::join_all(joins), leave, stop);
+
+    assert_eq!(
+        left.expect("the actor answers"),
+        Ok(()),
+        "the queued leave is done"
+    );
+    let refused = joined.iter().filter(|r| r.is_err()).count();
+    println!("figure: {refused} of {JOINERS} joins refused by the stop");
+    for (result, socket) in joined.iter().zip(&crowd) {
+        if let Err(e) = result {
+            assert_eq!(
+                e.code.as_str(),
+                "unavailable",
+                "{} was refused with {e:?}",
+                socket.connection
+            );
+        }
+    }
+    let left_behind = engine.store().view("party").await.expect("view");
+    let members = left_behind.map(|v| v.members).unwrap_or_default();
+    assert!(
+        members.is_empty(),
+        "members left in the store after the stop: {members:?}"
+    );
+}

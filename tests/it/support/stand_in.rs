@@ -49,6 +49,11 @@ impl Socket {
             .unwrap_or_else(|e| panic!("{} could not join: {e:?}", self.connection));
     }
 
+    /// Where the engine sends this socket's frames.
+    pub fn client(&self) -> Recipient<ToClient> {
+        self.client.clone()
+    }
+
     /// Takes every frame delivered so far.
     pub fn drain(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
