@@ -2,7 +2,8 @@
 //! batch is a case of `store_conformance`): the Redis store runs a batch as one script and one
 //! message and keeps the keys of its net effect, and a session actor whose joins queue up while
 //! the store is busy writes them in batches, each requester still getting its own reply and every
-//! member the changes in version order.
+//! member the changes in version order; a graceful stop answers what is still queued and leaves no
+//! member behind.
 
 use rollcall::actors::session::CurrentView;
 use rollcall::actors::supervisor::LookupSession;
