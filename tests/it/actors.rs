@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::support::probe::forward;
 use crate::support::server::{WAIT, test_args};
+use crate::support::stand_in::Socket;
 use actix::{Actor, Addr};
 use rollcall::actors::session::{
     CurrentView, EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile,
@@ -719,10 +720,16 @@ async fn batched_frames_share_one_write_keep_their_order_and_reach_only_members_
     publish(&a, json!(2)).await;
     publish(&a, json!(3)).await;
     publish(&b, json!(4)).await;
-    // A change of the local members writes what is held first, to the members of that moment.
+    // A member joining does not cut the window short: what is held, and C's join, go out when
+    // the window ends, to the members of the moment each frame was queued (not C).
     c.join(&engine, "batch").await.expect("join");
     let joined = b.expect("C's join", |f| f["type"] == "member_joined").await;
     assert_eq!(joined["member"]["connection"], c.id.as_str());
+    assert!(
+        sent.elapsed() >= WINDOW,
+        "the held frames went out {:?} after message 1, before the window ended",
+        sent.elapsed()
+    );
     a.expect("C's join", |f| {
         f["type"] == "member_joined" && f["member"]["connection"] == c.id.as_str()
     })
@@ -775,6 +782,50 @@ async fn batched_frames_share_one_write_keep_their_order_and_reach_only_members_
         .await;
     c.expect("message 7", |f| f["type"] == "message" && f["data"] == 7)
         .await;
+}
+
+#[actix_rt::test]
+async fn a_member_joining_while_frames_are_held_gets_its_joined_at_once_and_none_of_them() {
+    const WINDOW: Duration = Duration::from_millis(600);
+    let mut args = test_args();
+    args.message_batch_ms = WINDOW.as_millis() as u64;
+    let engine = Engine::start_in_memory(&EngineSettings::from_args(&args))
+        .await
+        .expect("the engine starts");
+    let (mut a, mut b) = (Probe::new(None), Probe::new(None));
+    a.join(&engine, "busy").await.expect("join");
+    b.join(&engine, "busy").await.expect("join");
+    a.expect("B's join", |f| f["type"] == "member_joined").await;
+    // A quiet window, so that message 1 goes at once and message 2 is held behind it.
+    tokio::time::sleep(WINDOW).await;
+    publish(&a, json!(1)).await;
+    publish(&a, json!(2)).await;
+
+    let joining = tokio::time::Instant::now();
+    let mut c = Socket::new("c");
+    c.join(&engine, "busy", Presence::Full).await;
+    let joined = c.expect("its joined", |f| f["type"] == "joined").await;
+    assert!(
+        joining.elapsed() < WINDOW / 2,
+        "C's joined waited {:?}, as if held with the others' frames",
+        joining.elapsed()
+    );
+    assert_eq!(joined["members"].as_array().map(Vec::len), Some(3));
+    b.drain();
+    assert_eq!(messages(&b.frames), [json!(1)], "message 2 is still held");
+
+    b.expect("message 2", |f| f["type"] == "message" && f["data"] == 2)
+        .await;
+    b.expect("C's join", |f| {
+        f["type"] == "member_joined" && f["member"]["connection"] == "c"
+    })
+    .await;
+    c.drain();
+    assert!(
+        c.frames.iter().all(|f| f["type"] != "message"),
+        "C joined after message 2 was queued: {:?}",
+        c.frames
+    );
 }
 
 #[actix_rt::test]

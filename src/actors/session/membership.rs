@@ -253,13 +253,15 @@ impl SessionActor {
         let joined = self
             .joined_record(&outcome, &connection)
             .unwrap_or(msg.member);
-        self.flush();
+        // Frames held for the members already here are not for the joiner (its `joined` has
+        // their changes): it gets the ones from now on.
         self.local.insert(
             connection.clone(),
             LocalMember {
                 member: joined,
                 client: msg.client,
                 presence: msg.presence,
+                first_frame: self.outbox.next_frame(),
             },
         );
         if msg.presence == Presence::Counts {

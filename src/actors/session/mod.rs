@@ -67,6 +67,8 @@ struct LocalMember {
     member: Member,
     client: Recipient<ToClient>,
     presence: Presence,
+    /// The sequence number of the first outbox frame for it (see `outbox`).
+    first_frame: u64,
 }
 
 /// How a session actor's `counts` events are paced (presence mode `counts`).

@@ -6,12 +6,15 @@
 //! sparse session sees no delay, and a busy one (a big room filling up, a chatty one) costs one
 //! write per socket per window instead of one per event.
 //!
-//! A direct reply (`joined`, `members`) with nothing held before it goes at once, so batching
-//! never adds to a request's latency when the session was quiet.
+//! A direct reply (`joined`, `members`) with nothing held for its connection goes at once, so
+//! batching never adds to a request's latency, and a member joining a busy session gets its
+//! `joined` at once.
 //!
-//! The audience is resolved when the batch is written, so the actor writes what is held before
-//! its local members change ([`SessionActor::flush`]): a frame reaches exactly the members that
-//! were there when it was queued.
+//! The audience is resolved when the batch is written, yet a frame reaches exactly the members
+//! that were there when it was queued: every frame gets the next sequence number, and a member
+//! gets only the frames from the first number after it became local; a member that leaves is
+//! first sent what is held for it ([`SessionActor::write_held_for`]). So members may come and go
+//! in a busy session without cutting its batch window short.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,20 +49,50 @@ impl Audience {
     }
 }
 
+/// A frame on its way, with its sequence number.
+struct Queued {
+    seq: u64,
+    frame: Arc<str>,
+    audience: Audience,
+}
+
+impl Queued {
+    fn is_for(&self, connection: &ConnectionId, local: &LocalMember) -> bool {
+        self.seq >= local.first_frame && self.audience.includes(connection, local)
+    }
+}
+
 /// What is held for the batch window.
 #[derive(Default)]
 pub(super) struct Outbox {
-    held: Vec<(Arc<str>, Audience)>,
+    held: Vec<Queued>,
     last_write: Option<Instant>,
+    /// The sequence number of the next frame.
+    next_seq: u64,
+}
+
+impl Outbox {
+    /// The first frame a member that becomes local now is to get.
+    pub(super) fn next_frame(&self) -> u64 {
+        self.next_seq
+    }
 }
 
 impl SessionActor {
     /// Sends `frame` to `audience`, at once or with the batch (see the module doc).
     pub(super) fn deliver(&mut self, frame: Arc<str>, audience: Audience, ctx: &mut Context<Self>) {
-        if self.outbox.held.is_empty() && matches!(audience, Audience::Only(_)) {
+        let queued = Queued {
+            seq: self.outbox.next_seq,
+            frame,
+            audience,
+        };
+        self.outbox.next_seq += 1;
+        if let Audience::Only(connection) = &queued.audience
+            && !self.holds_for(connection)
+        {
             // A direct reply with nothing held before it keeps its request's latency: it goes
             // at once and does not count as a write that starts a window for the others.
-            self.write(&[(frame, audience)]);
+            self.write(&[queued]);
             return;
         }
         let now = Instant::now();
@@ -70,15 +103,36 @@ impl SessionActor {
                 .map_or(Duration::MAX, |at| now.duration_since(at));
             if since_write >= self.message_batch {
                 self.outbox.last_write = Some(now);
-                self.write(&[(frame, audience)]);
+                self.write(&[queued]);
                 return;
             }
             ctx.run_later(self.message_batch - since_write, |act, _| act.flush());
         }
-        self.outbox.held.push((frame, audience));
+        self.outbox.held.push(queued);
     }
 
-    /// Writes what is held. Runs before the local members change.
+    /// Whether a frame is held for `connection`.
+    fn holds_for(&self, connection: &ConnectionId) -> bool {
+        self.local
+            .get(connection)
+            .is_some_and(|local| self.outbox.held.iter().any(|q| q.is_for(connection, local)))
+    }
+
+    /// Writes what is held for one member, which is about to leave: the rest waits for the window.
+    pub(super) fn write_held_for(&self, connection: &ConnectionId) {
+        if let Some(local) = self.local.get(connection) {
+            let mine: Vec<Arc<str>> = self
+                .outbox
+                .held
+                .iter()
+                .filter(|q| q.is_for(connection, local))
+                .map(|q| q.frame.clone())
+                .collect();
+            send(local, mine);
+        }
+    }
+
+    /// Writes what is held now (before the session ends, say, or a reply that must follow).
     pub(super) fn flush(&mut self) {
         if self.outbox.held.is_empty() {
             return;
@@ -88,18 +142,23 @@ impl SessionActor {
         self.write(&held);
     }
 
-    fn write(&self, frames: &[(Arc<str>, Audience)]) {
+    fn write(&self, frames: &[Queued]) {
         for (connection, local) in &self.local {
             let mine: Vec<Arc<str>> = frames
                 .iter()
-                .filter(|(_, audience)| audience.includes(connection, local))
-                .map(|(frame, _)| frame.clone())
+                .filter(|q| q.is_for(connection, local))
+                .map(|q| q.frame.clone())
                 .collect();
-            match mine.len() {
-                0 => {}
-                1 => local.client.do_send(ToClient::Frame(mine[0].clone())),
-                _ => local.client.do_send(ToClient::Frames(mine.into())),
-            }
+            send(local, mine);
         }
+    }
+}
+
+/// One message to a member's connection, whatever the number of frames.
+fn send(local: &LocalMember, mut frames: Vec<Arc<str>>) {
+    match frames.len() {
+        0 => {}
+        1 => local.client.do_send(ToClient::Frame(frames.remove(0))),
+        _ => local.client.do_send(ToClient::Frames(frames.into())),
     }
 }

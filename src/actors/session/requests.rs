@@ -1,5 +1,6 @@
 //! What a local connection asks of its session: join, leave, profile, publish, members, end.
-//! Each is applied through the store, then delivered in version order by the actor.
+//! Joins and leaves wait their turn in the membership queue (`membership.rs`); the others are
+//! applied through the store at once. All are delivered in version order by the actor.
 
 use actix::{
     ActorFutureExt, AtomicResponse, Context, Handler, Message, Recipient, ResponseFuture,
@@ -52,7 +53,8 @@ impl Handler<Leave> for SessionActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
-        self.flush();
+        // What was queued while it was here still reaches it; the others keep their window.
+        self.write_held_for(&msg.connection);
         if self.local.remove(&msg.connection).is_none() {
             let not_member = ApiError::not_member(&self.session);
             return Box::pin(async move { Err(not_member) });
