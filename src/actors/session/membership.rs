@@ -61,7 +61,7 @@ impl MembershipQueue {
                 Queued::Join { reply, .. } => {
                     let _ = reply.send(Err(ApiError::new(
                         ErrorCode::Unavailable,
-                        "this instance is shutting down; join again",
+                        "this instance is shutting down; reconnect to another",
                     )));
                 }
                 Queued::Leave { reply, .. } => {

@@ -50,13 +50,13 @@ impl Audience {
 }
 
 /// A frame on its way, with its sequence number.
-struct Queued {
+struct Outgoing {
     seq: u64,
     frame: Arc<str>,
     audience: Audience,
 }
 
-impl Queued {
+impl Outgoing {
     fn is_for(&self, connection: &ConnectionId, local: &LocalMember) -> bool {
         self.seq >= local.first_frame && self.audience.includes(connection, local)
     }
@@ -65,7 +65,7 @@ impl Queued {
 /// What is held for the batch window.
 #[derive(Default)]
 pub(super) struct Outbox {
-    held: Vec<Queued>,
+    held: Vec<Outgoing>,
     last_write: Option<Instant>,
     /// The sequence number of the next frame.
     next_seq: u64,
@@ -81,7 +81,7 @@ impl Outbox {
 impl SessionActor {
     /// Sends `frame` to `audience`, at once or with the batch (see the module doc).
     pub(super) fn deliver(&mut self, frame: Arc<str>, audience: Audience, ctx: &mut Context<Self>) {
-        let queued = Queued {
+        let queued = Outgoing {
             seq: self.outbox.next_seq,
             frame,
             audience,
@@ -142,7 +142,7 @@ impl SessionActor {
         self.write(&held);
     }
 
-    fn write(&self, frames: &[Queued]) {
+    fn write(&self, frames: &[Outgoing]) {
         for (connection, local) in &self.local {
             let mine: Vec<Arc<str>> = frames
                 .iter()
