@@ -81,18 +81,18 @@ impl Outbox {
 impl SessionActor {
     /// Sends `frame` to `audience`, at once or with the batch (see the module doc).
     pub(super) fn deliver(&mut self, frame: Arc<str>, audience: Audience, ctx: &mut Context<Self>) {
-        let queued = Outgoing {
+        let outgoing = Outgoing {
             seq: self.outbox.next_seq,
             frame,
             audience,
         };
         self.outbox.next_seq += 1;
-        if let Audience::Only(connection) = &queued.audience
+        if let Audience::Only(connection) = &outgoing.audience
             && !self.holds_for(connection)
         {
             // A direct reply with nothing held before it keeps its request's latency: it goes
             // at once and does not count as a write that starts a window for the others.
-            self.write(&[queued]);
+            self.write(&[outgoing]);
             return;
         }
         let now = Instant::now();
@@ -103,32 +103,25 @@ impl SessionActor {
                 .map_or(Duration::MAX, |at| now.duration_since(at));
             if since_write >= self.message_batch {
                 self.outbox.last_write = Some(now);
-                self.write(&[queued]);
+                self.write(&[outgoing]);
                 return;
             }
             ctx.run_later(self.message_batch - since_write, |act, _| act.flush());
         }
-        self.outbox.held.push(queued);
+        self.outbox.held.push(outgoing);
     }
 
     /// Whether a frame is held for `connection`.
     fn holds_for(&self, connection: &ConnectionId) -> bool {
         self.local
             .get(connection)
-            .is_some_and(|local| self.outbox.held.iter().any(|q| q.is_for(connection, local)))
+            .is_some_and(|local| self.outbox.held.iter().any(|f| f.is_for(connection, local)))
     }
 
     /// Writes what is held for one member, which is about to leave: the rest waits for the window.
     pub(super) fn write_held_for(&self, connection: &ConnectionId) {
         if let Some(local) = self.local.get(connection) {
-            let mine: Vec<Arc<str>> = self
-                .outbox
-                .held
-                .iter()
-                .filter(|q| q.is_for(connection, local))
-                .map(|q| q.frame.clone())
-                .collect();
-            send(local, mine);
+            send(local, frames_for(&self.outbox.held, connection, local));
         }
     }
 
@@ -144,14 +137,22 @@ impl SessionActor {
 
     fn write(&self, frames: &[Outgoing]) {
         for (connection, local) in &self.local {
-            let mine: Vec<Arc<str>> = frames
-                .iter()
-                .filter(|q| q.is_for(connection, local))
-                .map(|q| q.frame.clone())
-                .collect();
-            send(local, mine);
+            send(local, frames_for(frames, connection, local));
         }
     }
+}
+
+/// The frames of `frames` that are for one local member, in order.
+fn frames_for(
+    frames: &[Outgoing],
+    connection: &ConnectionId,
+    local: &LocalMember,
+) -> Vec<Arc<str>> {
+    frames
+        .iter()
+        .filter(|f| f.is_for(connection, local))
+        .map(|f| f.frame.clone())
+        .collect()
 }
 
 /// One message to a member's connection, whatever the number of frames.
