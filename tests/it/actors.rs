@@ -689,14 +689,21 @@ async fn joins_racing_the_retirement_of_an_emptied_session_actor_are_never_lost(
     assert!(lookup.is_none(), "the emptied session actor retired");
 }
 
+/// The batch window of the two outbox tests: long enough that "held" and "sent at once" differ
+/// by far more than a loaded machine's delays.
+const WINDOW: Duration = Duration::from_millis(600);
+
+async fn engine_with_batch_window(window: Duration) -> Engine {
+    let mut args = test_args();
+    args.message_batch_ms = window.as_millis() as u64;
+    Engine::start_in_memory(&EngineSettings::from_args(&args))
+        .await
+        .expect("the engine starts")
+}
+
 #[actix_rt::test]
 async fn batched_frames_share_one_write_keep_their_order_and_reach_only_members_present() {
-    const WINDOW: Duration = Duration::from_millis(600);
-    let mut args = test_args();
-    args.message_batch_ms = WINDOW.as_millis() as u64;
-    let engine = Engine::start_in_memory(&EngineSettings::from_args(&args))
-        .await
-        .expect("the engine starts");
+    let engine = engine_with_batch_window(WINDOW).await;
     let (mut a, mut b, mut c) = (Probe::new(None), Probe::new(None), Probe::new(None));
     a.join(&engine, "batch").await.expect("join");
     b.join(&engine, "batch").await.expect("join");
@@ -786,12 +793,7 @@ async fn batched_frames_share_one_write_keep_their_order_and_reach_only_members_
 
 #[actix_rt::test]
 async fn a_member_joining_while_frames_are_held_gets_its_joined_at_once_and_none_of_them() {
-    const WINDOW: Duration = Duration::from_millis(600);
-    let mut args = test_args();
-    args.message_batch_ms = WINDOW.as_millis() as u64;
-    let engine = Engine::start_in_memory(&EngineSettings::from_args(&args))
-        .await
-        .expect("the engine starts");
+    let engine = engine_with_batch_window(WINDOW).await;
     let (mut a, mut b) = (Probe::new(None), Probe::new(None));
     a.join(&engine, "busy").await.expect("join");
     b.join(&engine, "busy").await.expect("join");

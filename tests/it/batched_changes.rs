@@ -9,41 +9,16 @@ use rollcall::actors::session::CurrentView;
 use rollcall::actors::supervisor::LookupSession;
 use rollcall::config::ServeArgs;
 use rollcall::engine::{Engine, EngineSettings};
-use rollcall::model::{LeaveReason, Member, Presence, SessionView, now_ms};
+use rollcall::model::{LeaveReason, Presence, now_ms};
 use rollcall::store::plan::Planner;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{InstanceId, PlansWritten, Store};
 
 use crate::support::eventually;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisServer, member, view};
 use crate::support::server::WAIT;
 use crate::support::stand_in::Socket;
 use crate::support::ws::SessionModel;
-
-fn member(store: &RedisStore, connection: &str, user: Option<&str>) -> Member {
-    let mut m = crate::support::members::member(connection, &store.instance().incarnation);
-    m.user = user.map(str::to_owned);
-    m
-}
-
-async fn view(store: &RedisStore, session: &str) -> SessionView {
-    store
-        .view(session)
-        .await
-        .expect("view")
-        .expect("the session exists")
-}
-
-/// Calls of `command` since the last `CONFIG RESETSTAT`.
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats: String = server.query(&["INFO", "commandstats"]).expect("INFO");
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a count"))
-}
 
 #[tokio::test]
 async fn a_batch_is_one_script_run_and_one_message_and_keeps_the_keys_of_its_net_effect() {
@@ -65,17 +40,13 @@ async fn a_batch_is_one_script_run_and_one_message_and_keeps_the_keys_of_its_net
     .into_iter()
     .map(|p| p.expect("a plan"))
     .collect();
-    let _: String = server.query(&["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
+    server.reset_stats();
     let written = a.write_plans("s", &plans).await.expect("write");
     assert_eq!(written, PlansWritten::All);
     // (The first EVALSHA of a script Redis does not know yet is sent twice: count what it runs.)
-    assert_eq!(
-        calls(&server, "hmget"),
-        1,
-        "one script run: one header check"
-    );
-    assert_eq!(calls(&server, "spublish"), 1, "one message");
-    assert_eq!(calls(&server, "lpush"), 1, "one log write");
+    assert_eq!(server.calls("hmget"), 1, "one script run: one header check");
+    assert_eq!(server.calls("spublish"), 1, "one message");
+    assert_eq!(server.calls("lpush"), 1, "one log write");
     let users: Vec<String> = server
         .query(&["HGETALL", "rc:{s:s}:users"])
         .expect("HGETALL");
@@ -103,34 +74,34 @@ async fn a_batch_is_one_script_run_and_one_message_and_keeps_the_keys_of_its_net
     assert_eq!(order, ["anon", "second"]);
 }
 
-fn settings(name: &str) -> EngineSettings {
+/// An engine of instance `name` on the private Redis `server`.
+async fn engine_on(server: &RedisServer, name: &str) -> Engine {
     let mut settings = EngineSettings::from_args(&ServeArgs::defaults());
     settings.instance_name = name.to_owned();
-    settings
+    let (store, feed) = RedisStore::connect(
+        &server.url(),
+        "rc",
+        InstanceId::new(name),
+        settings.lease,
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .expect("connect");
+    Engine::start(std::sync::Arc::new(store), feed, &settings)
+        .await
+        .expect("engine start")
 }
 
 #[actix_rt::test]
 async fn joins_queued_behind_a_slow_store_are_written_in_batches_and_answered_in_order() {
     const JOINERS: usize = 40;
     let server = RedisServer::start();
-    let settings = settings("batching");
-    let (store, feed) = RedisStore::connect(
-        &server.url(),
-        "rc",
-        InstanceId::new("batching"),
-        settings.lease,
-        DEFAULT_SESSION_TTL,
-    )
-    .await
-    .expect("connect");
-    let engine = Engine::start(std::sync::Arc::new(store), feed, &settings)
-        .await
-        .expect("engine start");
+    let engine = engine_on(&server, "batching").await;
     let first = Socket::new("first");
     first.join(&engine, "party", Presence::Full).await;
 
     // Writes wait while Redis is paused, so the joins that arrive meanwhile queue in the actor.
-    let _: String = server.query(&["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
+    server.reset_stats();
     let _: String = server
         .query(&["CLIENT", "PAUSE", "300", "WRITE"])
         .expect("CLIENT PAUSE");
@@ -151,7 +122,7 @@ async fn joins_queued_behind_a_slow_store_are_written_in_batches_and_answered_in
         .expect("view")
         .expect("the session");
     assert_eq!(store_view.members.len(), JOINERS + 1);
-    let joins_written = calls(&server, "evalsha");
+    let joins_written = server.calls("evalsha");
     println!("figure: {JOINERS} concurrent joins written with {joins_written} script calls");
     assert!(
         joins_written < JOINERS as u64 / 2,
@@ -201,19 +172,7 @@ async fn joins_queued_behind_a_slow_store_are_written_in_batches_and_answered_in
 async fn a_stop_answers_the_queued_requests_and_leaves_no_member_behind() {
     const JOINERS: usize = 10;
     let server = RedisServer::start();
-    let settings = settings("stopping");
-    let (store, feed) = RedisStore::connect(
-        &server.url(),
-        "rc",
-        InstanceId::new("stopping"),
-        settings.lease,
-        DEFAULT_SESSION_TTL,
-    )
-    .await
-    .expect("connect");
-    let engine = Engine::start(std::sync::Arc::new(store), feed, &settings)
-        .await
-        .expect("engine start");
+    let engine = engine_on(&server, "stopping").await;
     let first = Socket::new("first");
     first.join(&engine, "party", Presence::Full).await;
     let actor = engine

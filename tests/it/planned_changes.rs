@@ -3,42 +3,12 @@
 //! the store exactly where the unplanned operation would; a plan made from a stale view is ignored
 //! and the script computes the change itself.
 
-use rollcall::model::{LeaveReason, Member, SessionView, now_ms};
+use rollcall::model::{LeaveReason, Member, now_ms};
 use rollcall::store::plan::{self, Plan};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{JoinOutcome, Store};
 
-use crate::support::redis::RedisServer;
-
-fn member(store: &RedisStore, connection: &str, user: Option<&str>) -> Member {
-    let mut m = crate::support::members::member(connection, &store.instance().incarnation);
-    m.user = user.map(str::to_owned);
-    m
-}
-
-async fn view(store: &RedisStore, session: &str) -> SessionView {
-    store
-        .view(session)
-        .await
-        .expect("view")
-        .expect("the session exists")
-}
-
-/// Calls of `command` since the last `CONFIG RESETSTAT`. The scripts' own logic (not a written
-/// plan) reads `TIME` in a join and the member's record (`HGET`) in a leave.
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats: String = server.query(&["INFO", "commandstats"]).expect("INFO");
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a count"))
-}
-
-fn reset_stats(server: &RedisServer) {
-    let _: String = server.query(&["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
-}
+use crate::support::redis::{RedisServer, member, view};
 
 async fn join_planned(store: &RedisStore, session: &str, m: Member, plan: Plan) -> JoinOutcome {
     store
@@ -65,7 +35,8 @@ async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_
         member(&a, "third", Some("bo")),
     ] {
         let plan = plan::join(&expected, &m, now_ms(), 10).expect("a join plan");
-        reset_stats(&server);
+        // The scripts' own logic (not a written plan) reads `TIME` in a join, `HGET` in a leave.
+        server.reset_stats();
         let outcome = join_planned(&a, "s", m, plan.clone()).await;
         assert_eq!(
             outcome.change(),
@@ -73,7 +44,7 @@ async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_
             "the plan is the change"
         );
         assert_eq!(
-            calls(&server, "time"),
+            server.calls("time"),
             0,
             "written without the script's own logic"
         );
@@ -86,14 +57,14 @@ async fn a_current_plan_is_written_as_it_is_and_leaves_the_store_where_its_view_
     }
     for (connection, reason) in [("anon", LeaveReason::Left), ("first", LeaveReason::Timeout)] {
         let plan = plan::leave(&expected, &connection.into(), reason).expect("a leave plan");
-        reset_stats(&server);
+        server.reset_stats();
         let left = a
             .leave_planned("s", connection, reason, plan.clone())
             .await
             .expect("planned leave");
         assert_eq!(left.as_ref(), Some(&plan.change), "the plan is the change");
         assert_eq!(
-            calls(&server, "hget"),
+            server.calls("hget"),
             0,
             "written without the script's own logic"
         );
@@ -189,10 +160,10 @@ async fn a_plan_whose_version_matches_a_different_header_is_ignored() {
         .query(&["HSET", "rc:{s:s}:meta", "epoch", "41"])
         .expect("HSET");
     let plan = plan::join(&view_now, &member(&a, "next", None), now_ms(), 10).expect("a plan");
-    reset_stats(&server);
+    server.reset_stats();
     let outcome = join_planned(&a, "s", member(&a, "next", None), plan.clone()).await;
     let change = outcome.change().expect("joined").clone();
-    assert_eq!(calls(&server, "time"), 1, "the script's own logic decided");
+    assert_eq!(server.calls("time"), 1, "the script's own logic decided");
     assert_eq!(change.version, plan.change.version);
     assert_eq!(
         change.epoch, 41,

@@ -93,26 +93,24 @@ impl SessionActor {
         }
     }
 
+    /// Whether the view has `connection` as another instance's member. A leave plan writes this
+    /// instance's index entry, so such a leave is left to the store's own logic.
+    fn held_elsewhere(&self, connection: &ConnectionId) -> bool {
+        let me = &self.store.instance().incarnation;
+        self.view
+            .member(connection)
+            .is_some_and(|m| &m.instance != me)
+    }
+
     /// The plans of the requests at the front of the queue that can be planned in a row.
     fn plan_front(&self) -> Vec<Plan> {
-        let me = &self.store.instance().incarnation;
         let mut planner = Planner::new(&self.view, self.max_members);
         let mut plans = Vec::new();
         for request in self.membership.queued.iter().take(MAX_BATCH) {
             let plan = match request {
                 Queued::Join { msg, .. } => planner.join(&msg.member, now_ms()),
-                Queued::Leave { msg, .. } => {
-                    // A plan writes this instance's index entry, so only for its own members.
-                    let theirs = self
-                        .view
-                        .member(&msg.connection)
-                        .is_some_and(|m| &m.instance != me);
-                    if theirs {
-                        None
-                    } else {
-                        planner.leave(&msg.connection, msg.reason)
-                    }
-                }
+                Queued::Leave { msg, .. } if self.held_elsewhere(&msg.connection) => None,
+                Queued::Leave { msg, .. } => planner.leave(&msg.connection, msg.reason),
             };
             match plan {
                 Some(plan) => plans.push(plan),
@@ -310,12 +308,7 @@ impl SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let connection = msg.connection.clone();
-        // A plan writes this instance's index entry, so only for a member of this instance.
-        let ours = self
-            .view
-            .member(&connection)
-            .is_some_and(|m| m.instance == store.instance().incarnation);
-        let plan = ours
+        let plan = (!self.held_elsewhere(&connection))
             .then(|| plan::leave(&self.view, &connection, msg.reason))
             .flatten();
         let reason = msg.reason;

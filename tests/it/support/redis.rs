@@ -8,8 +8,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rollcall::model::{Member, SessionView};
 use rollcall::store::redis::RedisStore;
-use rollcall::store::{Feed, InstanceId};
+use rollcall::store::{Feed, InstanceId, Store};
 
 pub struct RedisServer {
     port: u16,
@@ -104,6 +105,22 @@ impl RedisServer {
         redis::cmd(name).arg(rest).query(&mut conn)
     }
 
+    /// Calls of `command` (scripts' own commands included) since the last [`Self::reset_stats`].
+    pub fn calls(&self, command: &str) -> u64 {
+        let stats: String = self.query(&["INFO", "commandstats"]).expect("INFO");
+        let prefix = format!("cmdstat_{command}:calls=");
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().expect("a count"))
+    }
+
+    /// Zeroes the command counters (`CONFIG RESETSTAT`).
+    pub fn reset_stats(&self) {
+        let _: String = self.query(&["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
+    }
+
     /// Empties the server (Redis "lost its data").
     pub fn flushall(&self) {
         if let Err(e) = self.query::<()>(&["FLUSHALL"]) {
@@ -142,4 +159,20 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A member of `store`'s instance, signed in as `user` or anonymous.
+pub fn member(store: &RedisStore, connection: &str, user: Option<&str>) -> Member {
+    let mut m = super::members::member(connection, &store.instance().incarnation);
+    m.user = user.map(str::to_owned);
+    m
+}
+
+/// The store's whole view of a session that exists.
+pub async fn view(store: &RedisStore, session: &str) -> SessionView {
+    store
+        .view(session)
+        .await
+        .expect("view")
+        .expect("the session exists")
 }
