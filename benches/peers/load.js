@@ -126,12 +126,14 @@ async function connectMany(n, parallel, setup) {
 
 // ---- measurement ------------------------------------------------------------------------------
 const tick = Number(execSync('getconf CLK_TCK').toString()) || 100;
+// The server's CPU time, all threads: { user, sys } in µs (utime and stime of /proc/PID/stat).
 function serverCpuUs() {
-  let sum = 0;
+  const sum = { user: 0, sys: 0 };
   for (const pid of pids) {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-    sum += ((Number(f[11]) + Number(f[12])) * 1e6) / tick; // utime + stime, all threads
+    sum.user += (Number(f[11]) * 1e6) / tick;
+    sum.sys += (Number(f[12]) * 1e6) / tick;
   }
   return sum;
 }
@@ -156,7 +158,7 @@ function redisInfo() {
 // A point of the measured window: time, server/Redis/own CPU, Redis INFO.
 async function snap() {
   const t = performance.now();
-  const server = pids.length ? serverCpuUs() : NaN;
+  const server = pids.length ? serverCpuUs() : { user: NaN, sys: NaN };
   const self = process.cpuUsage();
   const redis = await redisInfo();
   return { t, server, self: self.user + self.system, redis };
@@ -164,7 +166,9 @@ async function snap() {
 // CPU µs per unit between two snaps, and Redis commands per unit (the reading INFO excluded).
 function perUnit(a, b, units) {
   const r = {
-    server_cpu_us: (b.server - a.server) / units,
+    server_cpu_us: (b.server.user + b.server.sys - a.server.user - a.server.sys) / units,
+    // The kernel's share (stime): on loopback it includes the receiving side's TCP work.
+    server_sys_cpu_us: (b.server.sys - a.server.sys) / units,
     redis_cpu_us: a.redis ? (b.redis.cpuUs - a.redis.cpuUs) / units : NaN,
     loadgen_cpu_us: (b.self - a.self) / units,
   };
