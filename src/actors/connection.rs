@@ -76,6 +76,8 @@ pub struct ConnectionActor {
     end_reason: LeaveReason,
     limiter: RequestLimiter,
     closing: Closing,
+    /// `rollcall_frames_out_total`, looked up once: a fan-out counts on every connection.
+    frames_out: ::metrics::Counter,
 }
 
 /// How far a close started by the server has got: the actor stops, and its memberships end, once
@@ -114,6 +116,7 @@ impl ConnectionActor {
             end_reason: LeaveReason::Disconnected,
             limiter: RequestLimiter::new(settings.rate),
             closing: Closing::Open,
+            frames_out: ::metrics::counter!(metrics::FRAMES_OUT),
         }
     }
 
@@ -514,13 +517,13 @@ impl Handler<ToClient> for ConnectionActor {
             // Nothing may follow the close frame (RFC 6455 §5.5.1).
             ToClient::Frame(_) | ToClient::Frames(_) if close_sent => {}
             ToClient::Frame(frame) => {
-                ::metrics::counter!(metrics::FRAMES_OUT).increment(1);
-                ctx.text(&*frame)
+                self.frames_out.increment(1);
+                ctx.text(frame)
             }
             ToClient::Frames(frames) => {
-                ::metrics::counter!(metrics::FRAMES_OUT).increment(frames.len() as u64);
+                self.frames_out.increment(frames.len() as u64);
                 for frame in frames.iter() {
-                    ctx.text(&**frame);
+                    ctx.text(frame.clone());
                 }
             }
             ToClient::MembershipEnded { session } => {

@@ -13,6 +13,7 @@ pub mod supervisor;
 use std::sync::Arc;
 
 use actix::{Message, Recipient};
+use bytestring::ByteString;
 
 use crate::ids::SessionId;
 use crate::model::Change;
@@ -48,10 +49,10 @@ pub enum ReplyFrame {
 #[rtype(result = "()")]
 pub enum ToClient {
     /// One encoded JSON frame.
-    Frame(Arc<str>),
+    Frame(ByteString),
     /// Several frames to write at once, in this order (a batch of `message`s, see
     /// `--message-batch-ms`); the client sees the same frames as if each had come alone.
-    Frames(Arc<[Arc<str>]>),
+    Frames(Arc<[ByteString]>),
     /// The connection is no longer a member of this session (ended, shut down, or lost).
     MembershipEnded { session: SessionId },
     /// Close the connection with this WebSocket close code (1012 on graceful shutdown).

@@ -1,6 +1,6 @@
 //! Server → client frames of docs/protocol.md §1.6.
 
-use std::sync::Arc;
+use bytestring::ByteString;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -184,8 +184,9 @@ impl ServerMessage {
         }
     }
 
-    /// Serializes once, so one frame can be fanned out to many sockets without copying.
-    pub fn encode(&self) -> Arc<str> {
+    /// Serializes once, so one frame can be fanned out to many sockets without copying: the
+    /// WebSocket writer takes a `ByteString` as it is.
+    pub fn encode(&self) -> ByteString {
         match serde_json::to_string(self) {
             Ok(text) => text.into(),
             Err(e) => {

@@ -16,10 +16,10 @@
 //! first sent what is held for it ([`SessionActor::write_held_for`]). So members may come and go
 //! in a busy session without cutting its batch window short.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{AsyncContext, Context};
+use bytestring::ByteString;
 
 use super::{LocalMember, SessionActor};
 use crate::actors::ToClient;
@@ -52,7 +52,7 @@ impl Audience {
 /// A frame on its way, with its sequence number.
 struct Outgoing {
     seq: u64,
-    frame: Arc<str>,
+    frame: ByteString,
     audience: Audience,
 }
 
@@ -80,7 +80,12 @@ impl Outbox {
 
 impl SessionActor {
     /// Sends `frame` to `audience`, at once or with the batch (see the module doc).
-    pub(super) fn deliver(&mut self, frame: Arc<str>, audience: Audience, ctx: &mut Context<Self>) {
+    pub(super) fn deliver(
+        &mut self,
+        frame: ByteString,
+        audience: Audience,
+        ctx: &mut Context<Self>,
+    ) {
         let outgoing = Outgoing {
             seq: self.outbox.next_seq,
             frame,
@@ -136,9 +141,55 @@ impl SessionActor {
     }
 
     fn write(&self, frames: &[Outgoing]) {
+        let mut shared = SharedMessage::default();
         for (connection, local) in &self.local {
-            send(local, frames_for(frames, connection, local));
+            if let Some(message) = shared.for_member(frames, connection, local) {
+                local.client.do_send(message);
+            }
         }
+    }
+}
+
+/// Builds the message of each member in turn, and hands the one built for the member before
+/// again when a member is to get the same frames: in a fan-out nearly every member is, so a write
+/// to a thousand sockets builds its list of frames about once.
+#[derive(Default)]
+struct SharedMessage {
+    /// Indices of the frames the current member is to get.
+    picked: Vec<usize>,
+    /// Indices of the frames of `last`.
+    last_picked: Vec<usize>,
+    last: Option<ToClient>,
+}
+
+impl SharedMessage {
+    fn for_member(
+        &mut self,
+        frames: &[Outgoing],
+        connection: &ConnectionId,
+        local: &LocalMember,
+    ) -> Option<ToClient> {
+        self.picked.clear();
+        self.picked.extend(
+            frames
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.is_for(connection, local))
+                .map(|(i, _)| i),
+        );
+        if self.picked.is_empty() {
+            return None;
+        }
+        if self.picked != self.last_picked || self.last.is_none() {
+            let picked = self
+                .picked
+                .iter()
+                .map(|&i| frames[i].frame.clone())
+                .collect();
+            self.last = message_of(picked);
+            std::mem::swap(&mut self.picked, &mut self.last_picked);
+        }
+        self.last.clone()
     }
 }
 
@@ -147,7 +198,7 @@ fn frames_for(
     frames: &[Outgoing],
     connection: &ConnectionId,
     local: &LocalMember,
-) -> Vec<Arc<str>> {
+) -> Vec<ByteString> {
     frames
         .iter()
         .filter(|f| f.is_for(connection, local))
@@ -156,10 +207,17 @@ fn frames_for(
 }
 
 /// One message to a member's connection, whatever the number of frames.
-fn send(local: &LocalMember, mut frames: Vec<Arc<str>>) {
+fn send(local: &LocalMember, frames: Vec<ByteString>) {
+    if let Some(message) = message_of(frames) {
+        local.client.do_send(message);
+    }
+}
+
+/// The message that writes `frames` to a socket, if there are any.
+fn message_of(mut frames: Vec<ByteString>) -> Option<ToClient> {
     match frames.len() {
-        0 => {}
-        1 => local.client.do_send(ToClient::Frame(frames.remove(0))),
-        _ => local.client.do_send(ToClient::Frames(frames.into())),
+        0 => None,
+        1 => Some(ToClient::Frame(frames.remove(0))),
+        _ => Some(ToClient::Frames(frames.into())),
     }
 }
