@@ -96,9 +96,13 @@ async function batchCycle(c, sha, s, worker, k) {
     const anon = added.length - removed.length;
     const args = [first.basis, String(last.version), String(last.epoch), last.leader || '', String(anon),
       String(added.length), String(removed.length), '0', String(plans.length)];
-    for (const m of added) args.push(m.connection, JSON.stringify(m), String(m.joined_at));
+    for (const m of added) args.push(m.connection, JSON.stringify(m));
+    for (const m of added) args.push(String(m.joined_at), m.connection);
+    for (const m of added) args.push('0', `${INSTANCE}\0${m.connection}`);
     for (const conn of removed) args.push(conn);
-    for (const p of plans) args.push(changeJson(s, p.change));
+    for (const conn of removed) args.push(`${INSTANCE}\0${conn}`);
+    const changes = plans.map((p) => changeJson(s, p.change));
+    args.push(...changes, `[${changes.join(',')}]`);
     const reply = await c.evalSha(sha, { keys: keys(s), arguments: [...common, ...args] });
     if (reply[0] !== 'planned') throw new Error(`write_plans answered ${JSON.stringify(reply)}`);
     for (const p of plans) apply(views[s], p.change);

@@ -126,26 +126,45 @@ impl RedisStore {
             .arg(effect.removed.len())
             .arg(effect.users.len())
             .arg(plans.len());
+        // Each run as its command takes it (write_plans.lua), so the script builds no tables.
         for member in &effect.added {
             call.arg(member.connection.as_str())
-                .arg(member_json(member)?)
-                .arg(member.joined_at);
+                .arg(member_json(member)?);
+        }
+        for member in &effect.added {
+            call.arg(member.joined_at).arg(member.connection.as_str());
+        }
+        for member in &effect.added {
+            call.arg(0).arg(self.byinst_entry(&member.connection));
         }
         for connection in &effect.removed {
             call.arg(connection.as_str());
         }
+        for connection in &effect.removed {
+            call.arg(self.byinst_entry(connection));
+        }
         for (user, delta) in &effect.users {
             call.arg(*user).arg(*delta);
         }
-        for plan in plans {
-            call.arg(self.change_json(session, &plan.change)?);
+        let changes = plans
+            .iter()
+            .map(|plan| self.change_json(session, &plan.change))
+            .collect::<Result<Vec<_>>>()?;
+        for change in &changes {
+            call.arg(change);
         }
+        call.arg(format!("[{}]", changes.join(",")));
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Planned => Ok(PlansWritten::All),
             ScriptStatus::Moved => Ok(PlansWritten::Declined),
             other => Err(unexpected("write_plans", other).into()),
         }
+    }
+
+    /// This instance's entry for a member in a session's `byinst` index.
+    fn byinst_entry(&self, connection: &ConnectionId) -> String {
+        format!("{}\0{}", self.instance.incarnation, connection.as_str())
     }
 
     /// A change as the scripts publish it: `origin` first, which the feed's echo check reads.

@@ -4,8 +4,12 @@
 -- ARGV[5] the first plan's header ('<version>:<epoch>:<leader>'); ARGV[6..8] the header after the
 -- last plan: version, epoch, leader ('' for nobody); ARGV[9] the change in the number of anonymous
 -- members; ARGV[10..13] how many members are added (A), removed (R), users whose connection count
--- changes (U), and changes (C). Then A triples (connection, member record JSON, joined_at), R
--- connections, U pairs (user id, change in its connection count), and C change JSONs, oldest first.
+-- changes (U), and changes (C). Then, each run of arguments laid out as the command that takes it
+-- wants it, so that the script builds no tables: A pairs (connection, member record JSON) for
+-- MEMBERS, A pairs (joined_at, connection) for ORDER, A pairs ('0', byinst entry) for BYINST; R
+-- connections (for MEMBERS and ORDER) and their R byinst entries; U pairs (user id, change in its
+-- connection count); C change JSONs, oldest first; and the batch's message, the JSON array of those
+-- changes (built by the caller: made here, its bytes would be copied and hashed twice more).
 -- A member both added and removed by the batch is in neither list; its changes still are.
 -- Returns {'planned'}, or {'moved'} (and writes nothing) when the header is another.
 if not at_basis(ARGV[5]) then
@@ -15,31 +19,18 @@ local added, removed, users, changes = tonumber(ARGV[10]), tonumber(ARGV[11]), t
   tonumber(ARGV[13])
 local at = 14
 if added > 0 then
-  local records, order, byinst = {}, {}, {}
-  for _ = 1, added do
-    local connection = ARGV[at]
-    records[#records + 1] = connection
-    records[#records + 1] = ARGV[at + 1]
-    order[#order + 1] = ARGV[at + 2]
-    order[#order + 1] = connection
-    byinst[#byinst + 1] = '0'
-    byinst[#byinst + 1] = inst_entry(ORIGIN, connection)
-    at = at + 3
-  end
-  redis.call('HSET', MEMBERS, unpack(records))
-  redis.call('ZADD', ORDER, unpack(order))
-  redis.call('ZADD', BYINST, unpack(byinst))
+  local pairs_end = at + 2 * added - 1
+  redis.call('HSET', MEMBERS, unpack(ARGV, at, pairs_end))
+  redis.call('ZADD', ORDER, unpack(ARGV, at + 2 * added, pairs_end + 2 * added))
+  redis.call('ZADD', BYINST, unpack(ARGV, at + 4 * added, pairs_end + 4 * added))
+  at = at + 6 * added
 end
 if removed > 0 then
-  local connections, entries = {}, {}
-  for i = 1, removed do
-    connections[i] = ARGV[at]
-    entries[i] = inst_entry(ORIGIN, ARGV[at])
-    at = at + 1
-  end
-  redis.call('HDEL', MEMBERS, unpack(connections))
-  redis.call('ZREM', ORDER, unpack(connections))
-  redis.call('ZREM', BYINST, unpack(entries))
+  local last = at + removed - 1
+  redis.call('HDEL', MEMBERS, unpack(ARGV, at, last))
+  redis.call('ZREM', ORDER, unpack(ARGV, at, last))
+  redis.call('ZREM', BYINST, unpack(ARGV, at + removed, last + removed))
+  at = at + 2 * removed
 end
 if ARGV[9] ~= '0' then
   redis.call('HINCRBY', META, 'anonymous', ARGV[9])
@@ -60,11 +51,8 @@ if ARGV[8] == '' then
 else
   redis.call('HSET', META, 'version', ARGV[6], 'epoch', ARGV[7], 'leader', ARGV[8])
 end
-local logged = {}
-for i = 1, changes do
-  logged[i] = ARGV[at + i - 1]
-end
--- One message for the batch: a JSON array of the changes, which the feed splits again.
-redis.call('SPUBLISH', CHANNEL, '[' .. table.concat(logged, ',') .. ']')
-keep_log(redis.call('LPUSH', LOG, unpack(logged)), changes)
+local last = at + changes - 1
+-- One message for the batch, which the feed splits again; the log keeps each change.
+redis.call('SPUBLISH', CHANNEL, ARGV[last + 1])
+keep_log(redis.call('LPUSH', LOG, unpack(ARGV, at, last)), changes)
 return { 'planned' }
