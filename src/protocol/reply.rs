@@ -188,7 +188,9 @@ impl ServerMessage {
     /// WebSocket writer takes a `ByteString` as it is.
     pub fn encode(&self) -> ByteString {
         match serde_json::to_string(self) {
-            Ok(text) => text.into(),
+            // Exactly its length: the serializer's spare capacity would live as long as the
+            // frame, through every socket's queue.
+            Ok(text) => text.into_boxed_str().into(),
             Err(e) => {
                 tracing::error!(error = %e, "could not encode a server message");
                 r#"{"type":"error","code":"internal","message":"encoding failed"}"#.into()
