@@ -12,12 +12,7 @@ if ARGV[7] ~= '' and at_basis(ARGV[7]) then
     elseif redis.call('HINCRBY', USERS, ARGV[8], '-1') <= 0 then
       redis.call('HDEL', USERS, ARGV[8])
     end
-    if ARGV[10] == '' then
-      redis.call('HDEL', META, 'leader')
-      redis.call('HSET', META, 'version', ARGV[9], 'epoch', ARGV[11])
-    else
-      redis.call('HSET', META, 'version', ARGV[9], 'epoch', ARGV[11], 'leader', ARGV[10])
-    end
+    write_header(ARGV[9], ARGV[11], ARGV[10])
     publish(ARGV[12])
     return { 'planned' }
   end

@@ -1,5 +1,6 @@
 -- The start of every session script (scripts.rs puts it first): its keys and arguments, the
--- change log's length, and publishing a change. What a written plan needs, and nothing more.
+-- change log's length, publishing a change and writing a plan's header. What a written plan needs,
+-- and nothing more.
 --
 -- Session KEYS (all share the hash tag {s:<session>}, so one Redis Cluster slot):
 --   KEYS[1] meta    hash: version, epoch, leader, ended_at, anonymous (count of anonymous members)
@@ -40,6 +41,16 @@ end
 local function publish(msg)
   redis.call('SPUBLISH', CHANNEL, msg)
   keep_log(redis.call('LPUSH', LOG, msg), 1)
+end
+
+-- Writes the header a plan leaves: its version and epoch, and its leader ('' for nobody).
+local function write_header(version, epoch, leader)
+  if leader == '' then
+    redis.call('HDEL', META, 'leader')
+    redis.call('HSET', META, 'version', version, 'epoch', epoch)
+  else
+    redis.call('HSET', META, 'version', version, 'epoch', epoch, 'leader', leader)
+  end
 end
 
 -- Whether the session's header is still the one a plan was made from: `basis` is

@@ -45,12 +45,7 @@ for _ = 1, users do
   end
   at = at + 2
 end
-if ARGV[8] == '' then
-  redis.call('HDEL', META, 'leader')
-  redis.call('HSET', META, 'version', ARGV[6], 'epoch', ARGV[7])
-else
-  redis.call('HSET', META, 'version', ARGV[6], 'epoch', ARGV[7], 'leader', ARGV[8])
-end
+write_header(ARGV[6], ARGV[7], ARGV[8])
 local last = at + changes - 1
 -- One message for the batch, which the feed splits again; the log keeps each change.
 redis.call('SPUBLISH', CHANNEL, ARGV[last + 1])
