@@ -1,20 +1,26 @@
 // @ts-check
 /**
  * The transport: one WebSocket at a time, requests and replies, reconnects with full-jitter
- * backoff, re-joins, dead-server detection and the token. The session views themselves are kept by
- * the pure functions of `view.js`; this module feeds them frames and emits what they return.
+ * backoff, re-joins, dead-server detection and the token. Each joined session is a `Session`
+ * (`session.js`), whose view the pure functions of `view.js` keep; this module feeds it frames.
  */
 
 import { reconnectDelay } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { RollcallError } from "./errors.js";
-import { applyFrame, createView, endView, replaceView, setResyncing } from "./view.js";
+import { Session } from "./session.js";
+import { endView, setResyncing } from "./view.js";
+
+export { Session };
 
 /** @typedef {import("./view.js").Member} Member */
 /** @typedef {import("./view.js").Counts} Counts */
 /** @typedef {import("./view.js").PresenceMode} PresenceMode */
 /** @typedef {import("./view.js").View} View */
 /** @typedef {import("./view.js").Effect} Effect */
+/** @typedef {import("./session.js").JoinOptions} JoinOptions */
+/** @typedef {import("./session.js").Message} Message */
+/** @typedef {import("./session.js").SessionEvents} SessionEvents */
 
 /** @typedef {"connecting" | "connected" | "disconnected" | "closed"} ClientState */
 
@@ -51,20 +57,6 @@ import { applyFrame, createView, endView, replaceView, setResyncing } from "./vi
  * @property {() => number} [random]  extension: the source of backoff jitter (default Math.random)
  */
 
-/**
- * @typedef {object} JoinOptions
- * @property {string | null} [name]  display name, 1–64 characters (default: the token's, or one
- *   the server picks)
- * @property {string | null} [avatar]  http(s) URL
- * @property {PresenceMode} [presence]  "full" (default) or "counts"
- */
-
-/**
- * @typedef {object} Message
- * @property {string} from  the sender's connection id
- * @property {string | null} user  the sender's user id
- * @property {unknown} data
- */
 
 /**
  * @typedef {object} ClientEvents
@@ -72,17 +64,6 @@ import { applyFrame, createView, endView, replaceView, setResyncing } from "./vi
  * @property {(error: RollcallError) => void} error
  */
 
-/**
- * @typedef {object} SessionEvents
- * @property {(session: Session) => void} change
- * @property {(member: Member) => void} join
- * @property {(connection: string, reason: string) => void} leave
- * @property {(member: Member) => void} update
- * @property {(leader: string | null, epoch: number) => void} leader
- * @property {(message: Message) => void} message
- * @property {(info: { by: string | null }) => void} ended
- * @property {(counts: Counts) => void} counts  extension: after a `counts` event (presence "counts")
- */
 
 /**
  * @typedef {object} Pending
@@ -154,217 +135,6 @@ function withToken(url, token) {
   const u = new URL(url);
   u.searchParams.set("token", token);
   return u.toString();
-}
-
-/**
- * A session this client has joined. Its fields read the current view; they change as events come.
- */
-export class Session {
-  /**
-   * Sessions come from `client.join()`; this constructor is the client's.
-   * @internal
-   * @param {RollcallClient} client
-   * @param {string} id
-   * @param {JoinOptions} options
-   */
-  constructor(client, id, options) {
-    /** @private */
-    this._client = client;
-    /** @readonly */
-    this.id = id;
-    /** @internal @type {{ name: string | null | undefined, avatar: string | null | undefined, presence: PresenceMode }} */
-    this._profile = {
-      name: options.name,
-      avatar: options.avatar,
-      presence: options.presence ?? "full",
-    };
-    /** @internal @type {View | null} */
-    this._view = null;
-    /**
-     * Extension: "joining" until the first `joined`, then "joined"; "left" after `leave()` (or a
-     * re-join the server refused for good), "ended" once the session ended.
-     * @type {"joining" | "joined" | "left" | "ended"}
-     */
-    this.state = "joining";
-    /** @internal @type {Emitter<SessionEvents>} */
-    this._events = new Emitter();
-    /** @internal @type {number} consecutive transient re-join failures */
-    this._rejoinFailures = 0;
-    /** @internal @type {ReturnType<typeof setTimeout> | undefined} */
-    this._rejoinTimer = undefined;
-    /** @internal @type {Promise<Session> | null} */
-    this._joining = null;
-  }
-
-  /** @internal @returns {View} */
-  get _v() {
-    if (!this._view) throw new RollcallError("not_member", `session ${this.id} is not joined yet`);
-    return this._view;
-  }
-
-  /** Own connection id in this session. */
-  get you() {
-    return this._v.you;
-  }
-  get version() {
-    return this._v.version;
-  }
-  /** @returns {string | null} */
-  get leader() {
-    return this._v.leader;
-  }
-  get epoch() {
-    return this._v.epoch;
-  }
-  /** @returns {ReadonlyArray<Member>} ordered by `joined_at` */
-  get members() {
-    return this._v.members;
-  }
-  /** @returns {Counts} */
-  get counts() {
-    return this._v.counts;
-  }
-  get isLeader() {
-    return this._view != null && this._view.leader != null && this._view.leader === this._view.you;
-  }
-  /** Extension: the presence mode this session was joined with. */
-  get presence() {
-    return this._profile.presence;
-  }
-
-  /**
-   * @template {keyof SessionEvents} K
-   * @param {K} event
-   * @param {SessionEvents[K]} listener
-   * @returns {() => void} removes the listener
-   */
-  on(event, listener) {
-    return this._events.on(event, listener);
-  }
-
-  /**
-   * Sends `data` (any JSON value) to the other members.
-   * @param {unknown} data
-   * @returns {Promise<void>}
-   */
-  async publish(data) {
-    this._mustBeIn();
-    await this._client._request({ type: "publish", session: this.id, data });
-  }
-
-  /**
-   * Leaves the session. Nothing more is emitted for it, and it is not re-joined.
-   * @returns {Promise<void>}
-   */
-  async leave() {
-    if (this.state === "left" || this.state === "ended") return;
-    this.state = "left";
-    this._client._forget(this);
-    if (this._client.state !== "connected") return; // the connection that held it is gone
-    try {
-      await this._client._request({ type: "leave", session: this.id }, { queue: false });
-    } catch (err) {
-      if (err instanceof RollcallError && (err.code === "not_member" || err.code === "disconnected")) return;
-      throw err;
-    }
-  }
-
-  /**
-   * Ends the session for everyone (leader only), fenced with the current epoch.
-   * @returns {Promise<void>}
-   */
-  async end() {
-    this._mustBeIn();
-    const epoch = this._v.epoch;
-    await this._client._request({ type: "end", session: this.id, epoch });
-    if (this._view) this._run(endView(this._view, this._view.you));
-  }
-
-  /** @internal */
-  _mustBeIn() {
-    if (this.state === "left" || this.state === "ended") {
-      throw new RollcallError("not_member", `session ${this.id} was ${this.state}`);
-    }
-  }
-
-  /** @internal The `join` frame that (re-)joins this session with the same profile and presence mode. */
-  _joinFrame() {
-    /** @type {Record<string, unknown>} */
-    const frame = { type: "join", session: this.id };
-    if (this._profile.name != null) frame.name = this._profile.name;
-    if (this._profile.avatar != null) frame.avatar = this._profile.avatar;
-    if (this._profile.presence !== "full") frame.presence = this._profile.presence;
-    return frame;
-  }
-
-  /**
-   * @internal
-   * A `joined` reply: the first one creates the view, a re-join's replaces it.
-   * @param {any} joined
-   */
-  _onJoined(joined) {
-    if (this.state === "left" || this.state === "ended") return;
-    this._rejoinFailures = 0;
-    if (!this._view) {
-      this._view = createView(joined, this._profile.presence);
-      this.state = "joined";
-      return;
-    }
-    this.state = "joined";
-    this._run(replaceView(this._view, joined));
-  }
-
-  /**
-   * @internal
-   * A frame about this session (an event, or the `members` reply to a gap).
-   * @param {any} frame
-   */
-  _onFrame(frame) {
-    if (!this._view || this.state !== "joined") return;
-    this._run(applyFrame(this._view, frame));
-  }
-
-  /**
-   * @internal
-   * Takes a step of the view: stores the new view, then emits its effects in order.
-   * @param {import("./view.js").Step} step
-   */
-  _run(step) {
-    this._view = step.view;
-    for (const effect of step.effects) {
-      switch (effect.type) {
-        case "join":
-          this._events.emit("join", effect.member);
-          break;
-        case "leave":
-          this._events.emit("leave", effect.connection, effect.reason);
-          break;
-        case "update":
-          this._events.emit("update", effect.member);
-          break;
-        case "leader":
-          this._events.emit("leader", effect.leader, effect.epoch);
-          break;
-        case "counts":
-          this._events.emit("counts", effect.counts);
-          break;
-        case "message":
-          this._events.emit("message", { from: effect.from, user: effect.user, data: effect.data });
-          break;
-        case "ended":
-          this.state = "ended";
-          this._client._forget(this);
-          this._events.emit("ended", { by: effect.by });
-          break;
-        case "resync":
-          this._client._resync(this);
-          break;
-        case "change":
-          this._events.emit("change", this);
-          break;
-      }
-    }
-  }
 }
 
 /**

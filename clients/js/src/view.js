@@ -2,7 +2,7 @@
 /**
  * The view of one session, kept from the server's versions. Pure: no sockets, no timers, no
  * events; every function takes a view and a frame and returns the next view and the effects the
- * caller should emit, in order. `client.js` does the talking.
+ * caller should emit, in order. `session.js` emits them; `client.js` does the talking.
  *
  * Rules (clients/js/README.md, docs/protocol.md §1.6–1.7):
  * - An event whose `version` is below the view's is ignored.
