@@ -204,7 +204,7 @@ pub async fn start_http_with(
 
 /// One worker per core. On 2 cores, `--workers 1` made a join+leave churn cheaper (no second
 /// worker competing with the sessions' thread) but a 1 → 1,000 fan-out at 300 msg/s slower
-/// (`BENCHMARKS.md` §7), so the default keeps the fan-out.
+/// (`docs/benchmarks-history.md` §7), so the default keeps the fan-out.
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -1,7 +1,7 @@
 //! Server memory per idle WebSocket, measured on a real `rollcall` process from its resident set
 //! size. This guards the patched actix-http (`vendor/actix-http`): without it, every connection
 //! keeps an 8 KiB read and an 8 KiB write buffer, and members of busy sessions keep more
-//! (BENCHMARKS.md §3c: 17.8–22.6 KiB each instead of 8.7–10.9).
+//! (docs/benchmarks-history.md §3c: 17.8–22.6 KiB each instead of 8.7–10.9).
 
 use crate::support::process::RollcallProcess;
 use crate::support::redis::RedisServer;
