@@ -132,6 +132,9 @@ impl RedisCluster {
     }
 
     /// Kills the nodes after the test process exits (for a cluster that is never dropped).
+    ///
+    /// A `sh -c` loop outlives this process, which no thread of it can. It needs nothing beyond a
+    /// minimal Debian: `kill` is a builtin of `sh` (dash; no procps), `sleep` and `rm` are coreutils.
     fn start_watchdog(&mut self) {
         let pids: Vec<String> = self
             .nodes

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 use super::redis::free_port;
 use super::server::http_get;
 
@@ -165,8 +168,12 @@ impl RollcallProcess {
     /// SIGTERM, then waits for the process to exit (graceful stop), at most `within`.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("the process is running");
-        let pid = child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let pid = i32::try_from(child.id()).expect("a pid fits in pid_t");
+        if let Err(errno) = kill(Pid::from_raw(pid), Signal::SIGTERM) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}: SIGTERM to pid {pid} failed: {errno}", self.name);
+        }
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
