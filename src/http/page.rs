@@ -48,6 +48,21 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../clients/js/src/client.js"),
     },
     Asset {
+        name: "session.js",
+        content_type: JAVASCRIPT,
+        body: include_str!("../../clients/js/src/session.js"),
+    },
+    Asset {
+        name: "request.js",
+        content_type: JAVASCRIPT,
+        body: include_str!("../../clients/js/src/request.js"),
+    },
+    Asset {
+        name: "transport.js",
+        content_type: JAVASCRIPT,
+        body: include_str!("../../clients/js/src/transport.js"),
+    },
+    Asset {
         name: "view.js",
         content_type: JAVASCRIPT,
         body: include_str!("../../clients/js/src/view.js"),
