@@ -4,7 +4,7 @@
 //! Every join goes through the supervisor, so it always knows whether a join is on its way to a
 //! session actor; it retires a session actor only when it has no local members and none is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +14,12 @@ use actix::{
 };
 
 use super::session::{
-    DeliverySettings, JoinLocal, LocalCount, Orphaned, PendingRemoval, Reconcile, RemoteChange,
-    RemoteMessage, Retire, SessionActor, SessionOwner, ShutdownSession,
+    Audit, DeliverySettings, JoinLocal, LocalCount, Orphaned, PendingRemoval, Reconcile,
+    RemoteChange, RemoteMessage, Retire, SessionActor, SessionOwner, ShutdownSession,
 };
 use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
 use crate::ids::{ConnectionId, SessionId};
-use crate::model::{Change, Member, Presence, SessionView};
+use crate::model::{Change, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store, StoreError};
 
@@ -73,8 +73,15 @@ pub struct Supervisor {
     subscriptions: SubscriptionQueue,
 }
 
-/// Subscribes and unsubscribes in the order asked, one at a time, so that a retiring session's
-/// late unsubscribe can never undo the subscription of a session actor created after it.
+/// Subscribes and releases sessions in the order asked, one at a time, so that a retiring
+/// session's late release can never undo the subscription of a session actor created after it.
+///
+/// Releasing a session is how an instance hands it back once it holds no member there: the store
+/// must list none either. A join the store answered too late (its client was told it failed) or a
+/// leave a failover lost leaves a member listed under this instance that nobody holds; the release
+/// removes such strays (with `member_left`), then stops listening and drops the session from the
+/// instance's session set. A release the store could not do is retried on every heartbeat, and
+/// given up only when a new session actor takes the session over (its audits find the strays).
 #[derive(Clone)]
 struct SubscriptionQueue {
     tx: tokio::sync::mpsc::UnboundedSender<SubscriptionOp>,
@@ -85,22 +92,36 @@ enum SubscriptionOp {
         SessionId,
         tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     ),
-    Unsubscribe(SessionId),
+    Release(SessionId),
+    /// Retry the releases that failed; says when done.
+    RetryReleases(tokio::sync::oneshot::Sender<()>),
 }
 
 impl SubscriptionQueue {
-    fn start(store: Arc<dyn Store>) -> SubscriptionQueue {
+    fn start(store: Arc<dyn Store>, recorder: Option<ChangeRecorder>) -> SubscriptionQueue {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         actix::spawn(async move {
+            let mut unreleased: BTreeSet<SessionId> = BTreeSet::new();
             while let Some(op) = rx.recv().await {
                 match op {
                     SubscriptionOp::Subscribe(session, done) => {
+                        unreleased.remove(&session);
                         let _ = done.send(store.subscribe(&session).await);
                     }
-                    SubscriptionOp::Unsubscribe(session) => {
-                        if let Err(e) = store.unsubscribe(&session).await {
-                            tracing::debug!(%session, error = %e, "unsubscribe failed");
+                    SubscriptionOp::Release(session) => {
+                        if !release(store.as_ref(), &session, recorder.as_ref()).await {
+                            unreleased.insert(session);
                         }
+                    }
+                    SubscriptionOp::RetryReleases(done) => {
+                        let mut still = BTreeSet::new();
+                        for session in std::mem::take(&mut unreleased) {
+                            if !release(store.as_ref(), &session, recorder.as_ref()).await {
+                                still.insert(session);
+                            }
+                        }
+                        unreleased = still;
+                        let _ = done.send(());
                     }
                 }
             }
@@ -131,8 +152,54 @@ impl SubscriptionQueue {
         }
     }
 
-    fn unsubscribe(&self, session: &str) {
-        let _ = self.tx.send(SubscriptionOp::Unsubscribe(session.into()));
+    fn release(&self, session: &str) {
+        let _ = self.tx.send(SubscriptionOp::Release(session.into()));
+    }
+
+    /// Retries the releases that failed; resolves when they were tried.
+    fn retry_releases(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let (done, tried) = tokio::sync::oneshot::channel();
+        let queued = self.tx.send(SubscriptionOp::RetryReleases(done)).is_ok();
+        async move {
+            if queued {
+                let _ = tried.await;
+            }
+        }
+    }
+}
+
+/// Removes the members the store still lists under this instance in `session`, which it no
+/// longer holds, then stops listening to it. Whether the store answered.
+async fn release(store: &dyn Store, session: &str, recorder: Option<&ChangeRecorder>) -> bool {
+    match store
+        .remove_strays(session, &[], LeaveReason::Disconnected)
+        .await
+    {
+        Ok(removed) => {
+            if let Some(change) = removed {
+                tracing::warn!(%session, "removed members listed under this instance that it no longer held");
+                record_change(recorder, session, &change);
+            }
+            if let Err(e) = store.unsubscribe(session).await {
+                tracing::debug!(%session, error = %e, "unsubscribe failed");
+            }
+            true
+        }
+        Err(e) => {
+            log_store_failure!(e, %session, error = %e, "release of a session failed; will retry");
+            false
+        }
+    }
+}
+
+/// Counts a change this instance made and hands it to the participation recorder.
+fn record_change(recorder: Option<&ChangeRecorder>, session: &str, change: &Change) {
+    crate::metrics::count_change(change);
+    if let Some(recorder) = recorder {
+        recorder.do_send(RecordChange {
+            session: session.into(),
+            change: change.clone(),
+        });
     }
 }
 
@@ -143,6 +210,7 @@ impl Supervisor {
         recorder: Option<ChangeRecorder>,
     ) -> Supervisor {
         let store_for_queue = store.clone();
+        let recorder_for_queue = recorder.clone();
         Supervisor {
             store,
             settings,
@@ -155,7 +223,7 @@ impl Supervisor {
             shutting_down: false,
             tick_running: false,
             ticks: 0,
-            subscriptions: SubscriptionQueue::start(store_for_queue),
+            subscriptions: SubscriptionQueue::start(store_for_queue, recorder_for_queue),
         }
     }
 
@@ -180,7 +248,7 @@ impl Supervisor {
         if let Some(entry) = self.sessions.remove(session) {
             metrics::gauge!(crate::metrics::SESSIONS).set(self.sessions.len() as f64);
             entry.addr.do_send(Retire);
-            self.subscriptions.unsubscribe(session);
+            self.subscriptions.release(session);
         }
     }
 
@@ -196,12 +264,13 @@ impl Supervisor {
     }
 
     fn record(&self, session: &str, change: &Change) {
-        crate::metrics::count_change(change);
-        if let Some(recorder) = &self.recorder {
-            recorder.do_send(RecordChange {
-                session: session.into(),
-                change: change.clone(),
-            });
+        record_change(self.recorder.as_ref(), session, change);
+    }
+
+    /// Every session actor compares the store's members of this instance with its own.
+    fn audit_all(&self) {
+        for entry in self.sessions.values() {
+            entry.addr.do_send(Audit);
         }
     }
 
@@ -228,6 +297,7 @@ impl Supervisor {
             Vec::new()
         };
         let orphans = std::mem::take(&mut self.orphans);
+        let releases = self.subscriptions.retry_releases();
         ctx.spawn(
             async move {
                 let lease = store.renew_lease().await;
@@ -249,6 +319,7 @@ impl Supervisor {
                         }
                     }
                     reaped.extend(crate::store::reaping::reap_expired(store.as_ref()).await);
+                    releases.await;
                 } else {
                     unconfirmed = orphans;
                 }
@@ -264,7 +335,7 @@ impl Supervisor {
                         act.store_state(true);
                         act.lease_held = true;
                         match status {
-                            LeaseStatus::Held if !was_down => {}
+                            LeaseStatus::Held if !was_down => act.audit_all(),
                             LeaseStatus::Held => act.reconcile_all(true),
                             LeaseStatus::WasLost => {
                                 let why = "this instance had been declared dead";

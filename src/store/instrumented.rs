@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::plan::Plan;
 use super::{Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Store, StoreResult};
+use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 
@@ -164,6 +165,20 @@ impl Store for Instrumented {
 
     async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
         timed("forget_instance", self.inner.forget_instance(dead)).await
+    }
+
+    async fn held_count(&self, session: &str) -> StoreResult<u64> {
+        timed("held_count", self.inner.held_count(session)).await
+    }
+
+    async fn remove_strays(
+        &self,
+        session: &str,
+        keep: &[ConnectionId],
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        let removed = self.inner.remove_strays(session, keep, reason);
+        timed("remove_strays", removed).await
     }
 
     async fn reassert(

@@ -190,6 +190,40 @@ impl MemoryStore {
         }
     }
 
+    /// Removes the members `instance` has in `session`, except `keep`, in one change.
+    fn remove_members_of(
+        &self,
+        session: &str,
+        instance: &str,
+        keep: &[ConnectionId],
+        reason: LeaveReason,
+    ) -> Option<Change> {
+        let mut state = self.backend.lock();
+        let entry = state.sessions.get_mut(session)?;
+        let mut events = Vec::new();
+        entry.members.retain(|m| {
+            let stays = m.instance != instance || keep.contains(&m.connection);
+            if !stays {
+                events.push(Event::MemberLeft {
+                    connection: m.connection.clone(),
+                    user: m.user.clone(),
+                    reason,
+                });
+            }
+            stays
+        });
+        if events.is_empty() {
+            return None;
+        }
+        entry.elect(false, &mut events);
+        let change = entry.commit(events);
+        if !Self::still_has_members(&state, instance, session) {
+            Self::track(&mut state, instance, session, false);
+        }
+        self.publish_change(&state, session, &change);
+        Some(change)
+    }
+
     fn still_has_members(state: &State, instance: &str, session: &str) -> bool {
         state
             .sessions
@@ -572,30 +606,25 @@ impl Store for MemoryStore {
         dead: &str,
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>> {
-        let mut state = self.backend.lock();
-        let Some(entry) = state.sessions.get_mut(session) else {
-            return Ok(None);
-        };
-        let mut events = Vec::new();
-        entry.members.retain(|m| {
-            let keep = m.instance != dead;
-            if !keep {
-                events.push(Event::MemberLeft {
-                    connection: m.connection.clone(),
-                    user: m.user.clone(),
-                    reason,
-                });
-            }
-            keep
-        });
-        if events.is_empty() {
-            return Ok(None);
-        }
-        entry.elect(false, &mut events);
-        let change = entry.commit(events);
-        Self::track(&mut state, dead, session, false);
-        self.publish_change(&state, session, &change);
-        Ok(Some(change))
+        Ok(self.remove_members_of(session, dead, &[], reason))
+    }
+
+    async fn held_count(&self, session: &str) -> StoreResult<u64> {
+        let state = self.backend.lock();
+        let me = &self.instance.incarnation;
+        Ok(state.sessions.get(session).map_or(0, |s| {
+            s.members.iter().filter(|m| &m.instance == me).count() as u64
+        }))
+    }
+
+    async fn remove_strays(
+        &self,
+        session: &str,
+        keep: &[ConnectionId],
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        let me = self.instance.incarnation.clone();
+        Ok(self.remove_members_of(session, &me, keep, reason))
     }
 
     async fn forget_instance(&self, dead: &str) -> StoreResult<()> {

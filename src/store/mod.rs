@@ -276,6 +276,21 @@ pub trait Store: Send + Sync + 'static {
     /// Drops what is left of `dead`: its lease, its session list, its name mapping.
     async fn forget_instance(&self, dead: &str) -> StoreResult<()>;
 
+    /// How many members the store lists under this instance in `session`. An instance compares
+    /// it with the members it holds on every heartbeat: a difference means the store lists a
+    /// member the instance does not hold (a join that timed out but ran later, a leave lost in a
+    /// failover) or misses one it does.
+    async fn held_count(&self, session: &str) -> StoreResult<u64>;
+    /// Removes every member the store lists under this instance in `session` except `keep`,
+    /// re-electing the leader if needed, like [`Store::remove_instance_members`]. `None` when
+    /// there was none.
+    async fn remove_strays(
+        &self,
+        session: &str,
+        keep: &[ConnectionId],
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>>;
+
     /// Puts `members` (this instance's local members, with their original `joined_at`) back into
     /// `session` after the store lost them. Versions and epochs continue from at least `floor`.
     async fn reassert(

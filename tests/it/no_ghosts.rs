@@ -445,3 +445,4 @@ async fn graceful_stop_hands_over_and_leaves_nothing_behind() {
 }
 
 mod cluster;
+mod strays;

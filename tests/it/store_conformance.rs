@@ -517,6 +517,76 @@ async fn remove_instance_members<H: Harness>() {
     );
 }
 
+async fn strays_are_counted_and_removed<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    a.subscribe("s").await.unwrap();
+    b.subscribe("s").await.unwrap();
+    join(&b, "s", member(&b, "b1", Some("u2"))).await;
+    join(&a, "s", member(&a, "held", Some("u1"))).await;
+    join(&a, "s", member(&a, "stray", None)).await;
+    join(&a, "s", member(&a, "stray2", Some("u3"))).await;
+    assert_eq!(a.held_count("s").await.unwrap(), 3, "a's members only");
+    assert_eq!(b.held_count("s").await.unwrap(), 1);
+    assert_eq!(a.held_count("other").await.unwrap(), 0, "no such session");
+    let change = a
+        .remove_strays("s", &["held".into()], LeaveReason::Disconnected)
+        .await
+        .unwrap()
+        .expect("two strays removed");
+    assert_eq!(
+        change,
+        Change {
+            version: 5,
+            leader: Some("b1".into()),
+            epoch: 1,
+            events: vec![
+                left("stray", None, LeaveReason::Disconnected),
+                left("stray2", Some("u3"), LeaveReason::Disconnected),
+            ],
+        }
+    );
+    assert_eq!(a.held_count("s").await.unwrap(), 1);
+    assert_eq!(
+        a.remove_strays("s", &["held".into()], LeaveReason::Disconnected)
+            .await
+            .unwrap(),
+        None,
+        "nothing left to remove"
+    );
+    let view = a.view("s").await.unwrap().unwrap();
+    let ids: Vec<&str> = view.members.iter().map(|m| m.connection.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["b1", "held"],
+        "the other instance's member and the held one stay"
+    );
+    assert_eq!(
+        view.counts(),
+        a.counts(&["s".into()]).await.unwrap()[0],
+        "counts follow removals"
+    );
+    // Without a member to keep, every member of the instance goes, the leader handed over.
+    join(&a, "s2", member(&a, "lead", None)).await;
+    join(&b, "s2", member(&b, "b2", None)).await;
+    let change = a
+        .remove_strays("s2", &[], LeaveReason::Disconnected)
+        .await
+        .unwrap()
+        .expect("the leader removed");
+    assert_eq!(
+        change.events,
+        vec![
+            left("lead", None, LeaveReason::Disconnected),
+            leader(Some("b2"), 2),
+        ]
+    );
+    assert_eq!(a.held_count("s2").await.unwrap(), 0);
+}
+
 async fn reassert_after_data_loss<H: Harness>() {
     let h = H::new(Duration::from_secs(5)).await;
     let (a, _fa) = h.connect("a").await;
@@ -856,6 +926,7 @@ conformance!(
     counts_users_and_connections,
     session_full,
     remove_instance_members,
+    strays_are_counted_and_removed,
     reassert_after_data_loss,
     lease_expiry_and_claims,
     feed_carries_changes_and_messages,

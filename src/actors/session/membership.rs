@@ -50,6 +50,14 @@ pub(super) struct MembershipQueue {
 }
 
 impl MembershipQueue {
+    /// The connections whose leave is queued: no longer local, still in the store.
+    pub(super) fn leaving(&self) -> impl Iterator<Item = &ConnectionId> {
+        self.queued.iter().filter_map(|request| match request {
+            Queued::Leave { msg, .. } => Some(&msg.connection),
+            Queued::Join { .. } => None,
+        })
+    }
+
     /// Answers every queued request of an instance that is shutting down: a join is refused, and
     /// a leave is done, as the shutdown removes every member of this instance from the store.
     /// Whether there was a leave, whose member the store still has.

@@ -30,7 +30,9 @@ use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::store::{Floor, Store, StoreError};
 use outbox::Audience;
 pub use requests::{EndSession, JoinLocal, Leave, Publish, ReadMembers, UpdateProfile};
-pub use sync::{CurrentView, Reconcile, RemoteChange, RemoteMessage, Retire, ShutdownSession};
+pub use sync::{
+    Audit, CurrentView, Reconcile, RemoteChange, RemoteMessage, Retire, ShutdownSession,
+};
 
 /// Where a session actor reports to whoever owns it (the supervisor in an engine, a probe in a test).
 /// Recipients, not the owner's address, so the session actor knows nothing of its owner's type.
@@ -378,6 +380,13 @@ impl SessionActor {
             .encode();
             act.deliver(frame, Audience::Tracking(Presence::Counts), ctx);
         });
+    }
+
+    /// The members the store should list under this instance: the local ones, and those whose
+    /// leave is queued.
+    fn held(&self) -> Vec<ConnectionId> {
+        let local = self.local.keys();
+        local.chain(self.membership.leaving()).cloned().collect()
     }
 
     fn floor(&self) -> Floor {

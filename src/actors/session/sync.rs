@@ -1,6 +1,8 @@
 //! Keeping the actor in step with the shared state: changes and messages from other instances,
 //! reconciliation after a gap or a store failure, graceful stop and retirement.
 
+use std::collections::HashSet;
+
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
 use serde_json::Value;
 
@@ -50,6 +52,8 @@ impl Handler<RemoteMessage> for SessionActor {
 }
 
 /// Re-read the shared view; with `reassert`, first put local members back if the store lost them.
+/// Members the store lists under this instance that it does not hold (strays: a join that timed
+/// out and ran when the store woke up, a leave a failover lost) are removed with `member_left`.
 #[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Reconcile {
@@ -63,6 +67,7 @@ impl Handler<Reconcile> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let members: Vec<Member> = self.local.values().map(|l| l.member.clone()).collect();
+        let held = self.held();
         let floor = self.floor();
         let pending = std::mem::take(&mut self.pending_removals);
         AtomicResponse::new(Box::pin(
@@ -90,12 +95,28 @@ impl Handler<Reconcile> for SessionActor {
                     reasserted = store.reassert(&session, members, floor).await?.is_some();
                 }
                 let view = store.view(&session).await?;
-                Ok::<_, StoreError>((confirmed, unconfirmed, reasserted, view))
+                let me = &store.instance().incarnation;
+                let strays = view.as_ref().is_some_and(|view| {
+                    let held: HashSet<&ConnectionId> = held.iter().collect();
+                    view.members
+                        .iter()
+                        .any(|m| &m.instance == me && !held.contains(&m.connection))
+                });
+                let removed = match strays {
+                    true => {
+                        tracing::warn!(%session, "the store lists members of this instance that it does not hold; removing them");
+                        store
+                            .remove_strays(&session, &held, LeaveReason::Disconnected)
+                            .await?
+                    }
+                    false => None,
+                };
+                Ok::<_, StoreError>((confirmed, unconfirmed, reasserted, view, removed))
             }
             .into_actor(self)
             .map(move |result, act, ctx| match result {
-                Ok((confirmed, unconfirmed, reasserted, view)) => {
-                    for change in &confirmed {
+                Ok((confirmed, unconfirmed, reasserted, view, removed)) => {
+                    for change in confirmed.iter().chain(&removed) {
                         act.record(change);
                     }
                     act.pending_removals.extend(unconfirmed);
@@ -117,6 +138,9 @@ impl Handler<Reconcile> for SessionActor {
                     {
                         act.replace_view(view, ctx);
                     }
+                    if let Some(change) = removed {
+                        act.absorb(&change, ctx);
+                    }
                 }
                 Err(e) => {
                     log_store_failure!(
@@ -127,6 +151,38 @@ impl Handler<Reconcile> for SessionActor {
                     );
                 }
             }),
+        ))
+    }
+}
+
+/// Compare what the store lists under this instance with what the actor holds (every heartbeat).
+/// A difference, or a removal the store has not confirmed yet, makes the actor reconcile, so a
+/// member listed here that nobody holds is gone within one heartbeat of the store answering.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Audit;
+
+impl Handler<Audit> for SessionActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: Audit, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let expected = self.held().len() as u64;
+        AtomicResponse::new(Box::pin(
+            async move { store.held_count(&session).await }
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(listed) if listed == expected && act.pending_removals.is_empty() => {}
+                    Ok(listed) => {
+                        tracing::debug!(session = %act.session, listed, expected,
+                            "the store's members of this instance differ from the local ones; reconciling");
+                        ctx.notify(Reconcile { reassert: false });
+                    }
+                    Err(e) => {
+                        log_store_failure!(e, session = %act.session, error = %e, "audit failed")
+                    }
+                }),
         ))
     }
 }

@@ -11,6 +11,7 @@ use super::reply::{
     unexpected, view_of,
 };
 use super::{RedisStore, Result, fresh_token, lock};
+use crate::ids::ConnectionId;
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 use crate::store::plan::Plan;
 use crate::store::{
@@ -307,6 +308,34 @@ impl Store for RedisStore {
     ) -> StoreResult<Option<Change>> {
         let mut call = self.session_call("remove_instance", &self.scripts.remove_instance, session);
         call.arg(dead).arg(reason.as_str());
+        let reply = self.invoke(&call).await?;
+        Ok(optional_change("remove_instance", reply)?)
+    }
+
+    async fn held_count(&self, session: &str) -> StoreResult<u64> {
+        let key = self.keys.session_by_instance(session);
+        let me = &self.instance.incarnation;
+        let mut cmd = ::redis::cmd("ZLEXCOUNT");
+        cmd.arg(&key)
+            .arg(format!("[{me}\0"))
+            .arg(format!("({me}\u{1}"));
+        let reply = self
+            .command("zlexcount", &cmd, std::slice::from_ref(&key))
+            .await?;
+        Ok(int(&reply)?)
+    }
+
+    async fn remove_strays(
+        &self,
+        session: &str,
+        keep: &[ConnectionId],
+        reason: LeaveReason,
+    ) -> StoreResult<Option<Change>> {
+        let mut call = self.session_call("remove_instance", &self.scripts.remove_instance, session);
+        call.arg(&self.instance.incarnation).arg(reason.as_str());
+        for connection in keep {
+            call.arg(connection.as_str());
+        }
         let reply = self.invoke(&call).await?;
         Ok(optional_change("remove_instance", reply)?)
     }

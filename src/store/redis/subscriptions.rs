@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use super::conn::Conn;
 use super::keys::KeyLayout;
 use super::reply::text;
-use super::{RedisStoreError, Result};
+use super::{RedisStoreError, Result, within};
 
 /// Attempts of one subscription command before its error is reported.
 const ATTEMPTS: usize = 3;
@@ -57,10 +57,15 @@ impl Subscriptions {
         self.wanted.lock().await.contains(session)
     }
 
+    /// Subscribes to `session`'s channel; gives up after [`super::OPERATION_TIMEOUT`] in all, however
+    /// many attempts that leaves, so that a join waits for a stalled store no longer than for any
+    /// other operation.
     pub async fn subscribe(&self, session: &str) -> Result<()> {
         let mut wanted = self.wanted.lock().await;
         wanted.insert(session.to_owned());
-        let result = self.ssubscribe(session, ATTEMPTS).await;
+        let result = within(self.ssubscribe(session, ATTEMPTS))
+            .await
+            .and_then(|subscribed| subscribed);
         if result.is_err() {
             wanted.remove(session);
         }

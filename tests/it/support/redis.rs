@@ -136,6 +136,25 @@ impl RedisServer {
         }
     }
 
+    /// Stalls the server (SIGSTOP): connections stay open, nothing is answered, and what is
+    /// sent meanwhile runs when it is resumed.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Resumes a server stalled by [`RedisServer::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the redis-server is running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        if let Err(errno) = nix::sys::signal::kill(pid, signal) {
+            panic!("{signal} to redis-server {}: {errno}", child.id());
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

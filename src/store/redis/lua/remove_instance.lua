@@ -1,23 +1,37 @@
--- remove_instance: removes every member one instance has in the session (reaping, shutdown),
--- re-electing the leader if needed. Costs O(that instance's members here), via the byinst index.
--- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: incarnation; ARGV[6]: reason string.
--- Returns {'none'} when it had no members here, else {'ok', change JSON}.
-local from = '[' .. ARGV[5] .. '\0'
-local to = '(' .. ARGV[5] .. '\1'
+-- remove_instance: removes every member one instance has in the session (reaping, shutdown), or
+-- every one but those it still holds (an instance removing the strays listed under it), re-electing
+-- the leader if needed. Costs O(that instance's members here), via the byinst index.
+-- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: incarnation; ARGV[6]: reason string;
+-- ARGV[7..]: connections to keep (none: remove them all).
+-- Returns {'none'} when it had no members here to remove, else {'ok', change JSON}.
+local instance, reason = ARGV[5], ARGV[6]
+local from = '[' .. instance .. '\0'
+local to = '(' .. instance .. '\1'
 local entries = redis.call('ZRANGEBYLEX', BYINST, from, to)
-local skip = #ARGV[5] + 1
+local keep = {}
+for i = 7, #ARGV do
+  keep[ARGV[i]] = true
+end
+local skip = #instance + 1
 local gone = {}
 for i = 1, #entries do
   local connection = string.sub(entries[i], skip + 1)
-  local record = redis.call('HGET', MEMBERS, connection)
-  if record then
-    local m = cjson.decode(record)
-    if m.instance == ARGV[5] then
-      gone[#gone + 1] = m
+  if not keep[connection] then
+    if #ARGV >= 7 then
+      redis.call('ZREM', BYINST, entries[i])
+    end
+    local record = redis.call('HGET', MEMBERS, connection)
+    if record then
+      local m = cjson.decode(record)
+      if m.instance == instance then
+        gone[#gone + 1] = m
+      end
     end
   end
 end
-redis.call('ZREMRANGEBYLEX', BYINST, from, to)
+if #ARGV < 7 then
+  redis.call('ZREMRANGEBYLEX', BYINST, from, to)
+end
 if #gone == 0 then
   return { 'none' }
 end
@@ -31,7 +45,7 @@ local h = header()
 local events = {}
 for i = 1, #gone do
   remove_member(h, gone[i])
-  events[#events + 1] = { type = 'member_left', connection = gone[i].connection, user = gone[i].user, reason = ARGV[6] }
+  events[#events + 1] = { type = 'member_left', connection = gone[i].connection, user = gone[i].user, reason = reason }
 end
 elect(h, false, events)
 local msg = commit(h, events)
