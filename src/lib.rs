@@ -3,7 +3,8 @@
 //! WebSocket clients join sessions, see the live member list, and get exactly one leader per
 //! session. The architecture (docs/architecture.md §1) shows in the modules: [`actors`] (connection, session,
 //! supervisor), [`store`] (the shared state, Memory or Redis), [`protocol`] (the wire contract),
-//! [`http`] (routes), [`config`] (flags), [`engine`] (the engine without HTTP) and [`server`].
+//! [`http`] (routes), [`config`] (flags), [`liveness`] (the liveness flags, checked together),
+//! [`engine`] (the engine without HTTP) and [`server`].
 
 /// Logs a failed store operation: at `warn`, or at `debug` when the store is unreachable. An
 /// outage is logged once, by the supervisor, when the store's state changes; reporting it again
@@ -25,6 +26,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod ids;
+pub mod liveness;
 pub mod metrics;
 pub mod model;
 pub mod persistence;

@@ -10,6 +10,7 @@ use crate::auth::Authenticator;
 use crate::config::ServeArgs;
 use crate::engine::{Engine, EngineSettings};
 use crate::http::{self, AppState};
+use crate::liveness::{Liveness, LivenessError};
 use crate::persistence::{DatabaseError, Persistence, PersistenceSettings};
 use crate::store::memory::MemoryBackend;
 use crate::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
@@ -23,11 +24,21 @@ pub enum ServerError {
     Database(#[from] DatabaseError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Liveness settings that do not work together ([`Liveness::from_args`]). The message is the
+    /// [`LivenessError`]'s, not repeated as a source, so that the binary prints it once.
+    #[error("invalid configuration: {0}")]
+    Liveness(LivenessError),
     #[error("could not listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl From<LivenessError> for ServerError {
+    fn from(error: LivenessError) -> ServerError {
+        ServerError::Liveness(error)
+    }
 }
 
 /// Opens the store the arguments name: Redis when `--redis-url` is set, a Redis Cluster when
@@ -117,11 +128,14 @@ impl RunningServer {
     }
 }
 
-/// Starts the engine and the HTTP server on `args.bind` (port 0 picks a free port).
+/// Starts the engine and the HTTP server on `args.bind` (port 0 picks a free port). A configuration
+/// that must not run (`check_auth`, [`Liveness::from_args`]) is refused before anything opens.
 pub async fn start(args: &ServeArgs) -> Result<RunningServer, ServerError> {
+    // The configuration first: nothing is opened for a server that must not start.
+    check_auth(args)?;
+    Liveness::from_args(args)?;
     let settings = EngineSettings::from_args(args);
     let instance = InstanceId::new(settings.instance_name.clone());
-    check_auth(args)?;
     let persistence = Persistence::open(&args.database_url, PersistenceSettings::default()).await?;
     let (store, feed) = open_store(args, instance).await?;
     let engine =
@@ -155,6 +169,7 @@ pub async fn start_http_with(
 ) -> Result<RunningServer, ServerError> {
     crate::metrics::install();
     check_auth(args)?;
+    Liveness::from_args(args)?;
     let state = AppState {
         engine: engine.clone(),
         max_frame_bytes: args.max_frame_bytes,
@@ -207,4 +222,39 @@ pub async fn start_http_with(
 /// (`docs/benchmarks-history.md` §7), so the default keeps the fan-out.
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+    use clap::Parser;
+
+    #[actix_rt::test]
+    async fn liveness_settings_that_do_not_work_together_are_refused_before_anything_opens() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database = dir.path().join("never-created.db");
+        let mut args =
+            Cli::try_parse_from(["rollcall", "--heartbeat-ms", "3000", "--lease-ms", "3000"])
+                .expect("each flag is valid alone")
+                .serve;
+        args.bind = "127.0.0.1:0".parse().expect("loopback address");
+        args.database_url = format!("sqlite://{}", database.display());
+        // A store that would fail (or hang) if the start got as far as opening it.
+        args.redis_url = Some("redis://127.0.0.1:1".into());
+        let err = start(&args)
+            .await
+            .err()
+            .expect("the server must refuse to start");
+        assert!(matches!(err, ServerError::Liveness(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.starts_with("invalid configuration: "), "{message}");
+        for flag in [
+            "--heartbeat-ms (ROLLCALL_HEARTBEAT_MS) = 3000",
+            "--lease-ms (ROLLCALL_LEASE_MS) = 3000",
+        ] {
+            assert!(message.contains(flag), "{flag:?} not in {message:?}");
+        }
+        assert!(!database.exists(), "the database was opened");
+    }
 }

@@ -10,6 +10,7 @@ mod actors;
 mod auth;
 mod batched_changes;
 mod concurrency;
+mod config_checks;
 mod hostile_input;
 mod idle_memory;
 mod large_sessions;
