@@ -406,8 +406,11 @@ impl StreamHandler<FeedEvent> for Supervisor {
                     "store asked for a reconciliation"
                 );
                 for session in sessions {
-                    if let Some(entry) = self.sessions.get(session.as_str()) {
-                        entry.addr.do_send(Reconcile { reassert });
+                    match self.sessions.get(session.as_str()) {
+                        Some(entry) => entry.addr.do_send(Reconcile { reassert }),
+                        // Released lately: the store may list a member again that this
+                        // instance no longer holds (a failover lost its leave).
+                        None => self.subscriptions.release(&session),
                     }
                 }
             }

@@ -72,6 +72,11 @@ use subscriptions::Subscriptions;
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Every Redis operation gives up after this long and reports [`StoreError::Unavailable`].
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after an instance released a session (it holds no member there any more) a Redis
+/// Cluster failover of the session's slot still makes it check that the store lists none: the
+/// new master may have missed the last leave. Longer than a failover takes (the cluster's node
+/// timeout plus an election).
+pub const RELEASE_WATCH: Duration = Duration::from_secs(60);
 
 /// Errors of the Redis store before they are mapped to [`StoreError`].
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +126,9 @@ pub struct RedisStore {
     feed: mpsc::UnboundedSender<FeedEvent>,
     /// Keys of every call, when recording is switched on (slot-rule tests).
     recorded: Mutex<Option<Vec<ScriptCall>>>,
+    /// Sessions this instance stopped listening to lately, and when: on a cluster, a failover
+    /// within [`RELEASE_WATCH`] may bring back a leave it lost, so the shard check watches them too.
+    released: Mutex<Vec<(String, std::time::Instant)>>,
     feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -190,6 +198,7 @@ impl RedisStore {
             generation: Mutex::new(None),
             feed: feed_tx,
             recorded: Mutex::new(None),
+            released: Mutex::new(Vec::new()),
             feed_tasks,
         };
         Ok((store, feed_rx))

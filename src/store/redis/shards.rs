@@ -10,7 +10,11 @@
 //!    of its slot lost its data, the session is re-asserted; if its slot has another master than
 //!    at the previous check (a failover, or a migration), it is reconciled, which re-asserts the
 //!    local members if the new master misses any of them or has an older version (a replica that
-//!    missed the last writes); see [`crate::actors::session`]'s `Reconcile`.
+//!    missed the last writes) and removes the members listed under this instance that it no
+//!    longer holds (a leave the old master had not replicated); see
+//!    [`crate::actors::session`]'s `Reconcile`. Sessions the instance released within
+//!    [`super::RELEASE_WATCH`] are checked too: the leave of their last local member may be the
+//!    one a failover lost, and the supervisor releases them again.
 //!
 //! A token is keyed by (master node id, slot of its key): a promoted replica is a new master id (its
 //! token, replicated, is recorded as first seen), and a migrated token slot just starts a new key.
@@ -62,7 +66,8 @@ impl ShardWatch {
         }
     }
 
-    /// One check (see the module doc) of `sessions`, the sessions this instance listens to.
+    /// One check (see the module doc) of `sessions`: those this instance listens to, and those it
+    /// released lately ([`super::RELEASE_WATCH`]), whose last leave a failover may have lost.
     /// `record` is told the keys of every script call (slot-rule tests).
     pub async fn check(
         &self,

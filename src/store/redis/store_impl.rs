@@ -10,7 +10,7 @@ use super::reply::{
     ScriptStatus, array, change_of, int, member_json, optional_change, reply_error, status, text,
     unexpected, view_of,
 };
-use super::{RedisStore, Result, fresh_token, lock};
+use super::{RELEASE_WATCH, RedisStore, Result, fresh_token, lock};
 use crate::ids::ConnectionId;
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 use crate::store::plan::Plan;
@@ -188,6 +188,12 @@ impl Store for RedisStore {
         srem.arg(&key).arg(session);
         self.command("srem", &srem, std::slice::from_ref(&key))
             .await?;
+        if self.shards.is_some() {
+            let now = std::time::Instant::now();
+            let mut released = lock(&self.released);
+            released.retain(|(s, at)| s != session && now.duration_since(*at) < RELEASE_WATCH);
+            released.push((session.to_owned(), now));
+        }
         Ok(())
     }
 
@@ -411,7 +417,12 @@ impl RedisStore {
         let Some(shards) = &self.shards else {
             return;
         };
-        let sessions = self.subscriptions.sessions().await;
+        let mut sessions = self.subscriptions.sessions().await;
+        {
+            let mut released = lock(&self.released);
+            released.retain(|(_, at)| at.elapsed() < RELEASE_WATCH);
+            sessions.extend(released.iter().map(|(session, _)| session.clone()));
+        }
         match shards
             .check(&self.conn, &self.keys, &sessions, |name, keys| {
                 self.record(name, keys)
