@@ -15,6 +15,7 @@ use crate::actors::rate::RateSettings;
 use crate::actors::session::DeliverySettings;
 use crate::actors::supervisor::{Shutdown, Supervisor, SupervisorSettings};
 use crate::actors::{ChangeRecorder, RecordChange};
+use crate::clock::WallClock;
 use crate::config::ServeArgs;
 use crate::protocol::request::ParseLimits;
 use crate::store::instrumented::Instrumented;
@@ -49,6 +50,7 @@ impl EngineSettings {
                     counts_interval: Duration::from_millis(args.counts_interval_ms),
                 },
                 touch_every_ticks: 60,
+                clock: WallClock::system(),
             },
             connection: ConnectionSettings {
                 instance_name: instance_name.clone(),

@@ -22,6 +22,7 @@ macro_rules! log_store_failure {
 pub mod actors;
 pub mod admission;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod http;

@@ -275,7 +275,8 @@ pub fn sort_members(members: &mut [Member]) {
     });
 }
 
-/// Milliseconds since the Unix epoch, from this process's clock.
+/// Milliseconds since the Unix epoch, from the system's clock ([`crate::clock::WallClock`] is the
+/// one to use where a test may want to set it).
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::WallClock::system().now_ms()
 }

@@ -4,7 +4,24 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+/// The limiter's clock: tokio's, so that tests with paused time drive it like every other timer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
 
 /// Limits of one connection.
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +48,8 @@ pub enum Verdict {
 }
 
 pub struct RequestLimiter {
-    requests: DefaultDirectRateLimiter,
-    refusals: DefaultDirectRateLimiter,
+    requests: Limiter,
+    refusals: Limiter,
 }
 
 impl RequestLimiter {
@@ -44,8 +61,8 @@ impl RequestLimiter {
             .unwrap_or_else(|| Quota::per_second(nz(settings.close_after)))
             .allow_burst(nz(settings.close_after));
         RequestLimiter {
-            requests: RateLimiter::direct(requests),
-            refusals: RateLimiter::direct(refusals),
+            requests: RateLimiter::direct_with_clock(requests, TokioClock),
+            refusals: RateLimiter::direct_with_clock(refusals, TokioClock),
         }
     }
 

@@ -18,6 +18,7 @@ use super::session::{
     RemoteChange, RemoteMessage, Retire, SessionActor, SessionOwner, ShutdownSession,
 };
 use super::{ChangeRecorder, RecordChange, ReplyFrame, ToClient};
+use crate::clock::WallClock;
 use crate::ids::{ConnectionId, SessionId};
 use crate::model::{Change, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -35,6 +36,8 @@ pub struct SupervisorSettings {
     pub delivery: DeliverySettings,
     /// Refresh the backstop TTL of session keys every this many heartbeats.
     pub touch_every_ticks: u64,
+    /// Stamps the `joined_at` of planned joins.
+    pub clock: WallClock,
 }
 
 struct SessionEntry {
@@ -467,6 +470,7 @@ impl Handler<Join> for Supervisor {
                     self.settings.delivery,
                     self.recorder.clone(),
                 )
+                .with_clock(self.settings.clock.clone())
                 .start();
                 self.sessions.insert(
                     session.clone(),

@@ -12,7 +12,9 @@
 //! (session, user) pairs. Only a graceful stop gives up, after its deadline, and logs what it could
 //! not write.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResponse,

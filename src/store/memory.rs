@@ -7,7 +7,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -18,14 +20,17 @@ use super::{
     Broadcast, BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome,
     LeaseStatus, PlansWritten, Store, StoreError, StoreResult,
 };
+use crate::clock::WallClock;
 use crate::ids::ConnectionId;
-use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView, now_ms, sort_members};
+use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView, sort_members};
 
 /// The shared in-process state; clone it to connect several engines to the same "cluster".
 #[derive(Clone)]
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
     lease: Duration,
+    /// Stamps `joined_at` and `ended_at`.
+    clock: WallClock,
 }
 
 #[derive(Default)]
@@ -103,9 +108,15 @@ impl SessionState {
 
 impl MemoryBackend {
     pub fn new(lease: Duration) -> MemoryBackend {
+        MemoryBackend::with_clock(lease, WallClock::system())
+    }
+
+    /// A backend whose `joined_at` and `ended_at` stamps come from `clock`.
+    pub fn with_clock(lease: Duration, clock: WallClock) -> MemoryBackend {
         MemoryBackend {
             state: Arc::new(Mutex::new(State::default())),
             lease,
+            clock,
         }
     }
 
@@ -271,7 +282,7 @@ impl Store for MemoryStore {
         }
         // Strictly later than every member, so join order is election order even within one ms.
         let latest = entry.members.last().map_or(i64::MIN, |m| m.joined_at);
-        member.joined_at = now_ms().max(latest.saturating_add(1));
+        member.joined_at = self.backend.clock.now_ms().max(latest.saturating_add(1));
         entry.members.push(member.clone());
         sort_members(&mut entry.members);
         let mut events = vec![Event::MemberJoined {
@@ -404,7 +415,7 @@ impl Store for MemoryStore {
             .iter()
             .map(|m| m.instance.to_string())
             .collect();
-        entry.ended_at = Some(now_ms());
+        entry.ended_at = Some(self.backend.clock.now_ms());
         let mut events = vec![Event::SessionEnded {
             by: connection.into(),
         }];

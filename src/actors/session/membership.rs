@@ -19,7 +19,7 @@ use super::requests::{JoinLocal, Leave};
 use super::{LocalMember, Missed, PendingRemoval, SessionActor};
 use crate::actors::ReplyFrame;
 use crate::ids::ConnectionId;
-use crate::model::{Change, CountsTracker, Event, Member, Presence, SessionView, now_ms};
+use crate::model::{Change, CountsTracker, Event, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
 use crate::store::plan::{Plan, Planner};
@@ -116,7 +116,7 @@ impl SessionActor {
         let mut plans = Vec::new();
         for request in self.membership.queued.iter().take(MAX_BATCH) {
             let plan = match request {
-                Queued::Join { msg, .. } => planner.join(&msg.member, now_ms()),
+                Queued::Join { msg, .. } => planner.join(&msg.member, self.clock.now_ms()),
                 Queued::Leave { msg, .. } if self.held_elsewhere(&msg.connection) => None,
                 Queued::Leave { msg, .. } => planner.leave(&msg.connection, msg.reason),
             };
@@ -199,7 +199,7 @@ impl SessionActor {
         let known = self.view.version;
         let has_view = known > 0;
         let member = msg.member.clone();
-        let plan = plan::join(&self.view, &member, now_ms(), max_members);
+        let plan = plan::join(&self.view, &member, self.clock.now_ms(), max_members);
         ctx.wait(
             async move {
                 let outcome = match plan {

@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Message, Recipient, WrapFuture};
 
@@ -22,6 +24,7 @@ mod outbox;
 mod requests;
 mod sync;
 
+use crate::clock::WallClock;
 use crate::ids::{ConnectionId, SessionId};
 use crate::model::{
     Change, Counts, CountsTracker, Event, LeaveReason, Member, Presence, SessionView,
@@ -102,6 +105,8 @@ pub struct SessionActor {
     pending_removals: Vec<PendingRemoval>,
     /// Joins and leaves waiting for the store.
     membership: membership::MembershipQueue,
+    /// Stamps the `joined_at` of the joins it plans.
+    clock: WallClock,
 }
 
 /// Timing of a session actor's deliveries.
@@ -137,7 +142,14 @@ impl SessionActor {
             local: HashMap::new(),
             pending_removals: Vec::new(),
             membership: membership::MembershipQueue::default(),
+            clock: WallClock::system(),
         }
+    }
+
+    /// Plans joins with `joined_at` stamps from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: WallClock) -> SessionActor {
+        self.clock = clock;
+        self
     }
 
     /// Hands a change this instance made to the participation recorder.

@@ -16,7 +16,9 @@
 //! first sent what is held for it ([`SessionActor::write_held_for`]). So members may come and go
 //! in a busy session without cutting its batch window short.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use actix::{AsyncContext, Context};
 use bytestring::ByteString;
