@@ -32,5 +32,6 @@ pub mod metrics;
 pub mod model;
 pub mod persistence;
 pub mod protocol;
+pub mod rules;
 pub mod server;
 pub mod store;

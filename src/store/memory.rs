@@ -15,14 +15,15 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::plan::{Basis, Plan};
+use super::plan::Plan;
 use super::{
     Broadcast, BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome,
     LeaseStatus, PlansWritten, Store, StoreError, StoreResult,
 };
 use crate::clock::WallClock;
 use crate::ids::ConnectionId;
-use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView, sort_members};
+use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView};
+use crate::rules::{self, Header, JoinRuling, Refusal};
 
 /// The shared in-process state; clone it to connect several engines to the same "cluster".
 #[derive(Clone)]
@@ -50,59 +51,43 @@ struct InstanceState {
 
 #[derive(Default)]
 struct SessionState {
-    version: u64,
-    leader: Option<ConnectionId>,
-    epoch: u64,
-    members: Vec<Member>,
-    ended_at: Option<i64>,
+    view: SessionView,
     /// The latest changes, oldest first, consecutive versions (see [`Store::changes_since`]).
     log: VecDeque<Change>,
 }
 
 impl SessionState {
-    fn view(&self) -> SessionView {
-        SessionView {
-            version: self.version,
-            leader: self.leader.clone(),
-            epoch: self.epoch,
-            members: self.members.clone(),
-            ended_at: self.ended_at,
-        }
-    }
-
-    /// Keeps a live leader; otherwise the earliest member (or nobody) leads, with a new epoch.
-    fn elect(&mut self, force_earliest: bool, events: &mut Vec<Event>) {
-        let current_is_live = self
-            .leader
-            .as_ref()
-            .is_some_and(|l| self.members.iter().any(|m| &m.connection == l));
-        if current_is_live && !force_earliest {
-            return;
-        }
-        let next = self.members.first().map(|m| m.connection.clone());
-        if next != self.leader {
-            self.leader = next;
-            self.epoch += 1;
-            events.push(Event::LeaderChanged {
-                leader: self.leader.clone(),
-                epoch: self.epoch,
-            });
-        }
-    }
-
-    fn commit(&mut self, events: Vec<Event>) -> Change {
-        self.version += 1;
-        let change = Change {
-            version: self.version,
-            leader: self.leader.clone(),
-            epoch: self.epoch,
-            events,
-        };
+    /// Applies a change the rules made, and keeps it in the log.
+    fn apply(&mut self, change: &Change) {
+        self.view.apply(change);
         if self.log.len() == CHANGE_LOG_LENGTH {
             self.log.pop_front();
         }
         self.log.push_back(change.clone());
+    }
+
+    /// The instances that hold the members of `change`'s joins and leaves (before it is applied).
+    fn instances_touched(&self, change: &Change) -> Vec<String> {
         change
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::MemberJoined { member } => Some(member.instance.to_string()),
+                Event::MemberLeft { connection, .. } => {
+                    self.view.member(connection).map(|m| m.instance.to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A refusal of the rules, as the store reports it.
+fn refused(refusal: Refusal) -> StoreError {
+    match refusal {
+        Refusal::Ended => StoreError::SessionEnded,
+        Refusal::Full(max) => StoreError::SessionFull(max),
+        Refusal::NotLeader => StoreError::NotLeader,
     }
 }
 
@@ -145,7 +130,11 @@ impl MemoryBackend {
 
     /// Member count of every session, for tests that check nothing is left behind.
     pub fn live_member_count(&self) -> usize {
-        self.lock().sessions.values().map(|s| s.members.len()).sum()
+        self.lock()
+            .sessions
+            .values()
+            .map(|s| s.view.members.len())
+            .sum()
     }
 
     /// Registered instance incarnations, for tests.
@@ -210,36 +199,34 @@ impl MemoryStore {
         reason: LeaveReason,
     ) -> Option<Change> {
         let mut state = self.backend.lock();
-        let entry = state.sessions.get_mut(session)?;
-        let mut events = Vec::new();
-        entry.members.retain(|m| {
-            let stays = m.instance != instance || keep.contains(&m.connection);
-            if !stays {
-                events.push(Event::MemberLeft {
-                    connection: m.connection.clone(),
-                    user: m.user.clone(),
-                    reason,
-                });
-            }
-            stays
-        });
-        if events.is_empty() {
-            return None;
+        let entry = state.sessions.get(session)?;
+        let change = rules::remove(
+            &entry.view,
+            |m| m.instance == instance && !keep.contains(&m.connection),
+            reason,
+        )?;
+        Some(self.commit(&mut state, session, change))
+    }
+
+    /// Applies a change the rules made to `session`, keeps the instances' session lists in step,
+    /// and tells the other instances.
+    fn commit(&self, state: &mut State, session: &str, change: Change) -> Change {
+        let entry = state.sessions.entry(session.to_owned()).or_default();
+        let touched = entry.instances_touched(&change);
+        entry.apply(&change);
+        for instance in touched {
+            let present = Self::still_has_members(state, &instance, session);
+            Self::track(state, &instance, session, present);
         }
-        entry.elect(false, &mut events);
-        let change = entry.commit(events);
-        if !Self::still_has_members(&state, instance, session) {
-            Self::track(&mut state, instance, session, false);
-        }
-        self.publish_change(&state, session, &change);
-        Some(change)
+        self.publish_change(state, session, &change);
+        change
     }
 
     fn still_has_members(state: &State, instance: &str, session: &str) -> bool {
         state
             .sessions
             .get(session)
-            .is_some_and(|s| s.members.iter().any(|m| m.instance == instance))
+            .is_some_and(|s| s.view.members.iter().any(|m| m.instance == instance))
     }
 }
 
@@ -256,43 +243,24 @@ impl Store for MemoryStore {
     async fn join(
         &self,
         session: &str,
-        mut member: Member,
+        member: Member,
         max_members: usize,
     ) -> StoreResult<JoinOutcome> {
         let mut state = self.backend.lock();
         let entry = state.sessions.entry(session.to_owned()).or_default();
-        if entry.ended_at.is_some() {
-            return Err(StoreError::SessionEnded);
+        let now = self.backend.clock.now_ms();
+        match rules::join(&entry.view, &member, now, max_members).map_err(refused)? {
+            JoinRuling::AlreadyMember { version } => Ok(JoinOutcome::AlreadyMember { version }),
+            JoinRuling::Joins(change) => {
+                if entry.view.members.is_empty() {
+                    // A session that starts again keeps no log of its earlier life.
+                    entry.log.clear();
+                }
+                Ok(JoinOutcome::Joined(
+                    self.commit(&mut state, session, change),
+                ))
+            }
         }
-        if entry
-            .members
-            .iter()
-            .any(|m| m.connection == member.connection)
-        {
-            return Ok(JoinOutcome::AlreadyMember {
-                version: entry.version,
-            });
-        }
-        if entry.members.len() >= max_members {
-            return Err(StoreError::SessionFull(max_members));
-        }
-        if entry.members.is_empty() {
-            // A session that starts again keeps no log of its earlier life.
-            entry.log.clear();
-        }
-        // Strictly later than every member, so join order is election order even within one ms.
-        let latest = entry.members.last().map_or(i64::MIN, |m| m.joined_at);
-        member.joined_at = self.backend.clock.now_ms().max(latest.saturating_add(1));
-        entry.members.push(member.clone());
-        sort_members(&mut entry.members);
-        let mut events = vec![Event::MemberJoined {
-            member: member.clone(),
-        }];
-        entry.elect(false, &mut events);
-        let change = entry.commit(events);
-        Self::track(&mut state, &member.instance, session, true);
-        self.publish_change(&state, session, &change);
-        Ok(JoinOutcome::Joined(change))
     }
 
     async fn leave(
@@ -302,29 +270,13 @@ impl Store for MemoryStore {
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>> {
         let mut state = self.backend.lock();
-        let Some(entry) = state.sessions.get_mut(session) else {
+        let Some(entry) = state.sessions.get(session) else {
             return Ok(None);
         };
-        let Some(pos) = entry
-            .members
-            .iter()
-            .position(|m| m.connection == connection)
-        else {
+        let Some(change) = rules::leave(&entry.view, connection, reason) else {
             return Ok(None);
         };
-        let gone = entry.members.remove(pos);
-        let mut events = vec![Event::MemberLeft {
-            connection: connection.into(),
-            user: gone.user.clone(),
-            reason,
-        }];
-        entry.elect(false, &mut events);
-        let change = entry.commit(events);
-        if !Self::still_has_members(&state, &gone.instance, session) {
-            Self::track(&mut state, &gone.instance, session, false);
-        }
-        self.publish_change(&state, session, &change);
-        Ok(Some(change))
+        Ok(Some(self.commit(&mut state, session, change)))
     }
 
     async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten> {
@@ -332,104 +284,39 @@ impl Store for MemoryStore {
         let Some(first) = plans.first() else {
             return Ok(PlansWritten::All);
         };
-        let Some(entry) = state.sessions.get_mut(session) else {
+        let Some(entry) = state.sessions.get(session) else {
             return Ok(PlansWritten::Declined);
         };
-        let at = Basis {
-            version: entry.version,
-            epoch: entry.epoch,
-            leader: entry.leader.clone(),
-        };
-        if at != first.after {
+        if !rules::still_current(&Header::of(&entry.view), &first.after) {
             return Ok(PlansWritten::Declined);
         }
-        let mut touched = Vec::new();
-        let mut changes = Vec::with_capacity(plans.len());
         for plan in plans {
-            for event in &plan.change.events {
-                match event {
-                    Event::MemberJoined { member } => {
-                        entry.members.push(member.clone());
-                        sort_members(&mut entry.members);
-                        touched.push(member.instance.clone());
-                    }
-                    Event::MemberLeft { connection, .. } => {
-                        if let Some(pos) = entry
-                            .members
-                            .iter()
-                            .position(|m| &m.connection == connection)
-                        {
-                            touched.push(entry.members.remove(pos).instance);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            entry.leader = plan.change.leader.clone();
-            entry.epoch = plan.change.epoch;
-            changes.push(entry.commit(plan.change.events.clone()));
-        }
-        for instance in touched {
-            let present = Self::still_has_members(&state, &instance, session);
-            Self::track(&mut state, &instance, session, present);
-        }
-        for change in &changes {
-            self.publish_change(&state, session, change);
+            self.commit(&mut state, session, plan.change.clone());
         }
         Ok(PlansWritten::All)
     }
 
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {
         let mut state = self.backend.lock();
-        let Some(entry) = state.sessions.get_mut(session) else {
+        let Some(entry) = state.sessions.get(session) else {
             return Ok(None);
         };
-        let Some(existing) = entry
-            .members
-            .iter_mut()
-            .find(|m| m.connection == member.connection)
-        else {
+        let Some(change) = rules::update(&entry.view, &member) else {
             return Ok(None);
         };
-        existing.name = member.name;
-        existing.avatar = member.avatar;
-        let updated = existing.clone();
-        let change = entry.commit(vec![Event::MemberUpdated { member: updated }]);
-        self.publish_change(&state, session, &change);
-        Ok(Some(change))
+        Ok(Some(self.commit(&mut state, session, change)))
     }
 
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
         let mut state = self.backend.lock();
-        let Some(entry) = state.sessions.get_mut(session) else {
+        let Some(entry) = state.sessions.get(session) else {
             return Err(StoreError::NotLeader);
         };
-        if entry.ended_at.is_some() {
-            return Err(StoreError::SessionEnded);
+        let change = rules::end(&entry.view, connection, epoch).map_err(refused)?;
+        let change = self.commit(&mut state, session, change);
+        if let Some(entry) = state.sessions.get_mut(session) {
+            entry.view.ended_at = Some(self.backend.clock.now_ms());
         }
-        if entry.leader.as_deref() != Some(connection) || entry.epoch != epoch {
-            return Err(StoreError::NotLeader);
-        }
-        let instances: HashSet<String> = entry
-            .members
-            .iter()
-            .map(|m| m.instance.to_string())
-            .collect();
-        entry.ended_at = Some(self.backend.clock.now_ms());
-        let mut events = vec![Event::SessionEnded {
-            by: connection.into(),
-        }];
-        events.extend(entry.members.drain(..).map(|m| Event::MemberLeft {
-            connection: m.connection,
-            user: m.user,
-            reason: LeaveReason::Ended,
-        }));
-        entry.elect(false, &mut events);
-        let change = entry.commit(events);
-        for instance in instances {
-            Self::track(&mut state, &instance, session, false);
-        }
-        self.publish_change(&state, session, &change);
         Ok(change)
     }
 
@@ -439,7 +326,7 @@ impl Store for MemoryStore {
             .lock()
             .sessions
             .get(session)
-            .map(SessionState::view))
+            .map(|s| s.view.clone()))
     }
 
     async fn changes_since(&self, session: &str, version: u64) -> StoreResult<Option<Vec<Change>>> {
@@ -447,10 +334,10 @@ impl Store for MemoryStore {
         let Some(entry) = state.sessions.get(session) else {
             return Ok(Some(Vec::new()));
         };
-        if version >= entry.version {
+        if version >= entry.view.version {
             return Ok(Some(Vec::new()));
         }
-        let missing = (entry.version - version) as usize;
+        let missing = (entry.view.version - version) as usize;
         if missing > entry.log.len() {
             return Ok(None);
         }
@@ -472,7 +359,7 @@ impl Store for MemoryStore {
                 state
                     .sessions
                     .get(s)
-                    .map(|s| Counts::of(&s.members))
+                    .map(|s| s.view.counts())
                     .unwrap_or_default()
             })
             .collect())
@@ -624,7 +511,7 @@ impl Store for MemoryStore {
         let state = self.backend.lock();
         let me = &self.instance.incarnation;
         Ok(state.sessions.get(session).map_or(0, |s| {
-            s.members.iter().filter(|m| &m.instance == me).count() as u64
+            s.view.members.iter().filter(|m| &m.instance == me).count() as u64
         }))
     }
 
@@ -654,35 +541,27 @@ impl Store for MemoryStore {
     ) -> StoreResult<Option<Change>> {
         let mut state = self.backend.lock();
         let entry = state.sessions.entry(session.to_owned()).or_default();
-        if entry.ended_at.is_some() {
+        if entry.view.ended_at.is_some() {
             return Err(StoreError::SessionEnded);
         }
-        if floor.version > entry.version {
+        let floor = Header {
+            version: floor.version,
+            epoch: floor.epoch,
+            leader: None,
+        };
+        let (kept, change) = rules::reassert(&entry.view, &members, &floor);
+        if kept.version > entry.view.version {
             // The version jumps: the log would no longer hold consecutive versions.
             entry.log.clear();
         }
-        entry.version = entry.version.max(floor.version);
-        entry.epoch = entry.epoch.max(floor.epoch);
-        let mut events = Vec::new();
-        for member in members {
-            if !entry
-                .members
-                .iter()
-                .any(|m| m.connection == member.connection)
-            {
-                entry.members.push(member.clone());
-                events.push(Event::MemberJoined { member });
-            }
-        }
-        if events.is_empty() {
+        entry.view.version = kept.version;
+        entry.view.epoch = kept.epoch;
+        let Some(change) = change else {
             return Ok(None);
-        }
-        sort_members(&mut entry.members);
-        entry.elect(true, &mut events);
-        let change = entry.commit(events);
+        };
+        let change = self.commit(&mut state, session, change);
         let instance = self.instance.incarnation.to_string();
         Self::track(&mut state, &instance, session, true);
-        self.publish_change(&state, session, &change);
         Ok(Some(change))
     }
 

@@ -11,41 +11,23 @@
 
 use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member, SessionView};
+use crate::rules::{self, Header, JoinRuling, Roster};
 
 /// A planned change and the header it applies to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Where the store must still be: the view's version, epoch and leader.
-    pub after: Basis,
+    /// Where the store must still be: the view's version, epoch and leader
+    /// ([`rules::still_current`]).
+    pub after: Header,
     pub change: Change,
 }
 
-/// The header a plan was made from. Versions alone identify a state only within one history:
-/// after the store lost a session, a re-assertion starts a new one, whose version may meet a
-/// lagging view's. Epoch and leader are checked too, as they are what a plan publishes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Basis {
-    pub version: u64,
-    pub epoch: u64,
-    pub leader: Option<ConnectionId>,
-}
-
-impl Basis {
-    fn of(view: &SessionView) -> Basis {
-        Basis {
-            version: view.version,
-            epoch: view.epoch,
-            leader: view.leader.clone(),
-        }
-    }
-}
-
 /// The plan of `member` joining a session whose current state is `view`, joined at `now_ms` (or
-/// just after the latest member, so that join order stays election order).
+/// just after the latest member, so that join order is election order).
 ///
 /// `None` where the store's own logic is needed: a view without members (the session starts, or
-/// this instance has not read it yet), without a leader, ended, at `max_members`, or that already
-/// has the member.
+/// this instance has not read it yet), without a live leader, ended, at `max_members`, or that
+/// already has the member.
 pub fn join(view: &SessionView, member: &Member, now_ms: i64, max_members: usize) -> Option<Plan> {
     Planner::new(view, max_members).join(member, now_ms)
 }
@@ -53,19 +35,19 @@ pub fn join(view: &SessionView, member: &Member, now_ms: i64, max_members: usize
 /// The plan of `connection` leaving a session whose current state is `view`: when it led, the
 /// earliest remaining member (or nobody) leads, with the next epoch.
 ///
-/// `None` where the store's own logic is needed: not a member of the view, or no leader.
+/// `None` where the store's own logic is needed: not a member of the view, or no live leader.
 pub fn leave(view: &SessionView, connection: &ConnectionId, reason: LeaveReason) -> Option<Plan> {
     Planner::new(view, usize::MAX).leave(connection, reason)
 }
 
 /// Plans several joins and leaves in a row, each from the state the ones before it leave, so that
 /// a batch of them can be written in one store call. The view is not copied: the planner keeps
-/// only what its plans changed.
+/// only what its plans changed, and the rules read it through [`Roster`].
 pub struct Planner<'a> {
     view: &'a SessionView,
     max_members: usize,
     /// The header after the plans so far.
-    basis: Basis,
+    header: Header,
     /// Members joined by the plans so far, in join order (after every member of the view).
     joined: Vec<Member>,
     /// Members (of the view or of `joined`) that the plans so far removed.
@@ -77,7 +59,7 @@ impl<'a> Planner<'a> {
         Planner {
             view,
             max_members,
-            basis: Basis::of(view),
+            header: Header::of(view),
             joined: Vec::new(),
             left: Vec::new(),
         }
@@ -85,60 +67,38 @@ impl<'a> Planner<'a> {
 
     /// The plan of `member` joining after the plans so far; see [`join`].
     pub fn join(&mut self, member: &Member, now_ms: i64) -> Option<Plan> {
-        let latest = self.latest()?.joined_at;
-        if self.view.ended_at.is_some()
-            || self.basis.leader.is_none()
-            || self.count() >= self.max_members
-            || self.left.contains(&member.connection)
-            || self.present().any(|m| m.connection == member.connection)
-        {
+        if !self.planned_by_the_rules_alone() || self.left.contains(&member.connection) {
             return None;
         }
-        let mut stamped = member.clone();
-        stamped.joined_at = now_ms.max(latest + 1);
-        let change = Change {
-            version: self.basis.version + 1,
-            leader: self.basis.leader.clone(),
-            epoch: self.basis.epoch,
-            events: vec![Event::MemberJoined {
-                member: stamped.clone(),
-            }],
-        };
-        self.joined.push(stamped);
-        Some(self.advance(change))
+        match rules::join(self, member, now_ms, self.max_members) {
+            Ok(JoinRuling::Joins(change)) => {
+                if let Some(Event::MemberJoined { member }) = change.events.first() {
+                    self.joined.push(member.clone());
+                }
+                Some(self.advance(change))
+            }
+            Ok(JoinRuling::AlreadyMember { .. }) | Err(_) => None,
+        }
     }
 
     /// The plan of `connection` leaving after the plans so far; see [`leave`].
     pub fn leave(&mut self, connection: &ConnectionId, reason: LeaveReason) -> Option<Plan> {
-        let leaving = self.present().find(|m| &m.connection == connection)?;
-        let leader = self.basis.leader.as_ref()?;
-        let mut events = vec![Event::MemberLeft {
-            connection: connection.clone(),
-            user: leaving.user.clone(),
-            reason,
-        }];
-        let (leader, epoch) = if leader == connection {
-            let next = self
-                .present()
-                .find(|m| &m.connection != connection)
-                .map(|m| m.connection.clone());
-            let epoch = self.basis.epoch + 1;
-            events.push(Event::LeaderChanged {
-                leader: next.clone(),
-                epoch,
-            });
-            (next, epoch)
-        } else {
-            (Some(leader.clone()), self.basis.epoch)
-        };
-        let change = Change {
-            version: self.basis.version + 1,
-            leader,
-            epoch,
-            events,
-        };
+        if !self.planned_by_the_rules_alone() {
+            return None;
+        }
+        let change = rules::leave(self, connection, reason)?;
         self.left.push(connection.clone());
         Some(self.advance(change))
+    }
+
+    /// Whether a plan from here is what the store would decide: the session has members and a
+    /// live leader, so a join keeps that leader and a leave elects among members the view has.
+    /// (A session without them is left to the store, which may know what this view does not.)
+    fn planned_by_the_rules_alone(&self) -> bool {
+        self.header
+            .leader
+            .as_ref()
+            .is_some_and(|leader| self.member(leader).is_some())
     }
 
     /// The members after the plans so far, in election order.
@@ -150,30 +110,42 @@ impl<'a> Planner<'a> {
             .filter(|m| !self.left.contains(&m.connection))
     }
 
-    /// The latest member after the plans so far (the last in election order).
-    fn latest(&self) -> Option<&Member> {
-        let joined = self.joined.iter().rev();
-        joined
-            .chain(self.view.members.iter().rev())
-            .find(|m| !self.left.contains(&m.connection))
-    }
-
-    /// How many members there are after the plans so far (`left` holds only members that were
-    /// present).
-    fn count(&self) -> usize {
-        self.view.members.len() + self.joined.len() - self.left.len()
-    }
-
     fn advance(&mut self, change: Change) -> Plan {
         let after = std::mem::replace(
-            &mut self.basis,
-            Basis {
+            &mut self.header,
+            Header {
                 version: change.version,
                 epoch: change.epoch,
                 leader: change.leader.clone(),
             },
         );
         Plan { after, change }
+    }
+}
+
+impl Roster for Planner<'_> {
+    fn header(&self) -> Header {
+        self.header.clone()
+    }
+
+    fn ended(&self) -> bool {
+        self.view.ended_at.is_some()
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Member> {
+        self.present()
+    }
+
+    /// `left` holds only members that were present.
+    fn count(&self) -> usize {
+        self.view.members.len() + self.joined.len() - self.left.len()
+    }
+
+    fn latest(&self) -> Option<&Member> {
+        let joined = self.joined.iter().rev();
+        joined
+            .chain(self.view.members.iter().rev())
+            .find(|m| !self.left.contains(&m.connection))
     }
 }
 
@@ -332,7 +304,7 @@ mod tests {
             assert_eq!(after.after.epoch, before.change.epoch);
             assert_eq!(after.after.leader, before.change.leader);
         }
-        assert_eq!(c.after, Basis::of(&v));
+        assert_eq!(c.after, Header::of(&v));
         assert_eq!(c.change.version, 8);
         assert_eq!(brief.change.version, 11);
         assert_eq!(

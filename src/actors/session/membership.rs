@@ -19,9 +19,10 @@ use super::requests::{JoinLocal, Leave};
 use super::{LocalMember, Missed, PendingRemoval, SessionActor};
 use crate::actors::ReplyFrame;
 use crate::ids::ConnectionId;
-use crate::model::{Change, CountsTracker, Event, Member, Presence, SessionView};
+use crate::model::{Change, Event, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
+use crate::rules::CountsTracker;
 use crate::store::plan::{Plan, Planner};
 use crate::store::{JoinOutcome, PlansWritten, StoreError, StoreResult, plan};
 

@@ -26,10 +26,9 @@ mod sync;
 
 use crate::clock::WallClock;
 use crate::ids::{ConnectionId, SessionId};
-use crate::model::{
-    Change, Counts, CountsTracker, Event, LeaveReason, Member, Presence, SessionView,
-};
+use crate::model::{Change, Counts, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::reply::{ServerMessage, ViewBody};
+use crate::rules::CountsTracker;
 use crate::store::{Floor, Store, StoreError};
 use outbox::Audience;
 pub use requests::{EndSession, JoinLocal, Leave, Publish, ReadMembers, UpdateProfile};

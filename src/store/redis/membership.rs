@@ -13,7 +13,8 @@ use super::reply::{
 use super::{RedisStore, Result};
 use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member};
-use crate::store::plan::{Basis, Plan};
+use crate::rules::Header;
+use crate::store::plan::Plan;
 use crate::store::{Broadcast, BroadcastBody, JoinOutcome, PlansWritten, StoreError, StoreResult};
 
 impl RedisStore {
@@ -179,7 +180,7 @@ impl RedisStore {
 }
 
 /// The header a plan applies to, as the scripts compare it: `version:epoch:leader`.
-fn basis(after: &Basis) -> String {
+fn basis(after: &Header) -> String {
     let leader = after.leader.as_deref().unwrap_or("");
     format!("{}:{}:{leader}", after.version, after.epoch)
 }
