@@ -11,15 +11,16 @@
 
 use std::collections::VecDeque;
 
-use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{
+    ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, WrapFuture,
+};
 use tokio::sync::oneshot;
 
 use super::outbox::Audience;
-use super::requests::{JoinLocal, Leave};
 use super::{LocalMember, Missed, PendingRemoval, SessionActor};
-use crate::actors::ReplyFrame;
+use crate::actors::{ReplyFrame, ToClient};
 use crate::ids::ConnectionId;
-use crate::model::{Change, Event, Member, Presence, SessionView};
+use crate::model::{Change, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
 use crate::rules::CountsTracker;
@@ -81,6 +82,60 @@ impl MembershipQueue {
         }
         leaves
     }
+}
+
+/// Join a local connection (sent by the supervisor, which routes every join).
+#[derive(Message)]
+#[rtype(result = "Result<SessionView, ApiError>")]
+pub struct JoinLocal {
+    pub member: Member,
+    pub client: Recipient<ToClient>,
+    pub reply: ReplyFrame,
+    pub presence: Presence,
+}
+
+impl Handler<JoinLocal> for SessionActor {
+    type Result = ResponseFuture<Result<SessionView, ApiError>>;
+
+    fn handle(&mut self, mut msg: JoinLocal, ctx: &mut Context<Self>) -> Self::Result {
+        // The store keys a member's instance by this incarnation (shutdown removal, reaping).
+        msg.member.instance = self.store.instance().incarnation.clone();
+        let (reply, done) = oneshot::channel();
+        self.enqueue(Queued::Join { msg, reply }, ctx);
+        Box::pin(async move { done.await.unwrap_or_else(|_| Err(closed_before_done())) })
+    }
+}
+
+/// End one local membership.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Leave {
+    pub connection: ConnectionId,
+    pub reason: LeaveReason,
+}
+
+impl Handler<Leave> for SessionActor {
+    type Result = ResponseFuture<Result<(), ApiError>>;
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        // What was queued while it was here still reaches it; the others keep their window.
+        self.write_held_for(&msg.connection);
+        if self.local.remove(&msg.connection).is_none() {
+            let not_member = ApiError::not_member(&self.session);
+            return Box::pin(async move { Err(not_member) });
+        }
+        let (reply, done) = oneshot::channel();
+        self.enqueue(Queued::Leave { msg, reply }, ctx);
+        Box::pin(async move { done.await.unwrap_or_else(|_| Err(closed_before_done())) })
+    }
+}
+
+/// The answer to a queued join or leave whose session actor stopped before writing it.
+fn closed_before_done() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the session closed on this instance before the request was applied; try again",
+    )
 }
 
 /// Write what is queued. Sent by the actor to itself, so that it arrives after the requests

@@ -31,7 +31,8 @@ use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::rules::CountsTracker;
 use crate::store::{Floor, Store, StoreError};
 use outbox::Audience;
-pub use requests::{EndSession, JoinLocal, Leave, Publish, ReadMembers, UpdateProfile};
+pub use membership::{JoinLocal, Leave};
+pub use requests::{EndSession, Publish, ReadMembers, UpdateProfile};
 pub use sync::{
     Audit, CurrentView, Reconcile, RemoteChange, RemoteMessage, Retire, ShutdownSession,
 };

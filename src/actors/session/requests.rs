@@ -1,77 +1,18 @@
-//! What a local connection asks of its session: join, leave, profile, publish, members, end.
-//! Joins and leaves wait their turn in the membership queue (`membership.rs`); the others are
-//! applied through the store at once. All are delivered in version order by the actor.
+//! What a local member asks of its session besides joining and leaving (`membership.rs`):
+//! profile, publish, members, end. Each is applied through the store at once, and delivered in
+//! version order by the actor.
 
-use actix::{
-    ActorFutureExt, AtomicResponse, Context, Handler, Message, Recipient, ResponseFuture,
-    WrapFuture,
-};
+use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, WrapFuture};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
-use super::membership::Queued;
 use super::outbox::Audience;
 use super::{Missed, SessionActor};
 use crate::actors::{ReplyFrame, ToClient};
 use crate::ids::ConnectionId;
-use crate::model::{Event, LeaveReason, Member, Presence, SessionView};
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::model::{Event, Presence, SessionView};
+use crate::protocol::error::ApiError;
 use crate::protocol::reply::ServerMessage;
 use crate::store::StoreError;
-
-/// Join a local connection (sent by the supervisor, which routes every join).
-#[derive(Message)]
-#[rtype(result = "Result<SessionView, ApiError>")]
-pub struct JoinLocal {
-    pub member: Member,
-    pub client: Recipient<ToClient>,
-    pub reply: ReplyFrame,
-    pub presence: Presence,
-}
-
-impl Handler<JoinLocal> for SessionActor {
-    type Result = ResponseFuture<Result<SessionView, ApiError>>;
-
-    fn handle(&mut self, mut msg: JoinLocal, ctx: &mut Context<Self>) -> Self::Result {
-        // The store keys a member's instance by this incarnation (shutdown removal, reaping).
-        msg.member.instance = self.store.instance().incarnation.clone();
-        let (reply, done) = oneshot::channel();
-        self.enqueue(Queued::Join { msg, reply }, ctx);
-        Box::pin(async move { done.await.unwrap_or_else(|_| Err(closed_before_done())) })
-    }
-}
-
-/// End one local membership.
-#[derive(Message)]
-#[rtype(result = "Result<(), ApiError>")]
-pub struct Leave {
-    pub connection: ConnectionId,
-    pub reason: LeaveReason,
-}
-
-impl Handler<Leave> for SessionActor {
-    type Result = ResponseFuture<Result<(), ApiError>>;
-
-    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
-        // What was queued while it was here still reaches it; the others keep their window.
-        self.write_held_for(&msg.connection);
-        if self.local.remove(&msg.connection).is_none() {
-            let not_member = ApiError::not_member(&self.session);
-            return Box::pin(async move { Err(not_member) });
-        }
-        let (reply, done) = oneshot::channel();
-        self.enqueue(Queued::Leave { msg, reply }, ctx);
-        Box::pin(async move { done.await.unwrap_or_else(|_| Err(closed_before_done())) })
-    }
-}
-
-/// The answer to a queued join or leave whose session actor stopped before writing it.
-fn closed_before_done() -> ApiError {
-    ApiError::new(
-        ErrorCode::Unavailable,
-        "the session closed on this instance before the request was applied; try again",
-    )
-}
 
 /// Replace the name and avatar of a local member.
 #[derive(Message)]
