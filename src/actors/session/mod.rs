@@ -30,8 +30,8 @@ use crate::model::{Change, Counts, Event, LeaveReason, Member, Presence, Session
 use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::rules::CountsTracker;
 use crate::store::{Floor, Store, StoreError};
-use outbox::Audience;
 pub use membership::{JoinLocal, Leave};
+use outbox::Audience;
 pub use requests::{EndSession, Publish, ReadMembers, UpdateProfile};
 pub use sync::{
     Audit, CurrentView, Reconcile, RemoteChange, RemoteMessage, Retire, ShutdownSession,
