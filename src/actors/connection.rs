@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use actix::dev::ToEnvelope;
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, StreamHandler, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Message, StreamHandler,
+    WrapFuture,
 };
 use actix_web_actors::ws;
 
@@ -177,12 +179,9 @@ impl ConnectionActor {
                     connection: self.id.clone(),
                     reason: LeaveReason::Left,
                 };
-                ctx.wait(addr.send(leave).into_actor(self).map(
-                    move |res, act, ctx| match flatten(res) {
-                        Ok(()) => act.send(ctx, ServerMessage::Left { id, session }),
-                        Err(e) => act.send_error(ctx, id, &e),
-                    },
-                ));
+                self.ask(&addr, leave, id.clone(), ctx, move |_, ()| {
+                    Some(ServerMessage::Left { id, session })
+                });
             }
             Request::Profile { name, avatar } => {
                 if let Some(name) = name {
@@ -223,12 +222,9 @@ impl ConnectionActor {
                     connection: self.id.clone(),
                     data,
                 };
-                ctx.wait(addr.send(publish).into_actor(self).map(
-                    move |res, act, ctx| match flatten(res) {
-                        Ok(()) => act.send(ctx, ServerMessage::Published { id, session }),
-                        Err(e) => act.send_error(ctx, id, &e),
-                    },
-                ));
+                self.ask(&addr, publish, id.clone(), ctx, move |_, ()| {
+                    Some(ServerMessage::Published { id, session })
+                });
             }
             Request::Members { session } => {
                 let addr = match self.session_addr(&session) {
@@ -239,12 +235,8 @@ impl ConnectionActor {
                     connection: self.id.clone(),
                     reply: ReplyFrame::Session { id: id.clone() },
                 };
-                ctx.wait(addr.send(read).into_actor(self).map(move |res, act, ctx| {
-                    // On success the session actor has sent the `members` reply.
-                    if let Err(e) = flatten(res) {
-                        act.send_error(ctx, id, &e);
-                    }
-                }));
+                // On success the session actor has sent the `members` reply.
+                self.ask(&addr, read, id, ctx, |_, _| None);
             }
             Request::End { session, epoch } => {
                 let addr = match self.session_addr(&session) {
@@ -255,15 +247,10 @@ impl ConnectionActor {
                     connection: self.id.clone(),
                     epoch,
                 };
-                ctx.wait(addr.send(end).into_actor(self).map(move |res, act, ctx| {
-                    match flatten(res) {
-                        Ok(()) => {
-                            act.sessions.remove(&session);
-                            act.send(ctx, ServerMessage::Ended { id, session });
-                        }
-                        Err(e) => act.send_error(ctx, id, &e),
-                    }
-                }));
+                self.ask(&addr, end, id.clone(), ctx, move |act, ()| {
+                    act.sessions.remove(&session);
+                    Some(ServerMessage::Ended { id, session })
+                });
             }
         }
     }
@@ -312,15 +299,12 @@ impl ConnectionActor {
             reply: ReplyFrame::Session { id: id.clone() },
             presence,
         };
-        ctx.wait(self.supervisor.send(join).into_actor(self).map(
-            move |res, act, ctx| match flatten(res) {
-                Ok(joined) => {
-                    // The session actor has sent the `joined` reply, in order with its events.
-                    act.sessions.insert(session, joined.actor);
-                }
-                Err(e) => act.send_error(ctx, id, &e),
-            },
-        ));
+        let supervisor = self.supervisor.clone();
+        self.ask(&supervisor, join, id, ctx, move |act, joined| {
+            // The session actor has sent the `joined` reply, in order with its events.
+            act.sessions.insert(session, joined.actor);
+            None
+        });
     }
 
     /// Applies the rate limit to one incoming data frame (text or binary: both cost a reply);
@@ -400,6 +384,39 @@ impl ConnectionActor {
             Ok((id, request)) => self.dispatch(id, request, ctx),
             Err(rejected) => self.send_error(ctx, rejected.id, &rejected.error),
         }
+    }
+}
+
+impl ConnectionActor {
+    /// Sends `request` to `actor` and, once it answers, the reply `answer` makes of its value (none
+    /// when the actor sent the reply itself) or the error. The connection reads nothing else
+    /// meanwhile, so replies leave in request order.
+    fn ask<A, M, T>(
+        &mut self,
+        actor: &Addr<A>,
+        request: M,
+        id: Option<RequestId>,
+        ctx: &mut ws::WebsocketContext<Self>,
+        answer: impl FnOnce(&mut Self, T) -> Option<ServerMessage> + 'static,
+    ) where
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+        M: Message<Result = Result<T, ApiError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        ctx.wait(
+            actor
+                .send(request)
+                .into_actor(self)
+                .map(move |res, act, ctx| match flatten(res) {
+                    Ok(value) => {
+                        if let Some(reply) = answer(act, value) {
+                            act.send(ctx, reply);
+                        }
+                    }
+                    Err(e) => act.send_error(ctx, id, &e),
+                }),
+        );
     }
 }
 
