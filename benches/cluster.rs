@@ -21,7 +21,7 @@ use cluster::{RedisCluster, cli};
 use common::{PrivateRedis, env_or};
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
-use rollcall::store::{InstanceId, Store};
+use rollcall::store::{InstanceId, Sessions, Store};
 
 const INFLIGHT: usize = 64;
 

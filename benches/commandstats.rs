@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::PrivateRedis;
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{InstanceId, Store};
+use rollcall::store::{InstanceId, Registry, Sessions, Store};
 
 fn stats(server: &PrivateRedis) -> BTreeMap<String, u64> {
     server.commandstats().into_iter().collect()

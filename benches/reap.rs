@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use rollcall::model::{Event, Member};
 use rollcall::store::reaping::reap_instance;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{InstanceId, Store};
+use rollcall::store::{InstanceId, Registry, Sessions, Store};
 
 const LEASE: Duration = Duration::from_millis(300);
 

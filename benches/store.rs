@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::{PrivateRedis, env_or, histogram, median_spread, ms};
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{InstanceId, Store};
+use rollcall::store::{InstanceId, Sessions, Store};
 
 /// The stand-in for `join.lua` that `redis-benchmark` runs: the same kinds and number of commands
 /// as a join into a session that has members (header read, duplicate check, size check, TIME,

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::plan::Plan;
-use super::{Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Store, StoreResult};
+use super::{
+    Broker, Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Registry, Sessions, Store,
+    StoreResult, Upkeep,
+};
 use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
@@ -43,7 +46,10 @@ impl Store for Instrumented {
     fn instance(&self) -> &InstanceId {
         self.inner.instance()
     }
+}
 
+#[async_trait]
+impl Sessions for Instrumented {
     async fn join(
         &self,
         session: &str,
@@ -107,7 +113,10 @@ impl Store for Instrumented {
     async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>> {
         timed("counts", self.inner.counts(sessions)).await
     }
+}
 
+#[async_trait]
+impl Broker for Instrumented {
     async fn publish(
         &self,
         session: &str,
@@ -125,7 +134,10 @@ impl Store for Instrumented {
     async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
         timed("unsubscribe", self.inner.unsubscribe(session)).await
     }
+}
 
+#[async_trait]
+impl Registry for Instrumented {
     async fn register(&self) -> StoreResult<Option<String>> {
         timed("register", self.inner.register()).await
     }
@@ -150,6 +162,13 @@ impl Store for Instrumented {
         timed("sessions_of", self.inner.sessions_of(dead)).await
     }
 
+    async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
+        timed("forget_instance", self.inner.forget_instance(dead)).await
+    }
+}
+
+#[async_trait]
+impl Upkeep for Instrumented {
     async fn remove_instance_members(
         &self,
         session: &str,
@@ -161,10 +180,6 @@ impl Store for Instrumented {
             self.inner.remove_instance_members(session, dead, reason),
         )
         .await
-    }
-
-    async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
-        timed("forget_instance", self.inner.forget_instance(dead)).await
     }
 
     async fn held_count(&self, session: &str) -> StoreResult<u64> {

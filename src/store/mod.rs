@@ -175,12 +175,20 @@ pub enum FeedEvent {
 /// The receiving end of a store's feed.
 pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
 
-/// Shared session and instance state. One handle per instance, bound to its [`InstanceId`].
+/// Shared session and instance state, one handle per instance, bound to its [`InstanceId`]: the
+/// four parts below, each implemented by the in-process and the Redis store and held to the same
+/// conformance suite.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Sessions + Broker + Registry + Upkeep + Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     fn instance(&self) -> &InstanceId;
+}
 
+/// A session's members and changes (presence): joins and leaves, profile changes, the end, and
+/// the reads an instance keeps its view with. Every change is one atomic step that also reaches
+/// the other instances subscribed to the session ([`Broker`]).
+#[async_trait]
+pub trait Sessions: Send + Sync {
     /// Adds `member` (whose `instance` is this one) to `session`, electing it leader if there is none.
     async fn join(
         &self,
@@ -188,6 +196,7 @@ pub trait Store: Send + Sync + 'static {
         member: Member,
         max_members: usize,
     ) -> StoreResult<JoinOutcome>;
+
     /// Removes one connection. `None` when it was not a member.
     async fn leave(
         &self,
@@ -195,9 +204,10 @@ pub trait Store: Send + Sync + 'static {
         connection: &str,
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>>;
-    /// [`Store::join`], offered the change the caller's view says it makes ([`plan::join`]). A
+
+    /// [`Sessions::join`], offered the change the caller's view says it makes ([`plan::join`]). A
     /// store may write `plan` as it is while its header still is `plan.after`; otherwise it must
-    /// join as [`Store::join`] does. The default ignores the plan.
+    /// join as [`Sessions::join`] does. The default ignores the plan.
     async fn join_planned(
         &self,
         session: &str,
@@ -208,8 +218,9 @@ pub trait Store: Send + Sync + 'static {
         let _ = plan;
         self.join(session, member, max_members).await
     }
-    /// [`Store::leave`], offered the change the caller's view says it makes ([`plan::leave`]),
-    /// under the same rule as [`Store::join_planned`]. The default ignores the plan.
+
+    /// [`Sessions::leave`], offered the change the caller's view says it makes ([`plan::leave`]),
+    /// under the same rule as [`Sessions::join_planned`]. The default ignores the plan.
     async fn leave_planned(
         &self,
         session: &str,
@@ -220,22 +231,34 @@ pub trait Store: Send + Sync + 'static {
         let _ = plan;
         self.leave(session, connection, reason).await
     }
-    /// Replaces the name and avatar of a member. `None` when it was not a member.
+
     /// Writes several plans of one session in one step, each following the one before it
     /// (`crate::store::plan::Planner`), if the session is still at the first plan's header; when
     /// it is not (another instance changed it since), writes nothing.
     async fn write_plans(&self, session: &str, plans: &[Plan]) -> StoreResult<PlansWritten>;
+
+    /// Replaces the name and avatar of a member. `None` when it was not a member.
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>>;
+
     /// Ends the session if `connection` is its leader at `epoch`; removes every member.
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change>;
+
     /// The whole view; `None` when the store has no record of the session.
     async fn view(&self, session: &str) -> StoreResult<Option<SessionView>>;
+
     /// The changes after `version`, oldest first (empty when `version` is current), from a short
     /// log of the latest [`CHANGE_LOG_LENGTH`] changes; `None` when the log no longer reaches back
-    /// that far, and the caller must read the whole [`Store::view`].
+    /// that far, and the caller must read the whole [`Sessions::view`].
     async fn changes_since(&self, session: &str, version: u64) -> StoreResult<Option<Vec<Change>>>;
+
     /// Live counts of many sessions in one read, in the order asked.
     async fn counts(&self, sessions: &[String]) -> StoreResult<Vec<Counts>>;
+}
+
+/// Fan-out between instances: what one instance tells the others about a session, and which
+/// sessions' broadcasts reach this instance's [`Feed`].
+#[async_trait]
+pub trait Broker: Send + Sync {
     /// Sends a `message` to the members of `session` on the other instances.
     async fn publish(
         &self,
@@ -246,26 +269,45 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
 
     /// Starts delivering the session's broadcasts to this instance's feed, and lists the session
-    /// among this instance's (what [`Store::sessions_of`] reads when the instance dies). Called
+    /// among this instance's (what [`Registry::sessions_of`] reads when the instance dies). Called
     /// before the instance's first join of the session.
     async fn subscribe(&self, session: &str) -> StoreResult<()>;
+
     /// Stops them: this instance has no local member in the session any more, so the store may
     /// also forget that the instance is in it.
     async fn unsubscribe(&self, session: &str) -> StoreResult<()>;
+}
 
+/// Instances and their leases: registering, renewing, leaving, and finding the dead ones to reap.
+#[async_trait]
+pub trait Registry: Send + Sync {
     /// Registers this instance's lease. Returns the previous incarnation of the same name, if one is
     /// still registered (the restart fast path reaps it at once).
     async fn register(&self) -> StoreResult<Option<String>>;
+
     async fn renew_lease(&self) -> StoreResult<LeaseStatus>;
+
     /// Removes this instance's lease and keys (graceful stop, after its members have left).
     async fn deregister(&self) -> StoreResult<()>;
 
     /// Incarnations whose lease has expired.
     async fn expired_instances(&self) -> StoreResult<Vec<String>>;
+
     /// Claims the reaping of `dead` for a short while; `false` when another instance holds the claim.
     async fn claim_reap(&self, dead: &str) -> StoreResult<bool>;
+
     /// Sessions in which `dead` has members.
     async fn sessions_of(&self, dead: &str) -> StoreResult<Vec<String>>;
+
+    /// Drops what is left of `dead`: its lease, its session list, its name mapping.
+    async fn forget_instance(&self, dead: &str) -> StoreResult<()>;
+}
+
+/// Keeping the members the store lists true to the instances that hold them: removing a dead
+/// instance's members or the strays of a live one, putting members back after the store lost
+/// them, and keeping live sessions' keys from expiring.
+#[async_trait]
+pub trait Upkeep: Send + Sync {
     /// Removes every member `dead` has in `session`, re-electing the leader if needed.
     async fn remove_instance_members(
         &self,
@@ -273,16 +315,15 @@ pub trait Store: Send + Sync + 'static {
         dead: &str,
         reason: LeaveReason,
     ) -> StoreResult<Option<Change>>;
-    /// Drops what is left of `dead`: its lease, its session list, its name mapping.
-    async fn forget_instance(&self, dead: &str) -> StoreResult<()>;
 
     /// How many members the store lists under this instance in `session`. An instance compares
     /// it with the members it holds on every heartbeat: a difference means the store lists a
     /// member the instance does not hold (a join that timed out but ran later, a leave lost in a
     /// failover) or misses one it does.
     async fn held_count(&self, session: &str) -> StoreResult<u64>;
+
     /// Removes every member the store lists under this instance in `session` except `keep`,
-    /// re-electing the leader if needed, like [`Store::remove_instance_members`]. `None` when
+    /// re-electing the leader if needed, like [`Upkeep::remove_instance_members`]. `None` when
     /// there was none.
     async fn remove_strays(
         &self,
@@ -299,6 +340,7 @@ pub trait Store: Send + Sync + 'static {
         members: Vec<Member>,
         floor: Floor,
     ) -> StoreResult<Option<Change>>;
+
     /// Keeps the session's keys alive while this instance has members there.
     async fn touch(&self, session: &str) -> StoreResult<()>;
 }

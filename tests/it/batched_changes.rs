@@ -12,7 +12,7 @@ use rollcall::engine::{Engine, EngineSettings};
 use rollcall::model::{LeaveReason, Presence, now_ms};
 use rollcall::store::plan::Planner;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{InstanceId, PlansWritten, Store};
+use rollcall::store::{Broker, InstanceId, PlansWritten, Sessions, Store};
 
 use crate::support::eventually;
 use crate::support::redis::{RedisServer, member, view};

@@ -11,7 +11,7 @@ use rollcall::config::ServeArgs;
 use rollcall::engine::{Engine, EngineSettings};
 use rollcall::model::Presence;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{InstanceId, Store};
+use rollcall::store::{InstanceId, Sessions, Store};
 
 use crate::support::eventually;
 use crate::support::members::member;

@@ -6,7 +6,7 @@
 use rollcall::model::{LeaveReason, Member, now_ms};
 use rollcall::store::plan::{self, Plan};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{JoinOutcome, Store};
+use rollcall::store::{Broker, JoinOutcome, Sessions};
 
 use crate::support::redis::{RedisServer, member, view};
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::slots::{crc16, slot};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
-use rollcall::store::{FeedEvent, Floor, InstanceId, LeaseStatus, Store};
+use rollcall::store::{
+    Broker, FeedEvent, Floor, InstanceId, LeaseStatus, Registry, Sessions, Store, Upkeep,
+};
 
 use crate::support::redis::RedisServer;
 

@@ -43,16 +43,19 @@
 //! its data; on a cluster, [`shards`] does the same for every other master and reconciles the
 //! sessions whose slot changed master.
 
+mod broker;
 mod conn;
 mod feed;
 pub mod keys;
 mod membership;
+mod registry;
 mod reply;
 mod scripts;
+mod sessions;
 mod shards;
 pub mod slots;
-mod store_impl;
 mod subscriptions;
+mod upkeep;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -60,7 +63,9 @@ use std::time::Duration;
 use ::redis::{PushInfo, RedisError, Script, Value};
 use tokio::sync::mpsc;
 
-use super::{Feed, FeedEvent, InstanceId, StoreError};
+use async_trait::async_trait;
+
+use super::{Feed, FeedEvent, InstanceId, Store, StoreError};
 use conn::Conn;
 pub use conn::RedisTarget;
 pub use keys::KeyLayout;
@@ -285,6 +290,17 @@ impl RedisStore {
     ) -> Result<Value> {
         self.record(name, keys);
         self.conn.query(cmd).await
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn instance(&self) -> &InstanceId {
+        &self.instance
     }
 }
 

@@ -16,7 +16,7 @@ use crate::support::ws::WsClient;
 use rollcall::ids::Incarnation;
 use rollcall::store::memory::MemoryBackend;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{InstanceId, Store};
+use rollcall::store::{InstanceId, Store, Upkeep};
 
 /// One heartbeat (the default, 1 s) is the promise; the margin covers a loaded machine.
 const ONE_HEARTBEAT: Duration = Duration::from_millis(2_500);

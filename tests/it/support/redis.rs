@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rollcall::model::{Member, SessionView};
 use rollcall::store::redis::RedisStore;
-use rollcall::store::{Feed, InstanceId, Store};
+use rollcall::store::{Feed, InstanceId, Sessions, Store};
 
 pub struct RedisServer {
     port: u16,
