@@ -17,6 +17,7 @@ mod large_sessions;
 mod limits;
 mod multi_instance;
 mod no_ghosts;
+mod paused_time;
 mod persistence;
 mod planned_changes;
 mod protocol_properties;
