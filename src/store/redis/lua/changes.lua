@@ -2,12 +2,12 @@
 -- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: the version the caller has.
 -- Returns {'ok', change JSON...} oldest first (none when the caller is current) | {'none'} when the
 -- log no longer reaches back that far (the caller then reads the whole view).
+local SINCE = tonumber(ARGV[5])
 local h = header()
-local since = tonumber(ARGV[5])
-if since >= h.version then
+if SINCE >= h.version then
   return { 'ok' }
 end
-local missing = h.version - since
+local missing = h.version - SINCE
 -- LOG may hold up to LOG_SLACK more, but reaches back LOG_LENGTH changes, as promised.
 if missing > math.min(LOG_LENGTH, redis.call('LLEN', LOG)) then
   return { 'none' }

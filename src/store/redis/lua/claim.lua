@@ -2,9 +2,11 @@
 -- KEYS[1] the dead instance's claim key (tag {i:<dead>}). ARGV[1] claimer incarnation,
 -- ARGV[2] claim duration ms.
 -- Returns 1 when the claim is ours (new, or already ours), 0 when another instance holds it.
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then
+local CLAIM = KEYS[1]
+local CLAIMER, DURATION_MS = ARGV[1], ARGV[2]
+local holder = redis.call('GET', CLAIM)
+if holder and holder ~= CLAIMER then
   return 0
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', CLAIM, CLAIMER, 'PX', DURATION_MS)
 return 1

@@ -2,6 +2,7 @@
 -- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: epoch.
 -- Returns {'not_leader'} | {'ended'} | {'ok', change JSON}. The change carries session_ended,
 -- then member_left (reason ended) for every member in election order, then leader_changed(null).
+local CONNECTION, EPOCH = ARGV[5], tonumber(ARGV[6])
 if redis.call('EXISTS', META) == 0 then
   return { 'not_leader' }
 end
@@ -9,11 +10,11 @@ local h = header()
 if h.ended_at then
   return { 'ended' }
 end
-if h.leader ~= ARGV[5] or h.epoch ~= tonumber(ARGV[6]) then
+if h.leader ~= CONNECTION or h.epoch ~= EPOCH then
   return { 'not_leader' }
 end
 local ended_at = now_ms()
-local events = { { type = 'session_ended', by = ARGV[5] } }
+local events = { { type = 'session_ended', by = CONNECTION } }
 local order = redis.call('ZRANGE', ORDER, 0, -1)
 for i = 1, #order do
   local record = redis.call('HGET', MEMBERS, order[i])

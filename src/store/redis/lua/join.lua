@@ -1,4 +1,5 @@
--- join: adds one member, electing it leader if the session has none.
+-- join: adds one member, electing it leader if the session has none. Its arguments are named in
+-- join_planned.lua, which runs first.
 -- KEYS: the six session keys (see session_base.lua). ARGV[1..4]: common (ditto);
 -- ARGV[5]: member JSON (its joined_at is replaced by Redis TIME, made strictly later than every
 -- member's so that join order is election order even within one millisecond); ARGV[6]: max members.
@@ -12,7 +13,7 @@ local h = header()
 if h.ended_at then
   return { 'ended' }
 end
-local member = cjson.decode(ARGV[5])
+local member = cjson.decode(MEMBER)
 member.joined_at = now_ms()
 local latest = redis.call('ZRANGE', ORDER, -1, -1, 'WITHSCORES')
 if latest[2] and tonumber(latest[2]) >= member.joined_at then
@@ -25,7 +26,7 @@ if redis.call('HSETNX', MEMBERS, member.connection, record) == 0 then
   return { 'same', tostring(h.version) }
 end
 local count = redis.call('HLEN', MEMBERS) - 1
-if count >= tonumber(ARGV[6]) then
+if count >= tonumber(MAX_MEMBERS) then
   redis.call('HDEL', MEMBERS, member.connection)
   return { 'full' }
 end

@@ -1,19 +1,22 @@
 -- join, planned: writes the caller's plan (crate::store::plan) as it is while the session is still
 -- at the plan's header, before the prelude's functions exist, so a written plan costs only its
 -- commands. Arguments: see join.lua. Falls through to join.lua's own logic otherwise.
-if ARGV[7] ~= '' and at_basis(ARGV[7]) then
+-- The arguments of join (see join.lua), named once for both parts.
+local MEMBER, MAX_MEMBERS = ARGV[5], ARGV[6]
+local PLAN_BASIS, PLAN_CONNECTION, PLAN_RECORD, PLAN_JOINED_AT, PLAN_USER, PLAN_CHANGE, PLAN_VERSION =
+  ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+if PLAN_BASIS ~= '' and at_basis(PLAN_BASIS) then
   -- The session is where the caller's view has it, so the plan is what the code below would do.
-  local connection = ARGV[8]
-  if redis.call('HSETNX', MEMBERS, connection, ARGV[9]) == 1 then
-    redis.call('ZADD', ORDER, ARGV[10], connection)
-    redis.call('ZADD', BYINST, '0', inst_entry(ORIGIN, connection))
-    if ARGV[11] == '' then
+  if redis.call('HSETNX', MEMBERS, PLAN_CONNECTION, PLAN_RECORD) == 1 then
+    redis.call('ZADD', ORDER, PLAN_JOINED_AT, PLAN_CONNECTION)
+    redis.call('ZADD', BYINST, '0', inst_entry(ORIGIN, PLAN_CONNECTION))
+    if PLAN_USER == '' then
       redis.call('HINCRBY', META, 'anonymous', '1')
-    elseif redis.call('HINCRBY', USERS, ARGV[11], '1') == 1 then
+    elseif redis.call('HINCRBY', USERS, PLAN_USER, '1') == 1 then
       redis.call('PEXPIRE', USERS, TTL)
     end
-    redis.call('HSET', META, 'version', ARGV[13])
-    publish(ARGV[12])
+    redis.call('HSET', META, 'version', PLAN_VERSION)
+    publish(PLAN_CHANGE)
     return { 'planned' }
   end
 end

@@ -4,20 +4,22 @@
 -- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: floor version; ARGV[6]: floor epoch;
 -- ARGV[7..]: member JSONs.
 -- Returns {'ended'} | {'none'} (nothing was missing) | {'ok', change JSON}.
+local FLOOR_VERSION, FLOOR_EPOCH = tonumber(ARGV[5]), tonumber(ARGV[6])
+-- ARGV[MEMBERS_FROM..] are the member records.
+local MEMBERS_FROM = 7
 local h = header()
 if h.ended_at then
   return { 'ended' }
 end
-local floor = tonumber(ARGV[5])
-if floor > h.version then
+if FLOOR_VERSION > h.version then
   -- The version jumps: the log would no longer hold consecutive versions.
   redis.call('DEL', LOG)
 end
-h.version = math.max(h.version, floor)
-h.epoch = math.max(h.epoch, tonumber(ARGV[6]))
+h.version = math.max(h.version, FLOOR_VERSION)
+h.epoch = math.max(h.epoch, FLOOR_EPOCH)
 redis.call('HSET', META, 'version', h.version, 'epoch', h.epoch)
 local events = {}
-for i = 7, #ARGV do
+for i = MEMBERS_FROM, #ARGV do
   local m = cjson.decode(ARGV[i])
   if redis.call('HEXISTS', MEMBERS, m.connection) == 0 then
     add_member(h, m)

@@ -4,14 +4,16 @@
 -- ARGV[1] incarnation, ARGV[2] instance name, ARGV[3] lease ms, ARGV[4] fresh random token (used
 -- only when no generation exists yet).
 -- Returns {generation, previous incarnation of the name if it is still registered}.
+local LEASES, NAMES, GENERATION = KEYS[1], KEYS[2], KEYS[3]
+local INCARNATION, NAME, LEASE_MS, FRESH = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('SET', KEYS[3], ARGV[4], 'NX')
-local generation = redis.call('GET', KEYS[3])
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-local previous = redis.call('HGET', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
-if previous and previous ~= ARGV[1] and redis.call('ZSCORE', KEYS[1], previous) then
+redis.call('SET', GENERATION, FRESH, 'NX')
+local generation = redis.call('GET', GENERATION)
+redis.call('ZADD', LEASES, now + LEASE_MS, INCARNATION)
+local previous = redis.call('HGET', NAMES, NAME)
+redis.call('HSET', NAMES, NAME, INCARNATION)
+if previous and previous ~= INCARNATION and redis.call('ZSCORE', LEASES, previous) then
   return { generation, previous }
 end
 return { generation }

@@ -4,32 +4,34 @@
 -- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: incarnation; ARGV[6]: reason string;
 -- ARGV[7..]: connections to keep (none: remove them all).
 -- Returns {'none'} when it had no members here to remove, else {'ok', change JSON}.
-local instance, reason = ARGV[5], ARGV[6]
-local from = '[' .. instance .. '\0'
-local to = '(' .. instance .. '\1'
+local INSTANCE, REASON = ARGV[5], ARGV[6]
+-- ARGV[KEEP..] are the connections to keep.
+local KEEP = 7
+local from = '[' .. INSTANCE .. '\0'
+local to = '(' .. INSTANCE .. '\1'
 local entries = redis.call('ZRANGEBYLEX', BYINST, from, to)
 local keep = {}
-for i = 7, #ARGV do
+for i = KEEP, #ARGV do
   keep[ARGV[i]] = true
 end
-local skip = #instance + 1
+local skip = #INSTANCE + 1
 local gone = {}
 for i = 1, #entries do
   local connection = string.sub(entries[i], skip + 1)
   if not keep[connection] then
-    if #ARGV >= 7 then
+    if #ARGV >= KEEP then
       redis.call('ZREM', BYINST, entries[i])
     end
     local record = redis.call('HGET', MEMBERS, connection)
     if record then
       local m = cjson.decode(record)
-      if m.instance == instance then
+      if m.instance == INSTANCE then
         gone[#gone + 1] = m
       end
     end
   end
 end
-if #ARGV < 7 then
+if #ARGV < KEEP then
   redis.call('ZREMRANGEBYLEX', BYINST, from, to)
 end
 if #gone == 0 then
@@ -45,7 +47,7 @@ local h = header()
 local events = {}
 for i = 1, #gone do
   remove_member(h, gone[i])
-  events[#events + 1] = { type = 'member_left', connection = gone[i].connection, user = gone[i].user, reason = reason }
+  events[#events + 1] = { type = 'member_left', connection = gone[i].connection, user = gone[i].user, reason = REASON }
 end
 elect(h, false, events)
 local msg = commit(h, events)

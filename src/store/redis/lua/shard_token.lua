@@ -3,5 +3,7 @@
 -- KEYS[1] the shard's token key (a hash tag of a slot its master owns). ARGV[1] fresh random token
 -- (used only when there is none).
 -- Returns the current token.
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('GET', KEYS[1])
+local TOKEN = KEYS[1]
+local FRESH = ARGV[1]
+redis.call('SET', TOKEN, FRESH, 'NX')
+return redis.call('GET', TOKEN)

@@ -1,7 +1,8 @@
 -- update: replaces the name and avatar of a member.
 -- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: member JSON (name and avatar used).
 -- Returns {'none'} when it is not a member, else {'ok', change JSON}.
-local new = cjson.decode(ARGV[5])
+local MEMBER = ARGV[5]
+local new = cjson.decode(MEMBER)
 local record = redis.call('HGET', MEMBERS, new.connection)
 if not record then
   return { 'none' }

@@ -12,30 +12,33 @@
 -- changes (built by the caller: made here, its bytes would be copied and hashed twice more).
 -- A member both added and removed by the batch is in neither list; its changes still are.
 -- Returns {'planned'}, or {'moved'} (and writes nothing) when the header is another.
-if not at_basis(ARGV[5]) then
+local BASIS, VERSION, EPOCH, LEADER, ANONYMOUS = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local ADDED, REMOVED, USER_COUNTS, CHANGES =
+  tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+-- Where the runs of arguments start.
+local RUNS = 14
+if not at_basis(BASIS) then
   return { 'moved' }
 end
-local added, removed, users, changes = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]),
-  tonumber(ARGV[13])
-local at = 14
-if added > 0 then
-  local pairs_end = at + 2 * added - 1
+local at = RUNS
+if ADDED > 0 then
+  local pairs_end = at + 2 * ADDED - 1
   redis.call('HSET', MEMBERS, unpack(ARGV, at, pairs_end))
-  redis.call('ZADD', ORDER, unpack(ARGV, at + 2 * added, pairs_end + 2 * added))
-  redis.call('ZADD', BYINST, unpack(ARGV, at + 4 * added, pairs_end + 4 * added))
-  at = at + 6 * added
+  redis.call('ZADD', ORDER, unpack(ARGV, at + 2 * ADDED, pairs_end + 2 * ADDED))
+  redis.call('ZADD', BYINST, unpack(ARGV, at + 4 * ADDED, pairs_end + 4 * ADDED))
+  at = at + 6 * ADDED
 end
-if removed > 0 then
-  local last = at + removed - 1
+if REMOVED > 0 then
+  local last = at + REMOVED - 1
   redis.call('HDEL', MEMBERS, unpack(ARGV, at, last))
   redis.call('ZREM', ORDER, unpack(ARGV, at, last))
-  redis.call('ZREM', BYINST, unpack(ARGV, at + removed, last + removed))
-  at = at + 2 * removed
+  redis.call('ZREM', BYINST, unpack(ARGV, at + REMOVED, last + REMOVED))
+  at = at + 2 * REMOVED
 end
-if ARGV[9] ~= '0' then
-  redis.call('HINCRBY', META, 'anonymous', ARGV[9])
+if ANONYMOUS ~= '0' then
+  redis.call('HINCRBY', META, 'anonymous', ANONYMOUS)
 end
-for _ = 1, users do
+for _ = 1, USER_COUNTS do
   local user, delta = ARGV[at], tonumber(ARGV[at + 1])
   local now = redis.call('HINCRBY', USERS, user, delta)
   if now <= 0 then
@@ -45,9 +48,9 @@ for _ = 1, users do
   end
   at = at + 2
 end
-write_header(ARGV[6], ARGV[7], ARGV[8])
-local last = at + changes - 1
+write_header(VERSION, EPOCH, LEADER)
+local last = at + CHANGES - 1
 -- One message for the batch, which the feed splits again; the log keeps each change.
 redis.call('SPUBLISH', CHANNEL, ARGV[last + 1])
-keep_log(redis.call('LPUSH', LOG, unpack(ARGV, at, last)), changes)
+keep_log(redis.call('LPUSH', LOG, unpack(ARGV, at, last)), CHANGES)
 return { 'planned' }
