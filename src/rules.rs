@@ -328,12 +328,14 @@ impl CountsTracker {
     }
 }
 
+/// Members and views for the unit tests of the rules and of their users.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use crate::ids::Incarnation;
 
-    fn member(connection: &str, joined_at: i64, user: Option<&str>) -> Member {
+    /// Member `connection`, named after it, of one instance.
+    pub(crate) fn member(connection: &str, joined_at: i64, user: Option<&str>) -> Member {
         Member {
             connection: ConnectionId::new(connection),
             user: user.map(str::to_owned),
@@ -344,7 +346,8 @@ mod tests {
         }
     }
 
-    fn view(members: Vec<Member>) -> SessionView {
+    /// A view at version 7, epoch 3, led by its first member.
+    pub(crate) fn view(members: Vec<Member>) -> SessionView {
         SessionView {
             version: 7,
             leader: members.first().map(|m| m.connection.clone()),
@@ -353,6 +356,12 @@ mod tests {
             ended_at: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{member, view};
+    use super::*;
 
     fn joins(ruling: Result<JoinRuling, Refusal>) -> Change {
         match ruling {

@@ -152,28 +152,7 @@ impl Roster for Planner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Incarnation;
-
-    fn member(connection: &str, joined_at: i64, user: Option<&str>) -> Member {
-        Member {
-            connection: ConnectionId::new(connection),
-            user: user.map(str::to_owned),
-            name: connection.to_uppercase(),
-            avatar: None,
-            joined_at,
-            instance: Incarnation::new("i#1"),
-        }
-    }
-
-    fn view(members: Vec<Member>) -> SessionView {
-        SessionView {
-            version: 7,
-            leader: members.first().map(|m| m.connection.clone()),
-            epoch: 3,
-            members,
-            ended_at: None,
-        }
-    }
+    use crate::rules::fixtures::{member, view};
 
     #[test]
     fn a_join_is_stamped_after_the_latest_member_and_keeps_the_leader() {

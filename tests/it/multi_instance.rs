@@ -353,19 +353,12 @@ mod processes {
     use serde_json::json;
 
     use super::EVENT_BOUND;
-    use crate::support::process::RollcallProcess;
+    use crate::support::process::{FAST_LIVENESS, RollcallProcess};
     use crate::support::redis::RedisServer;
     use crate::support::ws::WsClient;
 
     async fn start(redis: &RedisServer, name: &str) -> RollcallProcess {
-        let flags = [
-            "--heartbeat-ms",
-            "200",
-            "--lease-ms",
-            "1000",
-            "--key-prefix",
-            "proc",
-        ];
+        let flags = [&FAST_LIVENESS[..], &["--key-prefix", "proc"]].concat();
         RollcallProcess::start(&redis.url(), name, &flags).await
     }
 

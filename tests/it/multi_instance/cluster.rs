@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::EVENT_BOUND;
 use crate::support::cluster::{self, RedisCluster, sessions_on_every_master};
-use crate::support::process::RollcallProcess;
+use crate::support::process::{FAST_LIVENESS, RollcallProcess};
 use crate::support::server::http_get;
 use crate::support::ws::{WsClient, member_ids};
 
@@ -15,14 +15,7 @@ use crate::support::ws::{WsClient, member_ids};
 const MIGRATION_BOUND: Duration = Duration::from_secs(5);
 
 async fn start(nodes: &str, name: &str, prefix: &str) -> RollcallProcess {
-    let flags = [
-        "--heartbeat-ms",
-        "200",
-        "--lease-ms",
-        "1000",
-        "--key-prefix",
-        prefix,
-    ];
+    let flags = [&FAST_LIVENESS[..], &["--key-prefix", prefix]].concat();
     RollcallProcess::start_on_cluster(nodes, name, &flags).await
 }
 

@@ -14,6 +14,10 @@ use nix::unistd::Pid;
 use super::redis::free_port;
 use super::server::http_get;
 
+/// Liveness flags for multi-process tests that want a lost instance noticed fast: heartbeat
+/// 200 ms, lease 1 s.
+pub const FAST_LIVENESS: [&str; 4] = ["--heartbeat-ms", "200", "--lease-ms", "1000"];
+
 /// How long a process may take to become ready.
 pub const READY_WAIT: Duration = Duration::from_secs(20);
 
