@@ -3,7 +3,7 @@
 //! server processes, a private `redis-server`) and the browser tests (headless Chromium).
 //!
 //! They need Node.js, `npm ci` in `clients/js`, and `/usr/bin/chromium` (`apt-get install
-//! chromium`); `bash .ci/run` installs what is missing. When something is missing these tests fail
+//! chromium`); `scripts/test` installs what is missing. When something is missing these tests fail
 //! and say what to do: they never skip. On failure the npm output is printed.
 //!
 //! The three suites run one at a time (a lock), so that their timing bounds hold on a loaded
@@ -29,11 +29,11 @@ fn check_prerequisites(needs_chromium: bool) {
     }
     if !js_dir().join("node_modules").is_dir() {
         panic!(
-            "clients/js/node_modules is missing: run `npm ci` in clients/js (or `bash .ci/run`)"
+            "clients/js/node_modules is missing: run `npm ci` in clients/js (or run `scripts/test`)"
         );
     }
     if needs_chromium && !Path::new("/usr/bin/chromium").exists() {
-        panic!("/usr/bin/chromium is missing: apt-get install chromium (or `bash .ci/run`)");
+        panic!("/usr/bin/chromium is missing: apt-get install chromium (or run `scripts/test`)");
     }
 }
 
