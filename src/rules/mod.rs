@@ -1,0 +1,304 @@
+//! The session rules, in one place: what a join, a leave, a removal, a re-assertion, an end or a
+//! profile change does to a session, who leads after it, whether a plan is still current, and how
+//! counts follow a change.
+//!
+//! Pure: no I/O, no actor, no clock (the caller passes the time). Each rule reads a [`Roster`] (the
+//! session as someone holds it) and returns the [`Change`] it makes; applying a change is
+//! [`SessionView::apply`]. The in-process store rules on its own state; the planner
+//! (`crate::store::plan`) rules on the view an instance holds, so that the Redis scripts only
+//! write what was decided. Where a Redis script still decides by itself (a change the planner
+//! cannot make from its view: the reaper's, a re-assertion, an end), it follows these same rules,
+//! and the shared conformance suite holds both to them.
+
+mod counts;
+
+pub use counts::CountsTracker;
+
+use crate::ids::ConnectionId;
+use crate::model::{Change, Event, LeaveReason, Member, SessionView};
+
+/// A session's version, leadership epoch and leader: what every change moves, and what a plan
+/// is checked against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub version: u64,
+    pub epoch: u64,
+    pub leader: Option<ConnectionId>,
+}
+
+impl Header {
+    pub fn of(view: &SessionView) -> Header {
+        Header {
+            version: view.version,
+            epoch: view.epoch,
+            leader: view.leader.clone(),
+        }
+    }
+}
+
+/// A session as someone holds it, for the rules to read.
+pub trait Roster {
+    fn header(&self) -> Header;
+    fn ended(&self) -> bool;
+    /// The members, in election order (earliest `joined_at` first, ties by connection id).
+    fn members(&self) -> impl Iterator<Item = &Member>;
+    fn count(&self) -> usize;
+
+    fn member(&self, connection: &str) -> Option<&Member> {
+        self.members().find(|m| m.connection == connection)
+    }
+
+    /// The last member in election order.
+    fn latest(&self) -> Option<&Member> {
+        self.members().last()
+    }
+}
+
+impl Roster for SessionView {
+    fn header(&self) -> Header {
+        Header::of(self)
+    }
+
+    fn ended(&self) -> bool {
+        self.ended_at.is_some()
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter()
+    }
+
+    fn count(&self) -> usize {
+        self.members.len()
+    }
+
+    fn latest(&self) -> Option<&Member> {
+        self.members.last()
+    }
+}
+
+/// Why a session refuses a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Ended,
+    /// At this many members.
+    Full(usize),
+    /// `end` from a member that does not lead, or with another epoch.
+    NotLeader,
+}
+
+/// What a join does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinRuling {
+    /// The member joins with this change (its `member_joined` carries the stamped record).
+    Joins(Change),
+    /// It is a member already: nothing changes.
+    AlreadyMember { version: u64 },
+}
+
+/// A joiner's `joined_at`: the clock, or just after the latest member, so that join order is
+/// election order even within one millisecond.
+pub fn stamp(now_ms: i64, latest: Option<i64>) -> i64 {
+    latest.map_or(now_ms, |latest| now_ms.max(latest.saturating_add(1)))
+}
+
+/// `member` joins at `now_ms`. A live leader stays; a session without one is led by its earliest
+/// member (the joiner, when it is the first).
+pub fn join(
+    roster: &impl Roster,
+    member: &Member,
+    now_ms: i64,
+    max_members: usize,
+) -> Result<JoinRuling, Refusal> {
+    if roster.ended() {
+        return Err(Refusal::Ended);
+    }
+    let mut header = roster.header();
+    if roster.member(&member.connection).is_some() {
+        return Ok(JoinRuling::AlreadyMember {
+            version: header.version,
+        });
+    }
+    if roster.count() >= max_members {
+        return Err(Refusal::Full(max_members));
+    }
+    let mut stamped = member.clone();
+    stamped.joined_at = stamp(now_ms, roster.latest().map(|m| m.joined_at));
+    let leader_is_live = header
+        .leader
+        .as_ref()
+        .is_some_and(|leader| roster.member(leader).is_some());
+    let mut events = Vec::with_capacity(2);
+    let earliest = match roster.members().next() {
+        Some(first) => first.connection.clone(),
+        None => stamped.connection.clone(),
+    };
+    events.push(Event::MemberJoined { member: stamped });
+    if !leader_is_live {
+        elect(&mut header, Some(earliest), &mut events);
+    }
+    Ok(JoinRuling::Joins(commit(header, events)))
+}
+
+/// `connection` leaves; `None` when it is not a member.
+pub fn leave(roster: &impl Roster, connection: &str, reason: LeaveReason) -> Option<Change> {
+    remove(roster, |m| m.connection == connection, reason)
+}
+
+/// Every member for which `leaving` holds leaves, in one change, in election order. When the
+/// leader is among them, the earliest remaining member (or nobody) leads, with the next epoch.
+pub fn remove(
+    roster: &impl Roster,
+    leaving: impl Fn(&Member) -> bool,
+    reason: LeaveReason,
+) -> Option<Change> {
+    let mut events: Vec<Event> = roster
+        .members()
+        .filter(|m| leaving(m))
+        .map(|m| Event::MemberLeft {
+            connection: m.connection.clone(),
+            user: m.user.clone(),
+            reason,
+        })
+        .collect();
+    if events.is_empty() {
+        return None;
+    }
+    let mut header = roster.header();
+    let leader_stays = header
+        .leader
+        .as_ref()
+        .and_then(|leader| roster.member(leader))
+        .is_some_and(|leader| !leaving(leader));
+    if !leader_stays {
+        let next = roster.members().find(|m| !leaving(m));
+        elect(&mut header, next.map(|m| m.connection.clone()), &mut events);
+    }
+    Some(commit(header, events))
+}
+
+/// A re-assertion after the store lost members: the header continues from at least `floor` (what
+/// clients have seen), the missing `members` come back with their own `joined_at`, and the
+/// earliest member leads. Returns the header to keep whatever happens, and the change, if any
+/// member was missing.
+pub fn reassert(
+    roster: &impl Roster,
+    members: &[Member],
+    floor: &Header,
+) -> (Header, Option<Change>) {
+    let mut header = roster.header();
+    header.version = header.version.max(floor.version);
+    header.epoch = header.epoch.max(floor.epoch);
+    let back: Vec<&Member> = members
+        .iter()
+        .filter(|m| roster.member(&m.connection).is_none())
+        .collect();
+    if back.is_empty() {
+        return (header, None);
+    }
+    let order = |m: &&Member| (m.joined_at, m.connection.clone());
+    let earliest = roster
+        .members()
+        .chain(back.iter().copied())
+        .min_by_key(order)
+        .map(|m| m.connection.clone());
+    let mut events: Vec<Event> = back
+        .into_iter()
+        .map(|m| Event::MemberJoined { member: m.clone() })
+        .collect();
+    let floored = header.clone();
+    elect(&mut header, earliest, &mut events);
+    (floored, Some(commit(header, events)))
+}
+
+/// The leader `by`, at `epoch`, ends the session: `session_ended`, then every member leaves
+/// (reason `ended`) in election order, and nobody leads.
+pub fn end(roster: &impl Roster, by: &str, epoch: u64) -> Result<Change, Refusal> {
+    if roster.ended() {
+        return Err(Refusal::Ended);
+    }
+    let mut header = roster.header();
+    if header.leader.as_deref() != Some(by) || header.epoch != epoch {
+        return Err(Refusal::NotLeader);
+    }
+    let mut events = vec![Event::SessionEnded { by: by.into() }];
+    events.extend(roster.members().map(|m| Event::MemberLeft {
+        connection: m.connection.clone(),
+        user: m.user.clone(),
+        reason: LeaveReason::Ended,
+    }));
+    elect(&mut header, None, &mut events);
+    Ok(commit(header, events))
+}
+
+/// A member's new name and avatar; `None` when it is not a member.
+pub fn update(roster: &impl Roster, profile: &Member) -> Option<Change> {
+    let mut updated = roster.member(&profile.connection)?.clone();
+    updated.name = profile.name.clone();
+    updated.avatar = profile.avatar.clone();
+    Some(commit(
+        roster.header(),
+        vec![Event::MemberUpdated { member: updated }],
+    ))
+}
+
+/// Whether a plan made at `basis` still applies to a session at `current`. Versions alone
+/// identify a state only within one history: after the store lost a session, a re-assertion
+/// starts a new one, whose version may meet a lagging view's; epoch and leader tell them apart.
+pub fn still_current(current: &Header, basis: &Header) -> bool {
+    current == basis
+}
+
+/// `next` leads, with a new epoch and a `leader_changed`, unless it already does.
+fn elect(header: &mut Header, next: Option<ConnectionId>, events: &mut Vec<Event>) {
+    if next != header.leader {
+        header.leader = next;
+        header.epoch += 1;
+        events.push(Event::LeaderChanged {
+            leader: header.leader.clone(),
+            epoch: header.epoch,
+        });
+    }
+}
+
+/// The change that takes a session from `header`'s version to the next, led as `header` says.
+fn commit(header: Header, events: Vec<Event>) -> Change {
+    Change {
+        version: header.version + 1,
+        leader: header.leader,
+        epoch: header.epoch,
+        events,
+    }
+}
+
+/// Members and views for the unit tests of the rules and of their users.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::ids::Incarnation;
+
+    /// Member `connection`, named after it, of one instance.
+    pub(crate) fn member(connection: &str, joined_at: i64, user: Option<&str>) -> Member {
+        Member {
+            connection: ConnectionId::new(connection),
+            user: user.map(str::to_owned),
+            name: connection.to_uppercase(),
+            avatar: None,
+            joined_at,
+            instance: Incarnation::new("i#1"),
+        }
+    }
+
+    /// A view at version 7, epoch 3, led by its first member.
+    pub(crate) fn view(members: Vec<Member>) -> SessionView {
+        SessionView {
+            version: 7,
+            leader: members.first().map(|m| m.connection.clone()),
+            epoch: 3,
+            members,
+            ended_at: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
