@@ -405,6 +405,21 @@ async fn partitioned_instance_members_leave_after_the_lease_and_return_after_hea
         f["type"] == "snapshot" && f["session"] == "s1"
     })
     .await;
+    // Its socket stayed connected throughout: it is never told that it left, nor shown a list
+    // without itself.
+    p1.drain_ready();
+    for frame in p1.log() {
+        assert!(
+            !(frame["type"] == "member_left" && frame["connection"] == p1.connection.as_str()),
+            "the cut-off client was told it left: {frame}"
+        );
+        if frame["type"] == "snapshot" {
+            assert!(
+                ids(frame).contains(&p1.connection),
+                "the cut-off client got a snapshot without itself: {frame}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,4 +460,5 @@ async fn graceful_stop_hands_over_and_leaves_nothing_behind() {
 }
 
 mod cluster;
+mod declared_dead;
 mod strays;

@@ -238,6 +238,12 @@ impl SessionActor {
 
     /// Applies a change that directly follows the view and sends its events to their audience.
     fn apply(&mut self, change: &Change, ctx: &mut Context<Self>) {
+        if self.declares_local_members_lost(change) {
+            // Another instance took this one for dead. Its clients are connected: they must not
+            // hear that they left. The members go back first, and everyone here sees the result.
+            ctx.notify(Reconcile { reassert: true });
+            return;
+        }
         let ends = change
             .events
             .iter()
@@ -275,7 +281,7 @@ impl SessionActor {
         }) {
             self.counts_changed(ctx);
         }
-        self.after_change(change, ctx);
+        self.after_change(change);
     }
 
     /// Applies changes read from the store's log, in order.
@@ -287,31 +293,29 @@ impl SessionActor {
         }
     }
 
-    /// Consequences of a change for local connections: removed by `end`, or lost by the store.
-    fn after_change(&mut self, change: &Change, ctx: &mut Context<Self>) {
-        let mut lost_local = false;
-        for event in &change.events {
-            match event {
-                Event::SessionEnded { .. } => {
-                    // They were told in `apply`; what is held for them goes out now.
-                    self.flush();
-                    self.local.clear();
-                    self.report_count();
-                }
-                Event::MemberLeft {
-                    connection,
-                    reason: LeaveReason::InstanceLost,
-                    ..
-                } if self.local.contains_key(connection) => {
-                    lost_local = true;
-                }
-                _ => {}
-            }
+    /// The consequence of an `end` for local connections: they are no longer members.
+    fn after_change(&mut self, change: &Change) {
+        if change
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::SessionEnded { .. }))
+        {
+            // They were told in `apply`; what is held for them goes out now.
+            self.flush();
+            self.local.clear();
+            self.report_count();
         }
-        if lost_local {
-            // Another instance removed members that are alive here (we were thought dead).
-            ctx.notify(Reconcile { reassert: true });
-        }
+    }
+
+    /// Whether `change` removes a member alive here as lost with its instance.
+    fn declares_local_members_lost(&self, change: &Change) -> bool {
+        change.events.iter().any(|event| {
+            matches!(event, Event::MemberLeft {
+                connection,
+                reason: LeaveReason::InstanceLost,
+                ..
+            } if self.local.contains_key(connection))
+        })
     }
 
     /// Reads the changes this actor missed from the store's log and applies them; when the log
@@ -345,6 +349,12 @@ impl SessionActor {
             Missed::View(Some(view)) if view.version > self.view.version => {
                 metrics::counter!(crate::metrics::RESYNCS).increment(1);
                 let ended = view.ended_at.is_some();
+                if !ended && self.local.keys().any(|c| view.member(c).is_none()) {
+                    // The store lost members alive here, or another instance took this one for
+                    // dead: they go back before their clients are shown a list without them.
+                    ctx.notify(Reconcile { reassert: true });
+                    return;
+                }
                 self.replace_view(view, ctx);
                 if ended {
                     // The end itself was missed: its members are gone all the same.
