@@ -26,7 +26,9 @@ impl RedisStore {
         plan: Option<Plan>,
     ) -> StoreResult<JoinOutcome> {
         let mut call = self.session_call("join", &self.scripts.join, session);
-        call.arg(member_json(&member)?).arg(max_members);
+        call.arg(member_json(&member)?)
+            .arg(max_members)
+            .arg(self.store_clock.deadline());
         // Only a member of this instance can be written with the script's instance index entry.
         let plan = plan.filter(|_| member.instance == self.instance.incarnation);
         let stamped = plan
@@ -54,6 +56,7 @@ impl RedisStore {
                 Some(plan) => Ok(JoinOutcome::Joined(plan.change)),
                 None => Err(reply_error("join: a plan written where none was given").into()),
             },
+            ScriptStatus::Late => Err(too_late("join")),
             ScriptStatus::Ended => Err(StoreError::SessionEnded),
             ScriptStatus::Full => Err(StoreError::SessionFull(max_members)),
             ScriptStatus::Same => Ok(JoinOutcome::AlreadyMember {
@@ -126,7 +129,8 @@ impl RedisStore {
             .arg(effect.added.len())
             .arg(effect.removed.len())
             .arg(effect.users.len())
-            .arg(plans.len());
+            .arg(plans.len())
+            .arg(self.store_clock.deadline());
         // Each run as its command takes it (write_plans.lua), so the script builds no tables.
         for member in &effect.added {
             call.arg(member.connection.as_str())
@@ -159,6 +163,7 @@ impl RedisStore {
         match status(&items)? {
             ScriptStatus::Planned => Ok(PlansWritten::All),
             ScriptStatus::Moved => Ok(PlansWritten::Declined),
+            ScriptStatus::Late => Err(too_late("write_plans")),
             other => Err(unexpected("write_plans", other).into()),
         }
     }
@@ -177,6 +182,13 @@ impl RedisStore {
         };
         serde_json::to_string(&broadcast).map_err(|e| reply_error(format!("change JSON: {e}")))
     }
+}
+
+/// The error of a write the store reached after its deadline: it did nothing.
+fn too_late(script: &str) -> StoreError {
+    StoreError::unavailable_because(&format!(
+        "the store ran the {script} after its deadline and did nothing"
+    ))
 }
 
 /// The header a plan applies to, as the scripts compare it: `version:epoch:leader`.

@@ -45,6 +45,7 @@
 
 mod broker;
 mod conn;
+mod deadline;
 mod feed;
 pub mod keys;
 mod membership;
@@ -134,6 +135,8 @@ pub struct RedisStore {
     /// Sessions this instance stopped listening to lately, and when: on a cluster, a failover
     /// within [`RELEASE_WATCH`] may bring back a leave it lost, so the shard check watches them too.
     released: Mutex<Vec<(String, std::time::Instant)>>,
+    /// Redis's clock as seen from here, for the deadlines of writes.
+    store_clock: deadline::StoreClock,
     feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -204,6 +207,7 @@ impl RedisStore {
             feed: feed_tx,
             recorded: Mutex::new(None),
             released: Mutex::new(Vec::new()),
+            store_clock: deadline::StoreClock::default(),
             feed_tasks,
         };
         Ok((store, feed_rx))

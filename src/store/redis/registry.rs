@@ -17,7 +17,9 @@ impl Registry for RedisStore {
             .arg(&self.instance.name)
             .arg(self.lease_ms())
             .arg(fresh_token());
+        let sent = self.store_clock.now_ms();
         let items = array(self.invoke(&call).await?)?;
+        self.observe_store_time(sent, items.get(2));
         let generation = items
             .first()
             .and_then(text)
@@ -25,7 +27,10 @@ impl Registry for RedisStore {
         *lock(&self.generation) = Some(generation);
         // The shards' tokens are known from start-up on, before any member joins here.
         self.check_shards().await;
-        Ok(items.get(1).and_then(text))
+        Ok(items
+            .get(1)
+            .and_then(text)
+            .filter(|previous| !previous.is_empty()))
     }
 
     async fn renew_lease(&self) -> StoreResult<LeaseStatus> {
@@ -39,6 +44,7 @@ impl Registry for RedisStore {
         let sessions_key = self.keys.instance_sessions(&self.instance.incarnation);
         let mut pexpire = ::redis::cmd("PEXPIRE");
         pexpire.arg(&sessions_key).arg(self.ttl_ms());
+        let sent = self.store_clock.now_ms();
         let (reply, refreshed) = join(
             self.invoke(&call),
             self.command("pexpire", &pexpire, std::slice::from_ref(&sessions_key)),
@@ -46,6 +52,7 @@ impl Registry for RedisStore {
         .await;
         refreshed?;
         let items = array(reply?)?;
+        self.observe_store_time(sent, items.get(2));
         let generation = items
             .get(1)
             .and_then(text)
@@ -130,6 +137,15 @@ impl Registry for RedisStore {
 }
 
 impl RedisStore {
+    /// Learns Redis's clock from a lease script's answer (`store_ms`) to a call sent at `sent`.
+    fn observe_store_time(&self, sent: i64, store_ms: Option<&Value>) {
+        if let Some(store_ms) = store_ms.and_then(|v| int(v).ok()) {
+            let store_ms = i64::try_from(store_ms).unwrap_or(i64::MAX);
+            self.store_clock
+                .observe(sent, store_ms, self.store_clock.now_ms());
+        }
+    }
+
     /// Adds `session` to the session set of `incarnation` (a slot of its own).
     pub(super) async fn list_session(&self, incarnation: &str, session: &str) -> Result<()> {
         let key = self.keys.instance_sessions(incarnation);

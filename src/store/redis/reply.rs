@@ -39,6 +39,9 @@ pub(super) enum ScriptStatus {
     Planned,
     /// A batch of plans: the session is no longer at the first plan's header; nothing written.
     Moved,
+    /// A write reached the store after its deadline; nothing written
+    /// ([`super::deadline`]).
+    Late,
 }
 
 impl ScriptStatus {
@@ -47,6 +50,7 @@ impl ScriptStatus {
             "ok" => ScriptStatus::Ok,
             "planned" => ScriptStatus::Planned,
             "moved" => ScriptStatus::Moved,
+            "late" => ScriptStatus::Late,
             "none" => ScriptStatus::None,
             "same" => ScriptStatus::Same,
             "ended" => ScriptStatus::Ended,

@@ -2,11 +2,13 @@
 -- join_planned.lua, which runs first.
 -- KEYS: the six session keys (see session_base.lua). ARGV[1..4]: common (ditto);
 -- ARGV[5]: member JSON (its joined_at is replaced by Redis TIME, made strictly later than every
--- member's so that join order is election order even within one millisecond); ARGV[6]: max members.
--- ARGV[7..13]: the caller's plan (crate::store::plan), ARGV[7] '' when there is none: the header
+-- member's so that join order is election order even within one millisecond); ARGV[6]: max members;
+-- ARGV[7]: the deadline in Redis time (ms, '' for none) after which the join must not happen.
+-- ARGV[8..14]: the caller's plan (crate::store::plan), ARGV[8] '' when there is none: the header
 -- it applies to ('<version>:<epoch>:<leader>'), the connection, its record (JSON, joined_at stamped), its joined_at, its user id
 -- ('' for an anonymous member), the change JSON, and the version after it.
--- Returns {'ended'} | {'full'} | {'same', version} for an idempotent re-join | {'ok', change JSON}
+-- Returns {'late'} past the deadline | {'ended'} | {'full'} | {'same', version} for an idempotent
+-- re-join | {'ok', change JSON}
 -- after the join | {'planned'} when the plan was written as it is: never the member list, so a
 -- join costs the same in a session of any size.
 local h = header()

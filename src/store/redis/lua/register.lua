@@ -3,7 +3,8 @@
 --   KEYS[2] names hash (instance name -> current incarnation), KEYS[3] generation token string.
 -- ARGV[1] incarnation, ARGV[2] instance name, ARGV[3] lease ms, ARGV[4] fresh random token (used
 -- only when no generation exists yet).
--- Returns {generation, previous incarnation of the name if it is still registered}.
+-- Returns {generation, previous incarnation of the name if it is still registered or '', Redis
+-- time in ms}.
 local LEASES, NAMES, GENERATION = KEYS[1], KEYS[2], KEYS[3]
 local INCARNATION, NAME, LEASE_MS, FRESH = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local t = redis.call('TIME')
@@ -14,6 +15,6 @@ redis.call('ZADD', LEASES, now + LEASE_MS, INCARNATION)
 local previous = redis.call('HGET', NAMES, NAME)
 redis.call('HSET', NAMES, NAME, INCARNATION)
 if previous and previous ~= INCARNATION and redis.call('ZSCORE', LEASES, previous) then
-  return { generation, previous }
+  return { generation, previous, now }
 end
-return { generation }
+return { generation, '', now }

@@ -53,6 +53,16 @@ local function write_header(version, epoch, leader)
   end
 end
 
+-- Whether `deadline` (Redis time in ms, '' for none) has passed: the caller has given up waiting
+-- and told its client the request failed, so it must not happen now (crate::store::redis::deadline).
+local function too_late(deadline)
+  if deadline == '' then
+    return false
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(deadline)
+end
+
 -- Whether the session's header is still the one a plan was made from: `basis` is
 -- '<version>:<epoch>:<leader>', as crate::store::redis::membership writes it.
 local function at_basis(basis)

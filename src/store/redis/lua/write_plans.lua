@@ -4,19 +4,25 @@
 -- ARGV[5] the first plan's header ('<version>:<epoch>:<leader>'); ARGV[6..8] the header after the
 -- last plan: version, epoch, leader ('' for nobody); ARGV[9] the change in the number of anonymous
 -- members; ARGV[10..13] how many members are added (A), removed (R), users whose connection count
--- changes (U), and changes (C). Then, each run of arguments laid out as the command that takes it
+-- changes (U), and changes (C); ARGV[14] the deadline in Redis time (ms, '' for none) after which
+-- nothing must be written. Then, each run of arguments laid out as the command that takes it
 -- wants it, so that the script builds no tables: A pairs (connection, member record JSON) for
 -- MEMBERS, A pairs (joined_at, connection) for ORDER, A pairs ('0', byinst entry) for BYINST; R
 -- connections (for MEMBERS and ORDER) and their R byinst entries; U pairs (user id, change in its
 -- connection count); C change JSONs, oldest first; and the batch's message, the JSON array of those
 -- changes (built by the caller: made here, its bytes would be copied and hashed twice more).
 -- A member both added and removed by the batch is in neither list; its changes still are.
--- Returns {'planned'}, or {'moved'} (and writes nothing) when the header is another.
+-- Returns {'planned'}, or {'moved'} (and writes nothing) when the header is another, or {'late'}
+-- (and writes nothing) past the deadline.
 local BASIS, VERSION, EPOCH, LEADER, ANONYMOUS = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local ADDED, REMOVED, USER_COUNTS, CHANGES =
   tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local DEADLINE = ARGV[14]
 -- Where the runs of arguments start.
-local RUNS = 14
+local RUNS = 15
+if too_late(DEADLINE) then
+  return { 'late' }
+end
 if not at_basis(BASIS) then
   return { 'moved' }
 end
