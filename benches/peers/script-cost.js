@@ -41,6 +41,9 @@ const read = (name) => fs.readFileSync(path.join(lua, name), 'utf8');
 const script = (name) => read('session_base.lua') + read(name.replace('.lua', '_planned.lua'))
   + read('session_prelude.lua') + read(name);
 const baseOnly = (name) => read('session_base.lua') + read(name);
+// A join, or a batch with joins, carries a deadline in Redis time, as the engine sends it once it
+// knows Redis's clock (src/store/redis/deadline.rs): the scripts then read TIME once.
+const deadline = () => String(Date.now() + 60000);
 const SESSIONS = ['s0', 's1', 's2', 's3'];
 const keys = (s) => ['meta', 'members', 'order', 'byinst', 'users', 'log'].map((k) => `P:{s:${s}}:${k}`);
 const channel = (s) => `P:{s:${s}}:ch`;
@@ -95,7 +98,8 @@ async function batchCycle(c, sha, s, worker, k) {
     const first = plans[0], last = plans[plans.length - 1].change;
     const anon = added.length - removed.length;
     const args = [first.basis, String(last.version), String(last.epoch), last.leader || '', String(anon),
-      String(added.length), String(removed.length), '0', String(plans.length)];
+      String(added.length), String(removed.length), '0', String(plans.length),
+      plans.some((p) => p.change.events.some((e) => e.type === 'member_joined')) ? deadline() : ''];
     for (const m of added) args.push(m.connection, JSON.stringify(m));
     for (const m of added) args.push(String(m.joined_at), m.connection);
     for (const m of added) args.push('0', `${INSTANCE}\0${m.connection}`);
@@ -168,7 +172,7 @@ async function main() {
       const args = plan
         ? [basis(views[s]), connection, JSON.stringify(plan.stamped), String(plan.stamped.joined_at), '', changeJson(s, plan.change), String(plan.change.version)]
         : [''];
-      outcome(s, await c.evalSha(join, { keys: keys(s), arguments: [...common, JSON.stringify(member), '100000', ...args] }), plan, 'join');
+      outcome(s, await c.evalSha(join, { keys: keys(s), arguments: [...common, JSON.stringify(member), '100000', deadline(), ...args] }), plan, 'join');
     });
     await oneAtATime(s, async () => {
       const plan = leavePlan(views[s], connection, 'left');

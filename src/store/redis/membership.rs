@@ -130,7 +130,7 @@ impl RedisStore {
             .arg(effect.removed.len())
             .arg(effect.users.len())
             .arg(plans.len())
-            .arg(self.store_clock.deadline());
+            .arg(self.deadline_of(plans));
         // Each run as its command takes it (write_plans.lua), so the script builds no tables.
         for member in &effect.added {
             call.arg(member.connection.as_str())
@@ -165,6 +165,21 @@ impl RedisStore {
             ScriptStatus::Moved => Ok(PlansWritten::Declined),
             ScriptStatus::Late => Err(too_late("write_plans")),
             other => Err(unexpected("write_plans", other).into()),
+        }
+    }
+
+    /// The deadline of a batch ([`super::deadline`]): one that joins must not be written late,
+    /// as its joiners were told they failed; leaves alone are welcome whenever they run.
+    fn deadline_of(&self, plans: &[Plan]) -> String {
+        let joins = plans.iter().any(|plan| {
+            plan.change
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::MemberJoined { .. }))
+        });
+        match joins {
+            true => self.store_clock.deadline(),
+            false => String::new(),
         }
     }
 
