@@ -15,7 +15,7 @@ use crate::support::server::{TestServer, test_args};
 use crate::support::ws::WsClient;
 use rollcall::ids::Incarnation;
 use rollcall::store::memory::MemoryBackend;
-use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
+use rollcall::store::redis::DEFAULT_SESSION_TTL;
 use rollcall::store::{InstanceId, Store, Upkeep};
 
 /// One heartbeat (the default, 1 s) is the promise; the margin covers a loaded machine.
@@ -97,15 +97,9 @@ async fn a_stray_put_into_redis_behind_the_instances_back_leaves_within_one_hear
     let view = held.join("s").await;
     let incarnation = instance_of(&view, &held.connection);
     witness.join("s").await;
-    let (intruder, _feed) = RedisStore::connect(
-        &redis.url(),
-        "rollcall",
-        InstanceId::new("intruder"),
-        Duration::from_secs(10),
-        DEFAULT_SESSION_TTL,
-    )
-    .await
-    .expect("a third handle on the store");
+    let (intruder, _feed) = redis
+        .store_under("rollcall", "intruder", DEFAULT_SESSION_TTL)
+        .await;
     put_behind_its_back(&intruder, "s", "ghost", &incarnation).await;
     let stayed = seen_to_come_and_go(&mut witness, "s", "ghost").await;
     eprintln!("a stray stayed listed in Redis for {stayed:?}");

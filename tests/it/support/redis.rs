@@ -28,9 +28,15 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// A store of instance `name` on this server: key prefix `rc`, 5 s leases, backstop TTL `ttl`.
     pub async fn store(&self, name: &str, ttl: Duration) -> (RedisStore, Feed) {
+        self.store_under("rc", name, ttl).await
+    }
+
+    /// A store of instance `name` on this server under key prefix `prefix` (a `rollcall`
+    /// process's default is `rollcall`): 5 s leases, backstop TTL `ttl`.
+    pub async fn store_under(&self, prefix: &str, name: &str, ttl: Duration) -> (RedisStore, Feed) {
         RedisStore::connect(
             &self.url(),
-            "rc",
+            prefix,
             InstanceId::new(name),
             Duration::from_secs(5),
             ttl,
