@@ -270,3 +270,117 @@ async fn a_shard_losing_its_data_and_a_killed_master_lose_no_member() {
     );
     assert!(flowing <= FAILOVER_BOUND);
 }
+
+/// Waits until the replica of `master` has every write the master had when this was called
+/// (`ROLE` lists the master's offset, then each replica's).
+fn wait_replicated(master: u16) {
+    let offsets =
+        |role: &str| -> Vec<u64> { role.lines().filter_map(|l| l.trim().parse().ok()).collect() };
+    let at = offsets(&cluster::cli(master, &["ROLE"]));
+    let written = *at.first().expect("the master's replication offset");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let now = offsets(&cluster::cli(master, &["ROLE"]));
+        // [master offset, replica port, replica offset, …]: every other number after the first.
+        if now
+            .iter()
+            .skip(2)
+            .step_by(2)
+            .any(|&replica| replica >= written)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the replica of {master} did not catch up with offset {written}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_that_a_failover_brings_back_is_removed_once_the_replica_took_over() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .expect("a cluster of its own");
+    let prefix = prefix("lost");
+    let a = start(&cluster, "lost-a", &prefix).await;
+    let b = start(&cluster, "lost-b", &prefix).await;
+    let lease_master = cluster
+        .master_of(rollcall::store::redis::slots::slot("{g}"))
+        .expect("a master of {g}");
+    let (master, session) = sessions_on_every_master(&cluster, "lost", 1)
+        .into_iter()
+        .find(|(port, _)| *port != lease_master)
+        .map(|(port, sessions)| (port, sessions[0].clone()))
+        .expect("a master that does not hold the leases");
+    let mut witness = WsClient::connect(&b.ws_url()).await;
+    witness.join(&session).await;
+    let mut leaver = WsClient::connect(&a.ws_url()).await;
+    let view = leaver.join(&session).await;
+    let incarnation = super::instance_of(&view, &leaver.connection);
+    // A's last member there leaves: A releases the session and stops listening to it.
+    leaver.leave(&session).await;
+    witness
+        .expect("the leave", |f| {
+            is_left(f, &session, &leaver.connection, "left")
+        })
+        .await;
+    // What a failover that lost that leave amounts to: the new master lists the member again,
+    // under A. (Written on the old master, replicated, then the old master dies.)
+    let (intruder, _feed) = rollcall::store::redis::RedisStore::connect_to(
+        &rollcall::store::redis::RedisTarget::Cluster(cluster.urls()),
+        &prefix,
+        rollcall::store::InstanceId::new("intruder"),
+        Duration::from_secs(10),
+        rollcall::store::redis::DEFAULT_SESSION_TTL,
+    )
+    .await
+    .expect("a third handle on the cluster");
+    let back = crate::support::members::member(
+        &leaver.connection,
+        &rollcall::ids::Incarnation::new(incarnation),
+    );
+    rollcall::store::Sessions::join(&intruder, &session, back, 100)
+        .await
+        .expect("the lost leave's member written back");
+    witness
+        .expect("the member listed again", |f| {
+            f["type"] == "member_joined" && f["member"]["connection"] == json!(leaver.connection)
+        })
+        .await;
+    tokio::task::spawn_blocking(move || wait_replicated(master))
+        .await
+        .expect("replicated");
+    let slot = rollcall::store::redis::slots::slot(&format!("{{s:{session}}}"));
+    cluster.kill(master);
+    let killed = Instant::now();
+    let cluster = std::sync::Arc::new(cluster);
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        c.wait_for(Duration::from_secs(20), "the replica to take over", || {
+            c.master_of(slot).is_some_and(|p| p != master)
+        })
+    })
+    .await
+    .expect("failover");
+    let gone = witness
+        .expect_within(
+            "the member A no longer holds, removed again",
+            |f| f["type"] == "member_left" && f["connection"] == json!(leaver.connection),
+            FAILOVER_BOUND,
+        )
+        .await;
+    assert_eq!(gone["reason"], "disconnected", "{gone}");
+    println!(
+        "figure: cluster failover that lost a leave → the member removed again {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(killed.elapsed() <= FAILOVER_BOUND);
+    await_view(
+        &b,
+        &session,
+        Duration::from_secs(5),
+        "the witness alone",
+        |v| ids(v) == set(&[&witness.connection]),
+    )
+    .await;
+}
