@@ -113,25 +113,26 @@ pub fn join(
         return Err(Refusal::Ended);
     }
     let mut header = roster.header();
-    if roster.member(&member.connection).is_some() {
-        return Ok(JoinRuling::AlreadyMember {
-            version: header.version,
-        });
+    // One pass over the members, however large the session: whether the joiner is one, whether
+    // the leader is, and who is first.
+    let mut earliest = None;
+    let mut leader_is_live = false;
+    for m in roster.members() {
+        earliest.get_or_insert(m);
+        if m.connection == member.connection {
+            return Ok(JoinRuling::AlreadyMember {
+                version: header.version,
+            });
+        }
+        leader_is_live |= header.leader.as_ref() == Some(&m.connection);
     }
     if roster.count() >= max_members {
         return Err(Refusal::Full(max_members));
     }
     let mut stamped = member.clone();
     stamped.joined_at = stamp(now_ms, roster.latest().map(|m| m.joined_at));
-    let leader_is_live = header
-        .leader
-        .as_ref()
-        .is_some_and(|leader| roster.member(leader).is_some());
+    let earliest = earliest.map_or_else(|| stamped.connection.clone(), |m| m.connection.clone());
     let mut events = Vec::with_capacity(2);
-    let earliest = match roster.members().next() {
-        Some(first) => first.connection.clone(),
-        None => stamped.connection.clone(),
-    };
     events.push(Event::MemberJoined { member: stamped });
     if !leader_is_live {
         elect(&mut header, Some(earliest), &mut events);
@@ -145,32 +146,34 @@ pub fn leave(roster: &impl Roster, connection: &str, reason: LeaveReason) -> Opt
 }
 
 /// Every member for which `leaving` holds leaves, in one change, in election order. When the
-/// leader is among them, the earliest remaining member (or nobody) leads, with the next epoch.
+/// leader is among them (or is no member), the earliest remaining member (or nobody) leads, with
+/// the next epoch.
 pub fn remove(
     roster: &impl Roster,
     leaving: impl Fn(&Member) -> bool,
     reason: LeaveReason,
 ) -> Option<Change> {
-    let mut events: Vec<Event> = roster
-        .members()
-        .filter(|m| leaving(m))
-        .map(|m| Event::MemberLeft {
-            connection: m.connection.clone(),
-            user: m.user.clone(),
-            reason,
-        })
-        .collect();
+    let mut header = roster.header();
+    // One pass: who leaves, whether the leader stays, and the earliest member who stays.
+    let mut events = Vec::new();
+    let mut leader_stays = false;
+    let mut next = None;
+    for m in roster.members() {
+        if leaving(m) {
+            events.push(Event::MemberLeft {
+                connection: m.connection.clone(),
+                user: m.user.clone(),
+                reason,
+            });
+        } else {
+            next.get_or_insert(m);
+            leader_stays |= header.leader.as_ref() == Some(&m.connection);
+        }
+    }
     if events.is_empty() {
         return None;
     }
-    let mut header = roster.header();
-    let leader_stays = header
-        .leader
-        .as_ref()
-        .and_then(|leader| roster.member(leader))
-        .is_some_and(|leader| !leaving(leader));
     if !leader_stays {
-        let next = roster.members().find(|m| !leaving(m));
         elect(&mut header, next.map(|m| m.connection.clone()), &mut events);
     }
     Some(commit(header, events))

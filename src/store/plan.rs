@@ -67,38 +67,35 @@ impl<'a> Planner<'a> {
 
     /// The plan of `member` joining after the plans so far; see [`join`].
     pub fn join(&mut self, member: &Member, now_ms: i64) -> Option<Plan> {
-        if !self.planned_by_the_rules_alone() || self.left.contains(&member.connection) {
+        if self.header.leader.is_none() || self.left.contains(&member.connection) {
             return None;
         }
-        match rules::join(self, member, now_ms, self.max_members) {
-            Ok(JoinRuling::Joins(change)) => {
-                if let Some(Event::MemberJoined { member }) = change.events.first() {
-                    self.joined.push(member.clone());
-                }
-                Some(self.advance(change))
-            }
-            Ok(JoinRuling::AlreadyMember { .. }) | Err(_) => None,
-        }
+        let change = match rules::join(self, member, now_ms, self.max_members) {
+            Ok(JoinRuling::Joins(change)) => change,
+            Ok(JoinRuling::AlreadyMember { .. }) | Err(_) => return None,
+        };
+        let [Event::MemberJoined { member: stamped }] = change.events.as_slice() else {
+            // An election: the view has no live leader, which the store may know better.
+            return None;
+        };
+        self.joined.push(stamped.clone());
+        Some(self.advance(change))
     }
 
     /// The plan of `connection` leaving after the plans so far; see [`leave`].
     pub fn leave(&mut self, connection: &ConnectionId, reason: LeaveReason) -> Option<Plan> {
-        if !self.planned_by_the_rules_alone() {
+        let leader = self.header.leader.clone()?;
+        let change = rules::leave(self, connection, reason)?;
+        let elected = change
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::LeaderChanged { .. }));
+        if elected && leader != *connection {
+            // The leader is no member of the view, which the store may know better.
             return None;
         }
-        let change = rules::leave(self, connection, reason)?;
         self.left.push(connection.clone());
         Some(self.advance(change))
-    }
-
-    /// Whether a plan from here is what the store would decide: the session has members and a
-    /// live leader, so a join keeps that leader and a leave elects among members the view has.
-    /// (A session without them is left to the store, which may know what this view does not.)
-    fn planned_by_the_rules_alone(&self) -> bool {
-        self.header
-            .leader
-            .as_ref()
-            .is_some_and(|leader| self.member(leader).is_some())
     }
 
     /// The members after the plans so far, in election order.

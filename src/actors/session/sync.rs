@@ -168,7 +168,7 @@ impl Handler<Audit> for SessionActor {
     fn handle(&mut self, _msg: Audit, _ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let session = self.session.clone();
-        let expected = self.held().len() as u64;
+        let expected = (self.local.len() + self.membership.leaving().count()) as u64;
         AtomicResponse::new(Box::pin(
             async move { store.held_count(&session).await }
                 .into_actor(self)
