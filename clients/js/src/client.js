@@ -3,9 +3,10 @@
  * `RollcallClient`, the public facade: it wires one `Transport` (the connection: reconnects,
  * backoff, dead-server detection, token; `transport.js`), one `Requests` (ids, replies, timeouts,
  * requests waiting for a connection; `request.js`) and the joined `Session`s (each one's view and
- * events; `session.js`). What happens between them lives here: a `welcome` re-joins every session
- * before the queued requests go out, a frame is a reply or goes to its session, a gap asks for
- * `members`, and `close()` (or a refused connection) rejects everything waiting.
+ * events; `session.js`). What happens between them lives here: after a reconnect's `welcome` the
+ * client resumes its connection (`resume`), re-joins the sessions the resume did not bring back,
+ * and only then sends the queued requests; a frame is a reply or goes to its session, a gap asks
+ * for `members`, and `close()` (or a refused or replaced connection) rejects everything waiting.
  */
 
 import { Emitter } from "./emitter.js";
@@ -33,6 +34,9 @@ export { Session };
 /** @typedef {import("./session.js").JoinOptions} JoinOptions */
 /** @typedef {import("./session.js").Message} Message */
 /** @typedef {import("./session.js").SessionEvents} SessionEvents */
+/** @typedef {import("./session.js").HistoryMessage} HistoryMessage */
+/** @typedef {import("./session.js").Recovered} Recovered */
+/** @typedef {import("./view.js").MemberState} MemberState */
 /** @typedef {import("./request.js").Pending} Pending */
 /** @typedef {import("./request.js").Queued} Queued */
 /** @typedef {import("./request.js").Handlers} Handlers */
@@ -45,6 +49,8 @@ export { Session };
 
 /** Error codes of a re-join that may succeed if tried again later. */
 const TRANSIENT = new Set(["unavailable", "internal", "rate_limited", "timeout"]);
+
+const ignore = () => {};
 
 /**
  * The rollcall client: one connection to one of the servers in `url`, kept alive and re-made as
@@ -72,9 +78,18 @@ export class RollcallClient {
         this.url = url;
       },
       welcome: (welcome) => {
-        this.connectionId = welcome.connection ?? null;
         this.user = welcome.user ?? null;
         this.instance = welcome.instance ?? null;
+        const fresh = {
+          connection: welcome.connection ?? null,
+          token: typeof welcome.resume_token === "string" ? welcome.resume_token : null,
+        };
+        // A reconnect resumes the last connection: its id stays unless the resume fails.
+        if (this._resumeToken !== null) this._fresh = fresh;
+        else {
+          this.connectionId = fresh.connection;
+          this._resumeToken = fresh.token;
+        }
       },
       connected: () => this._onConnected(),
       frame: (frame) => this._dispatch(frame),
@@ -91,6 +106,12 @@ export class RollcallClient {
     this._readyWaiters = [];
     /** @private @type {RollcallError | null} */
     this._closedBy = null;
+    /** @private the token that resumes this connection (last `welcome` or `resumed`) @type {string | null} */
+    this._resumeToken = null;
+    /** @private a reconnect's own connection, taken if the resume fails @type {{ connection: string | null, token: string | null } | null} */
+    this._fresh = null;
+    /** @private a `resume` is under way: requests wait until it is answered */
+    this._resuming = false;
 
     this._transport.connect();
   }
@@ -202,7 +223,7 @@ export class RollcallClient {
    * @param {Handlers} handlers
    */
   _enqueue(frame, handlers) {
-    if (this.state === "connected") this._send(frame, handlers);
+    if (this.state === "connected" && !this._resuming) this._send(frame, handlers);
     else this._requests.queue(frame, handlers);
   }
 
@@ -232,23 +253,113 @@ export class RollcallClient {
       this._emitError(new RollcallError(String(frame.code), String(frame.message ?? "")));
       return;
     }
+    if (frame.type === "token_expiring") {
+      this._refreshToken();
+      return;
+    }
     if (typeof frame.session === "string") {
       this._sessions.get(frame.session)?._onFrame(frame);
     }
   }
 
   /**
-   * The connection is up (state `connected`): re-join, send what waited, resolve `ready()`.
+   * The connection is up (state `connected`): resume (after a reconnect) or re-join, send what
+   * waited, resolve `ready()`.
    * @private
    */
   _onConnected() {
-    // Re-joins first: requests on one connection are answered in order, so the queued requests
-    // below (a publish, say) reach the server after their session is joined again.
-    for (const session of [...this._sessions.values()]) {
-      if (session._view && session.state === "joined") this._rejoin(session);
+    const joined = [...this._sessions.values()].filter((s) => s._view && s.state === "joined");
+    const fresh = this._fresh;
+    this._fresh = null;
+    if (fresh && this._resumeToken !== null) this._resume(joined, fresh);
+    else this._restore(joined);
+  }
+
+  /**
+   * Sends `resume` (the first request on the new socket) and waits for its answer before anything
+   * else: `resumed` brings the member back in the sessions it lists (the missed events and
+   * messages follow it); any error (`resume_failed`, `forbidden`, …) falls back to re-joining.
+   * @private
+   * @param {Session[]} joined
+   * @param {{ connection: string | null, token: string | null }} fresh  the new socket's own identity
+   */
+  _resume(joined, fresh) {
+    this._resuming = true;
+    const sessions = joined.map((s) => s._resumeEntry());
+    this._send(
+      { type: "resume", token: this._resumeToken, sessions },
+      {
+        onReply: (reply) => {
+          this.connectionId = typeof reply.connection === "string" ? reply.connection : this.connectionId;
+          if (typeof reply.resume_token === "string") this._resumeToken = reply.resume_token;
+          const you = /** @type {string} */ (this.connectionId);
+          /** @type {Set<Session>} */
+          const back = new Set();
+          for (const entry of Array.isArray(reply.sessions) ? reply.sessions : []) {
+            const session = this._sessions.get(entry?.session);
+            if (session && joined.includes(session)) {
+              back.add(session);
+              session._onResumed(entry, you);
+            } else if (!session && typeof entry?.session === "string") {
+              // Left while disconnected (`leave()` only forgot it): leave it now.
+              this._send({ type: "leave", session: entry.session }, { onReply: ignore, onError: ignore });
+            }
+          }
+          this._restore(joined.filter((s) => !back.has(s)));
+        },
+        onError: (err) => {
+          if (err.code === "disconnected" || this._isClosed()) {
+            this._resuming = false; // the next `welcome` resumes again, with the same token
+            return;
+          }
+          this.connectionId = fresh.connection;
+          this._resumeToken = fresh.token;
+          this._restore(joined);
+        },
+      },
+    );
+  }
+
+  /**
+   * Re-joins `sessions`, then sends what waited and resolves `ready()`. Re-joins first: requests
+   * on one connection are answered in order, so the queued requests (a publish, say) reach the
+   * server after their session is joined again.
+   * @private
+   * @param {Session[]} sessions
+   */
+  _restore(sessions) {
+    for (const session of sessions) {
+      if (this._sessions.get(session.id) === session && session._view && session.state === "joined") {
+        this._rejoin(session);
+      }
     }
+    this._resuming = false;
     for (const queued of this._requests.takeQueued()) this._send(queued.frame, queued);
     for (const waiter of this._readyWaiters.splice(0)) waiter.resolve();
+  }
+
+  /**
+   * `token_expiring`: with a token function, fetch a fresh token and hand it over (`refresh`);
+   * without one the server closes with 4003 when the token expires.
+   * @private
+   */
+  async _refreshToken() {
+    /** @type {string | null} */
+    let token;
+    try {
+      token = await this._transport.refreshToken();
+    } catch (err) {
+      this._emitError(new RollcallError("token_error", `the token function failed: ${String(err)}`));
+      return;
+    }
+    if (token === null || this.state !== "connected") return;
+    try {
+      await this._request({ type: "refresh", token }, { queue: false });
+    } catch (err) {
+      const code = err instanceof RollcallError ? err.code : "internal";
+      if (code === "disconnected" || code === "closed") return;
+      this._emitError(new RollcallError(code, `refreshing the token failed: ${String(err)}`));
+    }
   }
 
   // ---- sessions -----------------------------------------------------------------------------
@@ -291,8 +402,9 @@ export class RollcallClient {
    */
   _rejoin(session) {
     clearTimeout(session._rejoinTimer);
-    this._send(session._joinFrame(), {
-      onReply: (reply) => session._onJoined(reply),
+    const frame = session._joinFrame();
+    this._send(frame, {
+      onReply: (reply) => session._onJoined(reply, frame),
       onError: (err) => {
         if (this._sessions.get(session.id) !== session) return;
         if (err.code === "disconnected") return; // the next `welcome` re-joins it

@@ -8,12 +8,13 @@
 
 import { Emitter } from "./emitter.js";
 import { RollcallError } from "./errors.js";
-import { applyFrame, createView, endView, replaceView } from "./view.js";
+import { applyFrame, createView, endView, notePublished, replaceView, resumeView } from "./view.js";
 
 /** @typedef {import("./view.js").Member} Member */
 /** @typedef {import("./view.js").Counts} Counts */
 /** @typedef {import("./view.js").PresenceMode} PresenceMode */
 /** @typedef {import("./view.js").View} View */
+/** @typedef {import("./view.js").MemberState} MemberState */
 
 /**
  * @typedef {object} JoinOptions
@@ -28,6 +29,27 @@ import { applyFrame, createView, endView, replaceView } from "./view.js";
  * @property {string} from  the sender's connection id
  * @property {string | null} user  the sender's user id
  * @property {unknown} data
+ * @property {number} [offset]  extension: the message's place in its session's stream (servers
+ *   with message history)
+ * @property {string} [stream]  extension: the id of that stream
+ */
+
+/**
+ * A message kept in the session's history (the `history` reply).
+ * @typedef {object} HistoryMessage
+ * @property {number} offset
+ * @property {string | null} from  the sender's connection id (null: the application's server)
+ * @property {string | null} user
+ * @property {unknown} data
+ * @property {number} at  ms since the Unix epoch
+ */
+
+/**
+ * @typedef {object} Recovered
+ * @property {boolean} recovered  true when nothing was missed: every event and message of the
+ *   disconnection came after it (false: the view was replaced, and messages may be lost)
+ * @property {boolean} resumed  true when the same member came back (same `you`, no leave and no
+ *   join seen by the others); false when the session was joined again as a new member
  */
 
 /**
@@ -40,6 +62,7 @@ import { applyFrame, createView, endView, replaceView } from "./view.js";
  * @property {(message: Message) => void} message
  * @property {(info: { by: string | null }) => void} ended
  * @property {(counts: Counts) => void} counts  extension: after a `counts` event (presence "counts")
+ * @property {(info: Recovered) => void} recovered  after each reconnect, once the session is back
  */
 
 /**
@@ -117,6 +140,14 @@ export class Session {
   get presence() {
     return this._profile.presence;
   }
+  /** Extension: the id of the session's message stream, when the server keeps history. */
+  get stream() {
+    return this._view?.stream ?? null;
+  }
+  /** Extension: the offset of the last message applied (or published here), null if none. */
+  get offset() {
+    return this._view?.offset ?? null;
+  }
 
   /**
    * @template {keyof SessionEvents} K
@@ -135,7 +166,25 @@ export class Session {
    */
   async publish(data) {
     this._mustBeIn();
-    await this._client._request({ type: "publish", session: this.id, data });
+    const reply = await this._client._request({ type: "publish", session: this.id, data });
+    if (this._view) this._view = notePublished(this._view, reply);
+  }
+
+  /**
+   * The messages the server still keeps for this session, oldest first: those after offset
+   * `since` (exclusive; all kept ones without it), at most `limit` (the server's default and
+   * maximum is 100).
+   * @param {{ since?: number | null, limit?: number }} [options]
+   * @returns {Promise<HistoryMessage[]>}
+   */
+  async history(options = {}) {
+    this._mustBeIn();
+    /** @type {Record<string, unknown>} */
+    const frame = { type: "history", session: this.id };
+    if (options.since != null) frame.since = options.since;
+    if (options.limit != null) frame.limit = options.limit;
+    const reply = await this._client._request(frame);
+    return Array.isArray(reply.messages) ? reply.messages : [];
   }
 
   /**
@@ -173,22 +222,48 @@ export class Session {
     }
   }
 
-  /** @internal The `join` frame that (re-)joins this session with the same profile and presence mode. */
+  /**
+   * @internal
+   * The `join` frame that (re-)joins this session with the same profile and presence mode; a
+   * re-join asks for the messages after the last one applied (`since`), when the stream is known.
+   */
   _joinFrame() {
     /** @type {Record<string, unknown>} */
     const frame = { type: "join", session: this.id };
     if (this._profile.name != null) frame.name = this._profile.name;
     if (this._profile.avatar != null) frame.avatar = this._profile.avatar;
     if (this._profile.presence !== "full") frame.presence = this._profile.presence;
+    if (this._view?.stream != null) frame.since = { stream: this._view.stream, offset: this._position() };
     return frame;
   }
 
   /**
    * @internal
-   * A `joined` reply: the first one creates the view, a re-join's replaces it.
-   * @param {any} joined
+   * The `resume` request's entry for this session: the last version and message offset applied.
    */
-  _onJoined(joined) {
+  _resumeEntry() {
+    return { session: this.id, version: this._v.version, offset: this._position() };
+  }
+
+  /**
+   * The last message offset applied, for a request that asks for what follows it: its answer says
+   * afresh whether messages were lost.
+   * @private
+   */
+  _position() {
+    const view = this._v;
+    this._view = { ...view, messagesLost: false };
+    return view.offset;
+  }
+
+  /**
+   * @internal
+   * A `joined` reply: the first one creates the view, a re-join's replaces it and says whether the
+   * messages meanwhile came (`recovered`; only a re-join that sent `since` can say so).
+   * @param {any} joined
+   * @param {Record<string, unknown>} [frame]  the re-join's `join` frame (none for the first join)
+   */
+  _onJoined(joined, frame) {
     if (this.state === "left" || this.state === "ended") return;
     this._rejoinFailures = 0;
     if (!this._view) {
@@ -198,6 +273,22 @@ export class Session {
     }
     this.state = "joined";
     this._run(replaceView(this._view, joined));
+    if (frame && this.state === "joined") {
+      const recovered = frame.since !== undefined && joined.recovered !== false;
+      this._events.emit("recovered", { recovered, resumed: false });
+    }
+  }
+
+  /**
+   * @internal
+   * This session's entry of a `resumed` reply: the same member is back on a new socket.
+   * @param {any} entry
+   * @param {string} you  the resumed connection
+   */
+  _onResumed(entry, you) {
+    if (!this._view || this.state !== "joined") return;
+    this._rejoinFailures = 0;
+    this._run(resumeView(this._view, entry, you));
   }
 
   /**
@@ -234,8 +325,16 @@ export class Session {
         case "counts":
           this._events.emit("counts", effect.counts);
           break;
-        case "message":
-          this._events.emit("message", { from: effect.from, user: effect.user, data: effect.data });
+        case "message": {
+          /** @type {Message} */
+          const message = { from: effect.from, user: effect.user, data: effect.data };
+          if (effect.offset !== undefined) message.offset = effect.offset;
+          if (effect.stream !== undefined) message.stream = effect.stream;
+          this._events.emit("message", message);
+          break;
+        }
+        case "recovered":
+          this._events.emit("recovered", { recovered: effect.recovered, resumed: effect.resumed });
           break;
         case "ended":
           this.state = "ended";

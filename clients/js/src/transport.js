@@ -60,7 +60,7 @@ import { RollcallError } from "./errors.js";
  * @property {(code: number) => void} lost  a connection after `welcome` closed (or was judged
  *   dead); the state is not `disconnected` yet
  * @property {(reason: RollcallError) => void} refused  the server refused the connection for good
- *   (`unauthorized`): the owner closes (`close()`)
+ *   (`unauthorized`), or another socket took it over (`replaced`): the owner closes (`close()`)
  * @property {() => number} nextId  an id for the `ping` frame
  */
 
@@ -80,6 +80,10 @@ import { RollcallError } from "./errors.js";
  */
 
 const CLOSE_RESTARTING = 1012;
+/** Another socket resumed this connection: it must not reconnect. */
+const CLOSE_REPLACED = 4001;
+/** The token expired: reconnect with a fresh one (from the token function, if any). */
+const CLOSE_TOKEN_EXPIRED = 4003;
 /** Close code the client uses when it drops a connection it judged dead (application range). */
 const CLOSE_DEAD = 4000;
 
@@ -178,6 +182,8 @@ export class Transport {
     this._retries = 0;
     /** @private the token was refreshed after a refusal, and not yet used successfully */
     this._refreshed = false;
+    /** @private the next attempt asks the token function for a new token (after 4003) */
+    this._refreshNext = false;
     /** @private counts connection attempts, so that late callbacks of an old one do nothing */
     this._generation = 0;
     /** @private @type {ReturnType<typeof setTimeout> | undefined} */
@@ -254,10 +260,12 @@ export class Transport {
     this._reconnectTimer = undefined;
     const generation = ++this._generation;
     this._setState("connecting");
+    const refresh = options.refresh === true || this._refreshNext;
+    this._refreshNext = false;
     /** @type {string | undefined} */
     let token;
     try {
-      token = await this._getToken(options.refresh === true);
+      token = await this._getToken(refresh);
     } catch (err) {
       if (generation !== this._generation || this._isClosed()) return;
       this._hooks.error(new RollcallError("token_error", `the token function failed: ${String(err)}`));
@@ -308,6 +316,16 @@ export class Transport {
     };
     socket.onmessage = (ev) => this._onMessage(attempt, ev.data);
     socket.onclose = (ev) => this._onClose(attempt, ev?.code ?? 1006);
+  }
+
+  /**
+   * A fresh token from the token function, used from now on (also for reconnects); null without
+   * a token function.
+   * @returns {Promise<string | null>}
+   */
+  async refreshToken() {
+    if (typeof this._tokenSource !== "function") return null;
+    return /** @type {string} */ (await this._getToken(true));
   }
 
   /**
@@ -448,6 +466,13 @@ export class Transport {
    */
   _lost(code) {
     if (this._isClosed()) return;
+    if (code === CLOSE_REPLACED) {
+      this._hooks.refused(
+        new RollcallError("replaced", "another connection resumed this one (close code 4001); not reconnecting"),
+      );
+      return;
+    }
+    if (code === CLOSE_TOKEN_EXPIRED) this._refreshNext = true;
     this._hooks.lost(code);
     this._setState("disconnected");
     if (code === CLOSE_RESTARTING) {

@@ -143,11 +143,11 @@ describe("scripted server", () => {
     const session = await client.join("party", { name: "Me", presence: "counts" });
     assert.equal(server.received[0].presence, "counts");
     assert.equal(session.presence, "counts");
-    assert.deepEqual(session.counts, { connections: 9000, users: 8000 });
+    assert.deepEqual(session.counts, { connections: 9000, users: 8000, reconnecting: 0 });
     const counted = nextEvent(session, "change", { message: "a change after the counts event" });
     server.push({ type: "counts", session: "party", version: 55, counts: { connections: 9100, users: 8050 } });
     await counted;
-    assert.deepEqual(session.counts, { connections: 9100, users: 8050 });
+    assert.deepEqual(session.counts, { connections: 9100, users: 8050, reconnecting: 0 });
     const led = nextEvent(session, "leader", { message: "the leader change across a version jump" });
     server.push({ type: "leader_changed", session: "party", version: 61, leader: "me", epoch: 4 });
     assert.deepEqual(await led, ["me", 4]);

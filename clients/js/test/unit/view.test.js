@@ -7,7 +7,7 @@ import { applyFrame, countMembers, createView, endView, replaceView } from "../.
 
 /** @param {string} connection @param {number} joinedAt @param {Partial<import("../../src/view.js").Member>} [rest] */
 function member(connection, joinedAt, rest = {}) {
-  return { connection, user: null, name: connection.toUpperCase(), avatar: null, joined_at: joinedAt, ...rest };
+  return { connection, user: null, name: connection.toUpperCase(), avatar: null, joined_at: joinedAt, state: "present", ...rest };
 }
 
 const A = member("a", 100);
@@ -66,7 +66,7 @@ describe("createView", () => {
     assert.equal(view.version, 2);
     assert.equal(view.leader, "a");
     assert.equal(view.epoch, 1);
-    assert.deepEqual(view.counts, { connections: 2, users: 2 });
+    assert.deepEqual(view.counts, { connections: 2, users: 2, reconnecting: 0 });
   });
 
   test("ties of joined_at are broken by connection id", () => {
@@ -87,7 +87,7 @@ describe("events in order", () => {
       ["a", "b", "c"],
     );
     assert.deepEqual(effects, [{ type: "join", member: member("c", 300) }, { type: "change" }]);
-    assert.deepEqual(view.counts, { connections: 3, users: 3 });
+    assert.deepEqual(view.counts, { connections: 3, users: 3, reconnecting: 0 });
   });
 
   test("a sequence of joins, a leave and a leader change", () => {
@@ -143,7 +143,7 @@ describe("events in order", () => {
   test("counts follow users: two connections of one user count once", () => {
     assert.deepEqual(
       countMembers([member("a", 1, { user: "u1" }), member("b", 2, { user: "u1" }), member("c", 3)]),
-      { connections: 3, users: 2 },
+      { connections: 3, users: 2, reconnecting: 0 },
     );
   });
 });
@@ -301,9 +301,9 @@ describe("presence mode counts", () => {
       { type: "counts", session: "s", version: 45, counts: { connections: 125, users: 104 } },
       { type: "counts", session: "s", version: 44, counts: { connections: 1, users: 1 } },
     );
-    assert.deepEqual(view.counts, { connections: 125, users: 104 });
+    assert.deepEqual(view.counts, { connections: 125, users: 104, reconnecting: 0 });
     assert.equal(view.version, 45);
-    assert.deepEqual(effects, [{ type: "counts", counts: { connections: 125, users: 104 } }, { type: "change" }]);
+    assert.deepEqual(effects, [{ type: "counts", counts: { connections: 125, users: 104, reconnecting: 0 } }, { type: "change" }]);
   });
 
   test("a leader change across a version jump is applied, not treated as a gap", () => {
@@ -317,6 +317,6 @@ describe("presence mode counts", () => {
       ["b"],
     );
     // Counts are the server's, not counted from the partial list.
-    assert.deepEqual(view.counts, { connections: 120, users: 100 });
+    assert.deepEqual(view.counts, { connections: 120, users: 100, reconnecting: 0 });
   });
 });
