@@ -1,7 +1,9 @@
 // @ts-check
 // The demo page that rollcall serves at `/`: a form to join a session, its live member list (the
-// leader marked), counts and messages. All protocol work is the rollcall-client library's; this
-// file only renders what it reports.
+// leader marked, members whose connection dropped greyed out until they are back), counts and
+// messages. All protocol work is the rollcall-client library's (reconnects resume the session and
+// deliver the messages missed meanwhile once each, in order); this file only renders what it
+// reports.
 //
 // Query parameters: `session` and `name` join at once; `ws` is a comma-separated list of WebSocket
 // URLs to use instead of this page's own server (several instances); `token` is passed on.
@@ -95,7 +97,8 @@ function render() {
   for (const m of session.members) names.set(m.connection, m.name);
   roomName.textContent = session.id;
   const c = session.counts;
-  counts.textContent = `${plural(c.connections, "connection", "connections")} · ${plural(c.users, "user", "users")}`;
+  const away = c.reconnecting > 0 ? ` · ${c.reconnecting} reconnecting` : "";
+  counts.textContent = `${plural(c.connections, "connection", "connections")} · ${plural(c.users, "user", "users")}${away}`;
   const items = session.members.map((m) => memberItem(m, /** @type {Session} */ (session)));
   membersList.replaceChildren(...items);
   endButton.hidden = !session.isLeader;
@@ -108,6 +111,7 @@ function render() {
 function memberItem(m, s) {
   const li = document.createElement("li");
   li.dataset.connection = m.connection;
+  li.dataset.state = m.state ?? "present";
   const isLeader = m.connection === s.leader;
   const isYou = m.connection === s.you;
   if (isLeader) li.dataset.leader = "true";
@@ -123,6 +127,10 @@ function memberItem(m, s) {
   li.append(avatar, name);
   if (isYou) li.append(badge("you", "You"));
   if (isLeader) li.append(badge("leader", "Leader"));
+  if (m.state === "reconnecting") {
+    li.title = `${m.name} lost the connection and may come back`;
+    li.append(badge("away", "Reconnecting…"));
+  }
   return li;
 }
 
@@ -145,10 +153,12 @@ function messageText(data) {
  * @param {string} fromName
  * @param {string} text
  * @param {boolean} own
+ * @param {number} [offset]  the message's offset in the session's stream, when the server gives one
  */
-function addMessage(fromName, text, own) {
+function addMessage(fromName, text, own, offset) {
   const li = document.createElement("li");
   if (own) li.className = "own";
+  if (offset !== undefined) li.dataset.offset = String(offset);
   const from = document.createElement("span");
   from.className = "from";
   from.textContent = fromName;
@@ -162,6 +172,18 @@ function addMessage(fromName, text, own) {
   li.append(from, body, time);
   messagesList.append(li);
   noMessages.hidden = true;
+  messagesList.scrollTop = messagesList.scrollHeight;
+}
+
+/**
+ * A line of the page's own between the messages (after a reconnect that may have lost some).
+ * @param {string} text
+ */
+function addNotice(text) {
+  const li = document.createElement("li");
+  li.className = "notice";
+  li.textContent = text;
+  messagesList.append(li);
   messagesList.scrollTop = messagesList.scrollHeight;
 }
 
@@ -197,7 +219,13 @@ async function join(id, name) {
   history.replaceState(null, "", `?${query}`);
   unsubscribe = [
     joined.on("change", render),
-    joined.on("message", ({ from, data }) => addMessage(names.get(from) ?? "someone", messageText(data), false)),
+    // The library delivers each message once and in order, also those missed during a reconnect.
+    joined.on("message", ({ from, data, offset }) =>
+      addMessage((from !== null && names.get(from)) || "someone", messageText(data), false, offset),
+    ),
+    joined.on("recovered", ({ recovered }) => {
+      if (!recovered) addNotice("Reconnected. Messages sent while you were away may be missing.");
+    }),
     joined.on("ended", ({ by }) => {
       const who = by === null ? "someone" : by === joined.you ? "you" : (names.get(by) ?? "the leader");
       endedText.textContent = `${joined.id} was ended by ${who}.`;

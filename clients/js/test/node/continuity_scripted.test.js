@@ -1,22 +1,50 @@
 // Continuity (resume, reconnecting members, message offsets and history, close code 4001) against
 // a scripted WebSocket server (the `ws` package's server on a real loopback socket) that speaks the
 // protocol's frames, as scripted_server.test.js does: every socket gets a `welcome` with its own
-// `resume_token`, and each test answers the client's frames itself.
+// `resume_token`, and each test answers the client's frames itself. The same server also serves the
+// page (page/ and src/ as the rollcall binary serves them), so the last test drives the page in
+// headless Chromium (skipped when there is none).
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
+import { existsSync, readFileSync } from "node:fs";
+import http from "node:http";
+import path from "node:path";
 import { after, describe, test } from "node:test";
 import { WebSocketServer } from "ws";
 
+import { CHROMIUM } from "../support/browser.js";
 import { closeAll, makeClient } from "../support/clients.js";
-import { nextEvent } from "../support/servers.js";
+import { JS_DIR, nextEvent } from "../support/servers.js";
 
-/** @type {WebSocketServer[]} */
+/** @type {http.Server[]} */
 const servers = [];
 
 after(async () => {
   closeAll();
+  for (const s of servers) s.closeAllConnections();
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
 });
+
+/**
+ * The page's files as the rollcall binary serves them: `/` and `/assets/<file>` from page/ or src/.
+ * @param {http.IncomingMessage} request
+ * @param {http.ServerResponse} response
+ */
+function servePage(request, response) {
+  const name = new URL(request.url ?? "/", "http://x").pathname.replace(/^\/assets\//, "");
+  const file =
+    name === "/"
+      ? path.join(JS_DIR, "page/index.html")
+      : [path.join(JS_DIR, "page", name), path.join(JS_DIR, "src", name)].find(
+          (f) => /^[a-z]+\.(js|css)$/.test(name) && existsSync(f),
+        );
+  if (!file) {
+    response.writeHead(404).end();
+    return;
+  }
+  const type = file.endsWith(".css") ? "text/css" : file.endsWith(".js") ? "text/javascript" : "text/html";
+  response.writeHead(200, { "content-type": `${type}; charset=utf-8` }).end(readFileSync(file));
+}
 
 const WAIT = 5000;
 
@@ -49,9 +77,10 @@ const member = (connection, joinedAt, rest = {}) => ({
  * @param {(frame: any, conn: Conn) => void} onFrame
  */
 async function scripted(onFrame) {
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  servers.push(wss);
-  await new Promise((resolve) => wss.once("listening", resolve));
+  const server = http.createServer(servePage);
+  servers.push(server);
+  const wss = new WebSocketServer({ server, path: "/ws" });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(null)));
   const events = new EventEmitter();
   /** @type {Conn[]} */
   const conns = [];
@@ -82,7 +111,7 @@ async function scripted(onFrame) {
     });
     events.emit("connection", conn);
   });
-  const address = /** @type {import("node:net").AddressInfo} */ (wss.address());
+  const address = /** @type {import("node:net").AddressInfo} */ (server.address());
 
   /**
    * The next client frame (on any socket) that `predicate` accepts.
@@ -129,7 +158,7 @@ async function scripted(onFrame) {
     });
   }
 
-  return { url: `ws://127.0.0.1:${address.port}/ws`, conns, nextFrame, nextConnection };
+  return { url: `ws://127.0.0.1:${address.port}/ws`, http: `http://127.0.0.1:${address.port}`, conns, nextFrame, nextConnection };
 }
 
 /** The `joined` reply of session `g` for connection `you`. */
@@ -498,5 +527,64 @@ describe("continuity against a scripted server", () => {
       second.received.map((f) => f.type),
       ["resume", "join"],
     );
+  });
+
+  test("the page greys out a reconnecting member and shows the messages of a resume once, in order", { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM}` }, async () => {
+    const { launchChromium } = await import("../support/browser.js");
+    const text = (offset) => ({ type: "message", session: "g", from: "a", user: null, data: { text: `m${offset}` }, offset, stream: "st" });
+    const server = await scripted((frame, conn) => {
+      if (frame.type === "join") conn.send(joinedReply(frame, "me", { offset: 0, members: [member("a", 1, { name: "Ada" }), member("me", 2, { name: "Me" })] }));
+      if (frame.type === "resume") {
+        conn.send({
+          type: "resumed",
+          id: frame.id,
+          connection: "me",
+          resume_token: "token-r",
+          sessions: [{ session: "g", version: 3, leader: "a", epoch: 1, counts: { connections: 1, users: 1, reconnecting: 1 }, recovered: true }],
+        });
+        for (const offset of [1, 2, 3, 4]) conn.send(text(offset)); // 1 and 2 were seen already
+      }
+    });
+    const chromium = await launchChromium();
+    try {
+      const page = await chromium.browser.newPage();
+      /** @type {string[]} */
+      const errors = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`${server.http}/?session=g&name=Me`);
+      const wait = async (fn, arg, what) => {
+        try {
+          await page.waitForFunction(fn, arg, { timeout: WAIT, polling: 10 });
+        } catch {
+          const html = await page.$eval("main", (m) => m.innerHTML);
+          throw new Error(`the page never showed ${what}; errors: ${errors.join(" | ")}; main: ${html}`);
+        }
+      };
+      await wait(() => document.querySelectorAll("[data-testid=members] li").length === 2, null, "two members");
+      assert.equal(await page.getAttribute("[data-connection=a]", "data-state"), "present");
+
+      server.conns[0].send({ type: "member_updated", session: "g", version: 3, member: member("a", 1, { name: "Ada", state: "reconnecting" }) });
+      await wait(() => document.querySelector("[data-connection=a]")?.getAttribute("data-state") === "reconnecting", null, "a reconnecting");
+      const opacity = await page.$eval("[data-connection=a]", (li) => Number(getComputedStyle(li).opacity));
+      assert.ok(opacity < 1, `a reconnecting member is greyed out (opacity ${opacity})`);
+      assert.equal(await page.getAttribute("[data-connection=me]", "data-state"), "present");
+      assert.match((await page.textContent("[data-testid=counts]")) ?? "", /1 reconnecting/);
+
+      server.conns[0].send(text(1));
+      server.conns[0].send(text(2));
+      await wait(() => document.querySelectorAll("[data-testid=messages] li").length === 2, null, "two messages");
+      server.conns[0].socket.terminate();
+      await wait(() => document.querySelectorAll("[data-testid=messages] li").length >= 4, null, "the missed messages");
+      // A duplicate would take one of the first four places.
+      const shown = await page.$$eval("[data-testid=messages] li", (lis) =>
+        lis.map((li) => `${li.getAttribute("data-offset")}:${li.querySelector(".text")?.textContent}`),
+      );
+      assert.deepEqual(shown, ["1:m1", "2:m2", "3:m3", "4:m4"]);
+      assert.equal(server.conns[1].received[0].type, "resume");
+      assert.equal(await page.textContent("[data-testid=state]"), "connected");
+      assert.deepEqual(errors, []);
+    } finally {
+      await chromium.close();
+    }
   });
 });
