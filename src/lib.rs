@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod persistence;
 pub mod protocol;
+pub mod resume;
 pub mod rules;
 pub mod server;
 pub mod store;

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
+    /// The `resume` could not be honoured (unknown, forged or expired token, or not the first request).
+    ResumeFailed,
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -43,6 +45,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::ResumeFailed => "resume_failed",
         }
     }
 }

@@ -14,7 +14,7 @@ mod counts;
 
 pub use counts::CountsTracker;
 
-use crate::ids::ConnectionId;
+use crate::ids::{ConnectionId, Incarnation};
 use crate::model::{Change, Event, LeaveReason, Member, SessionView};
 
 /// A session's version, leadership epoch and leader: what every change moves, and what a plan
@@ -244,6 +244,52 @@ pub fn update(roster: &impl Roster, profile: &Member) -> Option<Change> {
     ))
 }
 
+/// What a resume claim does ([`resume`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeRuling {
+    /// The member is now held by the claiming instance: `change` moves its record there (one
+    /// `member_updated`), or is `None` when the record was there already.
+    Resumed {
+        change: Option<Change>,
+        version: u64,
+    },
+    /// No such member: it left, was removed, or the session ended.
+    Gone,
+    /// The member belongs to another signed-in user.
+    OtherUser,
+}
+
+/// A socket on `instance`, signed in as `user`, claims member `connection`: the same member
+/// (same `joined_at`, leadership and epoch), held by `instance` from now on. A member of a
+/// signed-in user can only be claimed by that user; an anonymous one by anyone holding its token.
+pub fn resume(
+    roster: &impl Roster,
+    connection: &str,
+    user: Option<&str>,
+    instance: &Incarnation,
+) -> ResumeRuling {
+    let header = roster.header();
+    let Some(member) = roster.member(connection) else {
+        return ResumeRuling::Gone;
+    };
+    if member.user.is_some() && member.user.as_deref() != user {
+        return ResumeRuling::OtherUser;
+    }
+    if &member.instance == instance {
+        return ResumeRuling::Resumed {
+            change: None,
+            version: header.version,
+        };
+    }
+    let mut moved = member.clone();
+    moved.instance = instance.clone();
+    let change = commit(header, vec![Event::MemberUpdated { member: moved }]);
+    ResumeRuling::Resumed {
+        version: change.version,
+        change: Some(change),
+    }
+}
+
 /// Whether a plan made at `basis` still applies to a session at `current`. Versions alone
 /// identify a state only within one history: after the store lost a session, a re-assertion
 /// starts a new one, whose version may meet a lagging view's; epoch and leader tell them apart.
@@ -277,7 +323,6 @@ fn commit(header: Header, events: Vec<Event>) -> Change {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use crate::ids::Incarnation;
 
     /// Member `connection`, named after it, of one instance.
     pub(crate) fn member(connection: &str, joined_at: i64, user: Option<&str>) -> Member {

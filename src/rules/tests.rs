@@ -236,3 +236,46 @@ fn counts_follow_changes() {
         })
     );
 }
+
+#[test]
+fn a_resume_keeps_the_member_and_moves_only_its_instance() {
+    let v = view(vec![member("a", 100, Some("al")), member("b", 200, None)]);
+    let here = Incarnation::new("i#1");
+    assert_eq!(
+        resume(&v, "a", Some("al"), &here),
+        ResumeRuling::Resumed {
+            change: None,
+            version: 7
+        },
+        "already held here: nothing changes"
+    );
+    let there = Incarnation::new("i#2");
+    let ResumeRuling::Resumed {
+        change: Some(change),
+        version: 8,
+    } = resume(&v, "a", Some("al"), &there)
+    else {
+        panic!("a move");
+    };
+    let mut moved = member("a", 100, Some("al"));
+    moved.instance = there.clone();
+    assert_eq!(change.events, vec![Event::MemberUpdated { member: moved }]);
+    assert_eq!(
+        (change.leader.as_deref(), change.epoch),
+        (Some("a"), 3),
+        "the leadership and epoch stay"
+    );
+    assert_eq!(
+        resume(&v, "a", Some("eve"), &there),
+        ResumeRuling::OtherUser
+    );
+    assert_eq!(resume(&v, "a", None, &there), ResumeRuling::OtherUser);
+    assert!(
+        matches!(
+            resume(&v, "b", Some("anyone"), &there),
+            ResumeRuling::Resumed { .. }
+        ),
+        "an anonymous member is resumed by its token alone"
+    );
+    assert_eq!(resume(&v, "z", None, &there), ResumeRuling::Gone);
+}

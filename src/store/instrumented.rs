@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::plan::Plan;
 use super::{
-    Broker, Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Registry, Sessions, Store,
-    StoreResult, Upkeep,
+    Broker, Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Registry, ResumeRuling,
+    Sessions, Store, StoreResult, Upkeep,
 };
 use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
@@ -98,6 +98,15 @@ impl Sessions for Instrumented {
         timed("update_member", self.inner.update_member(session, member)).await
     }
 
+    async fn resume(
+        &self,
+        session: &str,
+        connection: &str,
+        user: Option<&str>,
+    ) -> StoreResult<ResumeRuling> {
+        timed("resume", self.inner.resume(session, connection, user)).await
+    }
+
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
         timed("end", self.inner.end(session, connection, epoch)).await
     }
@@ -164,6 +173,10 @@ impl Registry for Instrumented {
 
     async fn forget_instance(&self, dead: &str) -> StoreResult<()> {
         timed("forget_instance", self.inner.forget_instance(dead)).await
+    }
+
+    async fn resume_secret(&self) -> StoreResult<Vec<u8>> {
+        timed("resume_secret", self.inner.resume_secret()).await
     }
 }
 

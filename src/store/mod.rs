@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
+pub use crate::rules::ResumeRuling;
 use plan::Plan;
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
@@ -240,6 +241,15 @@ pub trait Sessions: Send + Sync {
     /// Replaces the name and avatar of a member. `None` when it was not a member.
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>>;
 
+    /// A socket of this instance, signed in as `user`, claims member `connection` of `session`
+    /// ([`crate::rules::resume`]): from now on this instance holds it, with the same record.
+    async fn resume(
+        &self,
+        session: &str,
+        connection: &str,
+        user: Option<&str>,
+    ) -> StoreResult<ResumeRuling>;
+
     /// Ends the session if `connection` is its leader at `epoch`; removes every member.
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change>;
 
@@ -301,6 +311,11 @@ pub trait Registry: Send + Sync {
 
     /// Drops what is left of `dead`: its lease, its session list, its name mapping.
     async fn forget_instance(&self, dead: &str) -> StoreResult<()>;
+
+    /// The secret every instance signs resume tokens with ([`crate::resume`]): made by the first
+    /// instance that asks, the same for all of them after that, and new once the store lost its
+    /// data.
+    async fn resume_secret(&self) -> StoreResult<Vec<u8>>;
 }
 
 /// Keeping the members the store lists true to the instances that hold them: removing a dead

@@ -13,7 +13,7 @@ use rollcall::store::plan::{Plan, Planner};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
     BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus,
-    PlansWritten, Store, StoreError,
+    PlansWritten, ResumeRuling, Store, StoreError,
 };
 
 use crate::support::cluster::{self, RedisCluster};
@@ -889,6 +889,114 @@ async fn batched_plans<H: Harness>() {
     assert_eq!(now, moved, "nothing written");
 }
 
+async fn a_resume_moves_the_member_to_the_claiming_instance<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, mut fb) = h.connect("b").await;
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    a.subscribe("s").await.unwrap();
+    b.subscribe("s").await.unwrap();
+    let ada = joined_member(&join(&a, "s", member(&a, "ada", Some("u1"))).await);
+    join(&a, "s", member(&a, "anon", None)).await;
+    join(&b, "s", member(&b, "grace", Some("u2"))).await;
+    let before = a.view("s").await.unwrap().expect("the session");
+    assert_eq!(
+        a.resume("s", "ada", Some("u1")).await.unwrap(),
+        ResumeRuling::Resumed {
+            change: None,
+            version: before.version
+        },
+        "resumed where it is held: nothing changes"
+    );
+    assert_eq!(
+        b.resume("s", "ada", Some("u2")).await.unwrap(),
+        ResumeRuling::OtherUser,
+        "another user's member"
+    );
+    assert_eq!(
+        b.resume("s", "nobody", None).await.unwrap(),
+        ResumeRuling::Gone
+    );
+    assert_eq!(
+        b.resume("other", "ada", Some("u1")).await.unwrap(),
+        ResumeRuling::Gone
+    );
+    assert_eq!(
+        a.view("s").await.unwrap().expect("the session"),
+        before,
+        "refused claims change nothing"
+    );
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), fb.recv()).await {}
+    let ResumeRuling::Resumed {
+        change: Some(change),
+        version,
+    } = b.resume("s", "ada", Some("u1")).await.unwrap()
+    else {
+        panic!("a move to b");
+    };
+    let moved = Member {
+        instance: b.instance().incarnation.clone(),
+        ..ada.clone()
+    };
+    assert_eq!(
+        change,
+        Change {
+            version: before.version + 1,
+            leader: before.leader.clone(),
+            epoch: before.epoch,
+            events: vec![Event::MemberUpdated {
+                member: moved.clone()
+            }],
+        },
+        "same record, same leadership, one member_updated"
+    );
+    assert_eq!(version, change.version);
+    let after = a.view("s").await.unwrap().expect("the session");
+    assert_eq!(after.member("ada"), Some(&moved));
+    assert_eq!(a.held_count("s").await.unwrap(), 1, "only anon is a's now");
+    assert_eq!(b.held_count("s").await.unwrap(), 2, "grace and ada");
+    assert!(
+        matches!(
+            a.resume("s", "anon", Some("anyone")).await.unwrap(),
+            ResumeRuling::Resumed { change: None, .. }
+        ),
+        "an anonymous member is claimed by its token alone"
+    );
+    // The member is b's now: removing b's members takes it along.
+    let removed = a
+        .remove_instance_members(
+            "s",
+            b.instance().incarnation.as_str(),
+            LeaveReason::InstanceLost,
+        )
+        .await
+        .unwrap()
+        .expect("b's members removed");
+    let gone: Vec<&Event> = removed
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::MemberLeft { .. }))
+        .collect();
+    assert_eq!(gone.len(), 2, "{removed:?}");
+}
+
+async fn every_instance_shares_one_resume_secret<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    let secret = a.resume_secret().await.unwrap();
+    assert!(secret.len() >= 16, "at least 128 bits");
+    assert_eq!(b.resume_secret().await.unwrap(), secret);
+    assert_eq!(a.resume_secret().await.unwrap(), secret, "made once");
+    h.lose_data();
+    assert_ne!(
+        b.resume_secret().await.unwrap(),
+        secret,
+        "a store that lost its data has a new secret"
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -933,4 +1041,6 @@ conformance!(
     joined_at_is_strictly_increasing,
     change_log_gives_the_missed_changes_until_it_no_longer_reaches_back,
     batched_plans,
+    a_resume_moves_the_member_to_the_claiming_instance,
+    every_instance_shares_one_resume_secret,
 );

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use super::plan::Plan;
 use super::{
     Broadcast, BroadcastBody, Broker, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId,
-    JoinOutcome, LeaseStatus, PlansWritten, Registry, Sessions, Store, StoreError, StoreResult,
-    Upkeep,
+    JoinOutcome, LeaseStatus, PlansWritten, Registry, ResumeRuling, Sessions, Store, StoreError,
+    StoreResult, Upkeep,
 };
 use crate::clock::WallClock;
 use crate::ids::ConnectionId;
@@ -38,6 +38,8 @@ pub struct MemoryBackend {
 #[derive(Default)]
 struct State {
     generation: u64,
+    /// Signs resume tokens; made on first use, forgotten by [`MemoryBackend::reset`].
+    resume_secret: Option<Vec<u8>>,
     sessions: HashMap<String, SessionState>,
     instances: HashMap<String, InstanceState>,
     names: HashMap<String, String>,

@@ -108,4 +108,12 @@ impl Registry for MemoryStore {
         state.names.retain(|_, incarnation| incarnation != dead);
         Ok(())
     }
+
+    async fn resume_secret(&self) -> StoreResult<Vec<u8>> {
+        let mut state = self.backend.lock();
+        Ok(state
+            .resume_secret
+            .get_or_insert_with(crate::resume::fresh_secret)
+            .clone())
+    }
 }

@@ -74,6 +74,27 @@ impl Sessions for MemoryStore {
         Ok(Some(self.commit(&mut state, session, change)))
     }
 
+    async fn resume(
+        &self,
+        session: &str,
+        connection: &str,
+        user: Option<&str>,
+    ) -> StoreResult<ResumeRuling> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get(session) else {
+            return Ok(ResumeRuling::Gone);
+        };
+        let ruling = rules::resume(&entry.view, connection, user, &self.instance.incarnation);
+        if let ResumeRuling::Resumed {
+            change: Some(change),
+            ..
+        } = &ruling
+        {
+            self.commit(&mut state, session, change.clone());
+        }
+        Ok(ruling)
+    }
+
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
         let mut state = self.backend.lock();
         let Some(entry) = state.sessions.get(session) else {

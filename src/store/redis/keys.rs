@@ -16,6 +16,7 @@
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
 //! | `P:{g}:names` | hash | instance name → current incarnation |
 //! | `P:{g}:generation` | string | random token set once; a change means Redis lost its data |
+//! | `P:{g}:resume-secret` | string | random secret set once, that every instance signs resume tokens with ([`crate::resume`]) |
 //! | `P:{<tag>}:shard` | string | on a cluster, one per master (`<tag>` hashes to a slot it owns): random token set once; a change means that shard lost its data ([`super::shards`]) |
 //!
 //! The sharded pub/sub channel of a session is `P:{s:<id>}:events` (same slot as its keys),
@@ -69,6 +70,11 @@ impl KeyLayout {
     /// The generation token of the cluster shard whose master owns the slot of `tag`.
     pub fn shard_token(&self, tag: &str) -> String {
         format!("{}:{{{tag}}}:shard", self.prefix)
+    }
+
+    /// The secret resume tokens are signed with.
+    pub fn resume_secret(&self) -> String {
+        format!("{}:{{g}}:resume-secret", self.prefix)
     }
 
     /// Leases zset, names hash, generation token: the keys of the lease scripts.

@@ -76,6 +76,24 @@ impl Registry for RedisStore {
         Ok(())
     }
 
+    async fn resume_secret(&self) -> StoreResult<Vec<u8>> {
+        let key = self.keys.resume_secret();
+        let fresh = crate::resume::fresh_secret();
+        // SET NX GET: the secret already there, or none when ours was just set.
+        let mut set = ::redis::cmd("SET");
+        set.arg(&key).arg(&fresh).arg("NX").arg("GET");
+        match self
+            .command("resume_secret", &set, std::slice::from_ref(&key))
+            .await?
+        {
+            Value::Nil => Ok(fresh),
+            Value::BulkString(existing) => Ok(existing),
+            other => Err(StoreError::Corrupt(format!(
+                "resume secret: unexpected reply {other:?}"
+            ))),
+        }
+    }
+
     async fn expired_instances(&self) -> StoreResult<Vec<String>> {
         let call = self.global_call("expired", &self.scripts.expired);
         let items = array(self.invoke(&call).await?)?;

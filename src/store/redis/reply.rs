@@ -39,6 +39,8 @@ pub(super) enum ScriptStatus {
     Planned,
     /// A batch of plans: the session is no longer at the first plan's header; nothing written.
     Moved,
+    /// A resume: the member belongs to another user.
+    Forbidden,
     /// A write reached the store after its deadline; nothing written
     /// ([`super::deadline`]).
     Late,
@@ -56,6 +58,7 @@ impl ScriptStatus {
             "ended" => ScriptStatus::Ended,
             "full" => ScriptStatus::Full,
             "not_leader" => ScriptStatus::NotLeader,
+            "forbidden" => ScriptStatus::Forbidden,
             "held" => ScriptStatus::Held,
             "lost" => ScriptStatus::Lost,
             "reset" => ScriptStatus::Reset,

@@ -11,7 +11,7 @@ use super::reply::{
 use super::{RedisStore, Result};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 use crate::store::plan::Plan;
-use crate::store::{JoinOutcome, PlansWritten, Sessions, StoreError, StoreResult};
+use crate::store::{JoinOutcome, PlansWritten, ResumeRuling, Sessions, StoreError, StoreResult};
 
 #[async_trait]
 impl Sessions for RedisStore {
@@ -64,6 +64,38 @@ impl Sessions for RedisStore {
         call.arg(member_json(&member)?);
         let reply = self.invoke(&call).await?;
         Ok(optional_change("update", reply)?)
+    }
+
+    async fn resume(
+        &self,
+        session: &str,
+        connection: &str,
+        user: Option<&str>,
+    ) -> StoreResult<ResumeRuling> {
+        let mut call = self.session_call("resume", &self.scripts.resume, session);
+        call.arg(connection)
+            .arg(user.unwrap_or(""))
+            .arg(self.store_clock.deadline());
+        let items = array(self.invoke(&call).await?)?;
+        match status(&items)? {
+            ScriptStatus::None => Ok(ResumeRuling::Gone),
+            ScriptStatus::Forbidden => Ok(ResumeRuling::OtherUser),
+            ScriptStatus::Late => Err(StoreError::unavailable_because(
+                "the store ran the resume after its deadline and did nothing",
+            )),
+            ScriptStatus::Same => Ok(ResumeRuling::Resumed {
+                change: None,
+                version: int(items.get(1).unwrap_or(&::redis::Value::Nil))?,
+            }),
+            ScriptStatus::Ok => {
+                let change = change_of(items.get(1))?;
+                Ok(ResumeRuling::Resumed {
+                    version: change.version,
+                    change: Some(change),
+                })
+            }
+            other => Err(unexpected("resume", other).into()),
+        }
     }
 
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
