@@ -18,6 +18,7 @@ use crate::actors::{ChangeRecorder, RecordChange};
 use crate::clock::WallClock;
 use crate::config::ServeArgs;
 use crate::protocol::request::ParseLimits;
+use crate::resume::ResumeTokens;
 use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryBackend;
 use crate::store::reaping::register_and_reap;
@@ -65,6 +66,7 @@ impl EngineSettings {
                     burst: args.rate_limit_burst,
                     close_after: args.rate_limit_close_after,
                 },
+                resume: ResumeTokens::default(),
             },
             instance_name,
         }
@@ -108,12 +110,16 @@ impl Engine {
                 });
             }
         }
+        // Tokens minted here are accepted by every instance on the same store.
+        let resume = ResumeTokens::new(store.resume_secret().await?);
         let supervisor_store = store.clone();
         let supervisor_settings = settings.supervisor.clone();
+        let supervisor_resume = resume.clone();
         let supervisor = Supervisor::create(move |ctx| {
             let mut feed = feed;
             ctx.add_stream(futures_util::stream::poll_fn(move |cx| feed.poll_recv(cx)));
             Supervisor::new(supervisor_store, supervisor_settings, recorder)
+                .with_resume_tokens(supervisor_resume)
         });
         tracing::info!(
             instance = %store.instance().incarnation,
@@ -123,7 +129,10 @@ impl Engine {
         Ok(Engine {
             supervisor,
             store,
-            connection_settings: Arc::new(settings.connection.clone()),
+            connection_settings: Arc::new(ConnectionSettings {
+                resume,
+                ..settings.connection.clone()
+            }),
             admission: Admission::new(settings.max_connections),
         })
     }

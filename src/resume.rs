@@ -30,6 +30,20 @@ pub struct ResumeTokens {
     secret: Arc<RwLock<Vec<u8>>>,
 }
 
+/// Tokens under a secret of this process alone, until the engine takes the store's.
+impl Default for ResumeTokens {
+    fn default() -> ResumeTokens {
+        ResumeTokens::new(fresh_secret())
+    }
+}
+
+/// Never shows the secret.
+impl std::fmt::Debug for ResumeTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeTokens(..)")
+    }
+}
+
 impl ResumeTokens {
     /// Tokens under `secret` (the store's shared secret).
     pub fn new(secret: Vec<u8>) -> ResumeTokens {

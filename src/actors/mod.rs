@@ -27,6 +27,20 @@ pub struct RecordChange {
     pub change: Change,
 }
 
+/// One socket, as opposed to the connection it carries: after a `resume`, a new socket carries
+/// the connection an earlier socket did, and the two must not be taken for each other (the old
+/// one's late leave must not end the new one's membership).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketId(u64);
+
+impl SocketId {
+    /// A socket id never given out before in this process.
+    pub fn next() -> SocketId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SocketId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Where an engine sends its [`RecordChange`]s.
 pub type ChangeRecorder = Recipient<RecordChange>;
 
@@ -55,6 +69,9 @@ pub enum ToClient {
     Frames(Arc<[ByteString]>),
     /// The connection is no longer a member of this session (ended, shut down, or lost).
     MembershipEnded { session: SessionId },
+    /// Another socket carries this connection in `session` now (a `resume`): the membership is
+    /// no longer this socket's, and the socket is closed with 4001 without leaving.
+    Replaced { session: SessionId },
     /// Close the connection with this WebSocket close code (1012 on graceful shutdown).
     Close { code: u16, reason: String },
 }

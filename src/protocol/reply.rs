@@ -20,6 +20,16 @@ pub enum ServerMessage {
         instance: String,
         protocol: u32,
         heartbeat_ms: u64,
+        /// Carries this connection on over a new socket (`resume`).
+        resume_token: String,
+    },
+    /// Reply to `resume`: this socket is `connection` from now on.
+    Resumed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        connection: ConnectionId,
+        resume_token: String,
+        sessions: Vec<ResumedSession>,
     },
     Joined {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +118,18 @@ pub enum ServerMessage {
         code: &'static str,
         message: String,
     },
+}
+
+/// One session of a `resumed` reply: where it stands, and whether what the client missed follows.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResumedSession {
+    pub session: SessionId,
+    pub version: u64,
+    pub leader: Option<ConnectionId>,
+    pub epoch: u64,
+    pub counts: Counts,
+    /// `false` when the missed changes could not all be replayed: a `snapshot` follows instead.
+    pub recovered: bool,
 }
 
 /// The fields a full view carries in `joined`, `members` and `snapshot`.

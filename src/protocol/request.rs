@@ -53,7 +53,28 @@ pub enum Request {
         epoch: u64,
     },
     Ping,
+    /// Carry on an earlier connection on this socket (continuity); only as the first request.
+    Resume {
+        token: String,
+        sessions: Vec<ResumeSession>,
+    },
 }
+
+/// A session a `resume` carries on, with what the client last applied there.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ResumeSession {
+    pub session: SessionId,
+    /// The last version the client applied.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// The last message offset the client applied.
+    #[serde(default)]
+    pub offset: Option<u64>,
+}
+
+/// Most sessions one `resume` may name (a connection is in at most `--max-sessions-per-connection`;
+/// the rest are ignored by the server, but the frame itself stays small).
+pub const MAX_RESUME_SESSIONS: usize = 64;
 
 /// A frame that failed, with the id to echo if the frame had a usable one.
 #[derive(Debug)]
@@ -102,6 +123,20 @@ enum RawRequest {
         epoch: u64,
     },
     Ping,
+    Resume {
+        token: String,
+        #[serde(default)]
+        sessions: Vec<RawResumeSession>,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawResumeSession {
+    session: String,
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    offset: Option<u64>,
 }
 
 fn patch<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Patch<String>, D::Error> {
@@ -224,6 +259,35 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             Request::End { session, epoch }
         }
         RawRequest::Ping => Request::Ping,
+        RawRequest::Resume { token, sessions } => {
+            if token.is_empty() || token.len() > crate::resume::MAX_TOKEN_CHARS {
+                return Err(ApiError::bad_request(format!(
+                    "token must be 1 to {} characters",
+                    crate::resume::MAX_TOKEN_CHARS
+                )));
+            }
+            if sessions.len() > MAX_RESUME_SESSIONS {
+                return Err(ApiError::bad_request(format!(
+                    "a resume may name at most {MAX_RESUME_SESSIONS} sessions"
+                )));
+            }
+            let mut resumed: Vec<ResumeSession> = Vec::with_capacity(sessions.len());
+            for raw in sessions {
+                let session = validate::session(raw.session)?;
+                if resumed.iter().any(|r| r.session == session) {
+                    continue;
+                }
+                resumed.push(ResumeSession {
+                    session,
+                    version: raw.version,
+                    offset: raw.offset,
+                });
+            }
+            Request::Resume {
+                token,
+                sessions: resumed,
+            }
+        }
     })
 }
 
@@ -303,6 +367,45 @@ mod tests {
             parse(r#"{"type":"ping","id":"a"}"#, LIMITS).unwrap().1,
             Request::Ping
         );
+    }
+
+    #[test]
+    fn resume_names_its_sessions_once_each_and_validates_them() {
+        let (_, req) = parse(
+            r#"{"type":"resume","token":"c.t","id":1,"sessions":[{"session":"s","version":4,"offset":null},{"session":"s"},{"session":"t"}]}"#,
+            LIMITS,
+        )
+        .unwrap();
+        let Request::Resume { token, sessions } = req else {
+            panic!("a resume: {req:?}");
+        };
+        assert_eq!(token, "c.t");
+        assert_eq!(
+            sessions,
+            vec![
+                ResumeSession {
+                    session: "s".into(),
+                    version: Some(4),
+                    offset: None
+                },
+                ResumeSession {
+                    session: "t".into(),
+                    version: None,
+                    offset: None
+                },
+            ]
+        );
+        assert_eq!(
+            code(r#"{"type":"resume","token":"c.t","sessions":[{"session":"a b"}]}"#),
+            ErrorCode::InvalidSession
+        );
+        assert_eq!(
+            code(r#"{"type":"resume","token":""}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(r#"{"type":"resume"}"#), ErrorCode::BadRequest);
+        let long = format!(r#"{{"type":"resume","token":"{}"}}"#, "x".repeat(257));
+        assert_eq!(code(&long), ErrorCode::BadRequest);
     }
 
     #[test]

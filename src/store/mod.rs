@@ -198,7 +198,8 @@ pub trait Sessions: Send + Sync {
         max_members: usize,
     ) -> StoreResult<JoinOutcome>;
 
-    /// Removes one connection. `None` when it was not a member.
+    /// Removes one connection of this instance. `None` when it was not a member, or is another
+    /// instance's (it was resumed there).
     async fn leave(
         &self,
         session: &str,

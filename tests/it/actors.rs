@@ -70,6 +70,7 @@ impl Probe {
             session: session.to_owned().into(),
             member: self.member("Guest"),
             client: self.client.clone(),
+            socket: None,
             reply: ReplyFrame::Caller,
             presence: Presence::Full,
         };
@@ -95,6 +96,7 @@ impl Probe {
         let leave = Leave {
             connection: self.id.clone().into(),
             reason,
+            socket: None,
         };
         let result = self
             .actor()
@@ -144,7 +146,9 @@ impl Probe {
                         .push(serde_json::from_str(text).expect("frames are JSON"));
                 }
             }
-            ToClient::MembershipEnded { session } => self.ended.push(session.to_string()),
+            ToClient::MembershipEnded { session } | ToClient::Replaced { session } => {
+                self.ended.push(session.to_string())
+            }
             ToClient::Close { code, .. } => self.close = Some(code),
         }
     }
@@ -590,7 +594,7 @@ async fn graceful_shutdown_removes_members_with_reason_shutdown_and_closes_with_
         engine
             .supervisor()
             .send(rollcall::actors::supervisor::Connect {
-                connection: p.id.clone().into(),
+                socket: rollcall::actors::SocketId::next(),
                 client: p.client.clone(),
             })
             .await
@@ -857,6 +861,7 @@ async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
         .send(JoinLocal {
             member: probe.member("Ada"),
             client: probe.client.clone(),
+            socket: None,
             reply: ReplyFrame::Caller,
             presence: Presence::Full,
         })
@@ -874,6 +879,7 @@ async fn a_session_actor_runs_alone_and_reports_its_local_count_to_its_owner() {
         .send(Leave {
             connection: probe.id.clone().into(),
             reason: LeaveReason::Left,
+            socket: None,
         })
         .await
         .expect("the session actor answers")
@@ -903,7 +909,7 @@ async fn a_client_that_connects_during_a_graceful_stop_is_closed_with_1012() {
     engine
         .supervisor()
         .send(Connect {
-            connection: late.id.clone().into(),
+            socket: rollcall::actors::SocketId::next(),
             client: late.client.clone(),
         })
         .await

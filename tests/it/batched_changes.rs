@@ -196,6 +196,7 @@ async fn a_stop_answers_the_queued_requests_and_leaves_no_member_behind() {
                 &engine.store().instance().incarnation,
             ),
             client: s.client(),
+            socket: None,
             reply: rollcall::actors::ReplyFrame::Session { id: None },
             presence: Presence::Full,
         };
@@ -208,6 +209,7 @@ async fn a_stop_answers_the_queued_requests_and_leaves_no_member_behind() {
     let leave = actor.send(rollcall::actors::session::Leave {
         connection: "first".into(),
         reason: LeaveReason::Left,
+        socket: None,
     });
     let stop = async {
         // Once the requests are on their way, while the first write waits for Redis.

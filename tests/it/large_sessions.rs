@@ -277,6 +277,7 @@ async fn a_counts_member_sees_itself_and_the_leader_gets_paced_counts_and_no_mem
         .send(rollcall::actors::session::Leave {
             connection: "leader".into(),
             reason: rollcall::model::LeaveReason::Left,
+            socket: None,
         })
         .await
         .unwrap()

@@ -22,6 +22,7 @@ mod persistence;
 mod planned_changes;
 mod protocol_properties;
 mod redis_store;
+mod resume;
 mod sockets;
 mod store_conformance;
 mod ws_lifecycle;

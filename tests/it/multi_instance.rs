@@ -47,6 +47,7 @@ impl Handler<ToClient> for Probe {
             ToClient::MembershipEnded { session } => {
                 json!({"type": "test:membership_ended", "session": session})
             }
+            ToClient::Replaced { session } => json!({"type": "test:replaced", "session": session}),
             ToClient::Close { code, .. } => json!({"type": "test:close", "code": code}),
         };
         let _ = self.tx.send(frame);
@@ -87,6 +88,7 @@ impl Client {
                 session: session.to_owned().into(),
                 member,
                 client: self.probe.clone().recipient(),
+                socket: None,
                 reply: ReplyFrame::Caller,
                 presence: Presence::Full,
             })
@@ -106,6 +108,7 @@ impl Client {
             .send(Leave {
                 connection: self.connection.clone().into(),
                 reason: LeaveReason::Left,
+                socket: None,
             })
             .await
             .expect("session actor alive")

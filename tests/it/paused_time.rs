@@ -144,6 +144,7 @@ impl Client {
             session: session.into(),
             member: member(&self.connection, &engine.store().instance().incarnation),
             client: self.recipient.clone(),
+            socket: None,
             reply: ReplyFrame::Caller,
             presence,
         };
@@ -158,6 +159,7 @@ impl Client {
         let leave = Leave {
             connection: self.connection.clone().into(),
             reason: LeaveReason::Left,
+            socket: None,
         };
         self.actor()
             .send(leave)
@@ -191,7 +193,9 @@ impl Client {
                 ToClient::Frames(frames) => {
                     self.writes.push(frames.iter().map(|t| parse(t)).collect())
                 }
-                ToClient::MembershipEnded { .. } | ToClient::Close { .. } => {}
+                ToClient::MembershipEnded { .. }
+                | ToClient::Replaced { .. }
+                | ToClient::Close { .. } => {}
             }
         }
     }

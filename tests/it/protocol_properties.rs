@@ -176,7 +176,7 @@ fn expected(frame: &Value) -> Expect {
         | Request::Members { session }
         | Request::Publish { session, .. }
         | Request::End { session, .. } => Some(session),
-        Request::Profile { .. } | Request::Ping => None,
+        Request::Profile { .. } | Request::Ping | Request::Resume { .. } => None,
     };
     if session.is_some_and(|s| !session_ok(s)) {
         return err(InvalidSession);

@@ -869,11 +869,11 @@ async fn batched_plans<H: Harness>() {
     assert_eq!(logged, planned, "the change log holds them one by one");
 
     // What follows the batch follows on from it.
-    let next = leave(&b, "s", "anon").await;
+    let next = leave(&a, "s", "anon").await;
     assert_eq!(next.version, expected.version + 1);
     assert_eq!(next.leader.as_deref(), Some("second"));
 
-    // `a`'s view is now one change behind: a batch planned from it writes nothing.
+    // The view the batch was planned from is now one change behind: a batch planned from it writes nothing.
     let mut stale = Planner::new(&expected, 100);
     let plans: Vec<Plan> = [
         stale.join(&member(&a, "x", None), now_ms()),
@@ -955,6 +955,13 @@ async fn a_resume_moves_the_member_to_the_claiming_instance<H: Harness>() {
     let after = a.view("s").await.unwrap().expect("the session");
     assert_eq!(after.member("ada"), Some(&moved));
     assert_eq!(a.held_count("s").await.unwrap(), 1, "only anon is a's now");
+    assert_eq!(
+        a.leave("s", "ada", LeaveReason::Disconnected)
+            .await
+            .unwrap(),
+        None,
+        "the instance that let it go can no longer end it"
+    );
     assert_eq!(b.held_count("s").await.unwrap(), 2, "grace and ada");
     assert!(
         matches!(

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::outbox::Audience;
 use super::{LocalMember, Missed, PendingRemoval, SessionActor};
-use crate::actors::{ReplyFrame, ToClient};
+use crate::actors::{ReplyFrame, SocketId, ToClient};
 use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -90,6 +90,8 @@ impl MembershipQueue {
 pub struct JoinLocal {
     pub member: Member,
     pub client: Recipient<ToClient>,
+    /// The socket joining, if it is one (see [`Leave::socket`]).
+    pub socket: Option<SocketId>,
     pub reply: ReplyFrame,
     pub presence: Presence,
 }
@@ -112,12 +114,22 @@ impl Handler<JoinLocal> for SessionActor {
 pub struct Leave {
     pub connection: ConnectionId,
     pub reason: LeaveReason,
+    /// The socket leaving: the leave is ignored when another socket carries the connection in
+    /// this session now (it was resumed there). `None` leaves whatever socket carries it.
+    pub socket: Option<SocketId>,
 }
 
 impl Handler<Leave> for SessionActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        let carried_by_another = self.local.get(&msg.connection).is_some_and(|local| {
+            msg.socket.is_some() && local.socket.is_some() && local.socket != msg.socket
+        });
+        if carried_by_another {
+            let not_member = ApiError::not_member(&self.session);
+            return Box::pin(async move { Err(not_member) });
+        }
         // What was queued while it was here still reaches it; the others keep their window.
         self.write_held_for(&msg.connection);
         if self.local.remove(&msg.connection).is_none() {
@@ -322,6 +334,7 @@ impl SessionActor {
             LocalMember {
                 member: joined,
                 client: msg.client,
+                socket: msg.socket,
                 presence: msg.presence,
                 first_frame: self.outbox.next_frame(),
             },

@@ -17,11 +17,12 @@ use tokio::time::Instant;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Message, Recipient, WrapFuture};
 
-use super::{ChangeRecorder, RecordChange, ToClient};
+use super::{ChangeRecorder, RecordChange, SocketId, ToClient};
 
 mod membership;
 mod outbox;
 mod requests;
+mod resume;
 mod sync;
 
 use crate::clock::WallClock;
@@ -33,6 +34,7 @@ use crate::store::{Floor, Store, StoreError};
 pub use membership::{JoinLocal, Leave};
 use outbox::Audience;
 pub use requests::{EndSession, Publish, ReadMembers, UpdateProfile};
+pub use resume::{Resumption, TakeOver};
 pub use sync::{
     Audit, CurrentView, Reconcile, RemoteChange, RemoteMessage, Retire, ShutdownSession,
 };
@@ -71,6 +73,8 @@ pub struct PendingRemoval {
 struct LocalMember {
     member: Member,
     client: Recipient<ToClient>,
+    /// The socket that carries it (`None` for a stand-in that is no socket).
+    socket: Option<SocketId>,
     presence: Presence,
     /// The sequence number of the first outbox frame for it (see `outbox`).
     first_frame: u64,
@@ -197,6 +201,10 @@ impl SessionActor {
     /// Replaces the view with a fresher one read from the store, and tells every local client.
     fn replace_view(&mut self, view: SessionView, ctx: &mut Context<Self>) {
         self.view = view;
+        let locals: Vec<ConnectionId> = self.local.keys().cloned().collect();
+        for connection in &locals {
+            self.hand_over_if_resumed_elsewhere(connection);
+        }
         self.counts = CountsTracker::of(&self.view.members);
         let locals: Vec<(ConnectionId, Presence)> = self
             .local
@@ -260,6 +268,11 @@ impl SessionActor {
         }
         self.view.apply(change);
         self.counts.apply(change);
+        for event in &change.events {
+            if let Event::MemberUpdated { member } = event {
+                self.hand_over_if_resumed_elsewhere(&member.connection);
+            }
+        }
         for (event, frame) in change
             .events
             .iter()
@@ -303,6 +316,28 @@ impl SessionActor {
             // They were told in `apply`; what is held for them goes out now.
             self.flush();
             self.local.clear();
+            self.report_count();
+        }
+    }
+
+    /// A local member that the view has on another instance was resumed there: its socket here
+    /// no longer carries it. The socket is told (it closes with 4001) and the member is no longer
+    /// local, without a leave: the member lives on, elsewhere.
+    fn hand_over_if_resumed_elsewhere(&mut self, connection: &ConnectionId) {
+        let me = &self.store.instance().incarnation;
+        let elsewhere = self
+            .view
+            .member(connection)
+            .is_some_and(|m| &m.instance != me);
+        if !elsewhere {
+            return;
+        }
+        if let Some(local) = self.local.remove(connection) {
+            tracing::info!(session = %self.session, connection = %connection,
+                "member resumed on another instance; closing its socket here with 4001");
+            local.client.do_send(ToClient::Replaced {
+                session: self.session.clone(),
+            });
             self.report_count();
         }
     }

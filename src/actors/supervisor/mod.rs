@@ -13,7 +13,10 @@ use actix::{
     Recipient, ResponseActFuture, StreamHandler, WrapFuture,
 };
 
+mod resume;
 mod subscriptions;
+
+pub use resume::Resume;
 
 use subscriptions::{SubscriptionQueue, record_change};
 
@@ -21,12 +24,17 @@ use super::session::{
     Audit, DeliverySettings, JoinLocal, LocalCount, Orphaned, PendingRemoval, Reconcile,
     RemoteChange, RemoteMessage, Retire, SessionActor, SessionOwner, ShutdownSession,
 };
-use super::{ChangeRecorder, ReplyFrame, ToClient};
+use super::{ChangeRecorder, ReplyFrame, SocketId, ToClient};
 use crate::clock::WallClock;
-use crate::ids::{ConnectionId, SessionId};
+use crate::ids::SessionId;
 use crate::model::{Change, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::resume::ResumeTokens;
 use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store};
+
+/// The subscription a new session actor waits for before its first request.
+type Subscribed =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>>>>;
 
 /// Close code sent to every client on a graceful shutdown.
 pub const CLOSE_RESTARTING: u16 = 1012;
@@ -70,7 +78,7 @@ pub struct Supervisor {
     settings: SupervisorSettings,
     recorder: Option<ChangeRecorder>,
     sessions: HashMap<SessionId, SessionEntry>,
-    clients: HashMap<ConnectionId, Recipient<ToClient>>,
+    clients: HashMap<SocketId, Recipient<ToClient>>,
     orphans: Vec<Orphan>,
     store_reachable: bool,
     lease_held: bool,
@@ -78,6 +86,8 @@ pub struct Supervisor {
     tick_running: bool,
     ticks: u64,
     subscriptions: SubscriptionQueue,
+    /// Takes the store's new secret when the store lost its data.
+    resume_tokens: Option<ResumeTokens>,
 }
 
 impl Supervisor {
@@ -101,7 +111,31 @@ impl Supervisor {
             tick_running: false,
             ticks: 0,
             subscriptions: SubscriptionQueue::start(store_for_queue, recorder_for_queue),
+            resume_tokens: None,
         }
+    }
+
+    /// Keeps `tokens` on the store's resume secret, which changes when the store lost its data.
+    pub fn with_resume_tokens(mut self, tokens: ResumeTokens) -> Supervisor {
+        self.resume_tokens = Some(tokens);
+        self
+    }
+
+    /// Takes the store's resume secret again (after the store lost its data).
+    fn refresh_resume_secret(&self, ctx: &mut Context<Self>) {
+        let Some(tokens) = self.resume_tokens.clone() else {
+            return;
+        };
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                match store.resume_secret().await {
+                    Ok(secret) => tokens.set_secret(secret),
+                    Err(e) => tracing::warn!(error = %e, "could not read the new resume secret"),
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn me(&self) -> &str {
@@ -111,6 +145,61 @@ impl Supervisor {
     fn reconcile_all(&self, reassert: bool) {
         for entry in self.sessions.values() {
             entry.addr.do_send(Reconcile { reassert });
+        }
+    }
+
+    /// The session actor a request for `session` goes to, started (with the subscription it
+    /// waits for) when there is none. The request counts as on its way until [`Self::arrived`],
+    /// so the actor is not retired meanwhile. Refused while the instance is stopping.
+    fn actor_for(
+        &mut self,
+        session: &SessionId,
+        ctx: &mut Context<Self>,
+    ) -> Result<(Addr<SessionActor>, Option<Subscribed>), ApiError> {
+        if self.shutting_down {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "this instance is shutting down; reconnect to another",
+            ));
+        }
+        if let Some(entry) = self.sessions.get_mut(session) {
+            entry.pending_joins += 1;
+            return Ok((entry.addr.clone(), None));
+        }
+        let addr = SessionActor::new(
+            session.clone(),
+            self.store.clone(),
+            SessionOwner {
+                local_count: ctx.address().recipient(),
+                orphaned: ctx.address().recipient(),
+            },
+            self.settings.max_members_per_session,
+            self.settings.delivery,
+            self.recorder.clone(),
+        )
+        .with_clock(self.settings.clock.clone())
+        .start();
+        self.sessions.insert(
+            session.clone(),
+            SessionEntry {
+                addr: addr.clone(),
+                pending_joins: 1,
+                local: 0,
+            },
+        );
+        metrics::gauge!(crate::metrics::SESSIONS).set(self.sessions.len() as f64);
+        let subscribed = self.subscriptions.subscribe(session);
+        Ok((addr, Some(Box::pin(subscribed))))
+    }
+
+    /// A request sent to `session` through [`Self::actor_for`] got its answer; a session actor left without a
+    /// local member by a failed one is retired.
+    fn arrived(&mut self, session: &str, succeeded: bool) {
+        if let Some(entry) = self.sessions.get_mut(session) {
+            entry.pending_joins = entry.pending_joins.saturating_sub(1);
+        }
+        if !succeeded {
+            self.retire_if_idle(session);
         }
     }
 
@@ -203,7 +292,7 @@ impl Supervisor {
                 (lease, reaped, unconfirmed)
             }
             .into_actor(self)
-            .map(|(lease, reaped, unconfirmed), act, _ctx| {
+            .map(|(lease, reaped, unconfirmed), act, ctx| {
                 act.tick_running = false;
                 act.orphans.extend(unconfirmed);
                 match lease {
@@ -223,6 +312,7 @@ impl Supervisor {
                                 let why = "the shared store lost its data";
                                 tracing::warn!("{why}; re-asserting every local member");
                                 act.reconcile_all(true);
+                                act.refresh_resume_secret(ctx);
                             }
                         }
                     }
@@ -312,6 +402,8 @@ pub struct Join {
     pub session: SessionId,
     pub member: Member,
     pub client: Recipient<ToClient>,
+    /// The socket joining, if it is one.
+    pub socket: Option<SocketId>,
     pub reply: ReplyFrame,
     pub presence: Presence,
 }
@@ -320,46 +412,12 @@ impl Handler<Join> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Joined, ApiError>>;
 
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
-        if self.shutting_down {
-            return Box::pin(actix::fut::ready(Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "this instance is shutting down; reconnect to another",
-            ))));
-        }
-        let session = msg.session.clone();
-        let (addr, created) = match self.sessions.get_mut(&session) {
-            Some(entry) => {
-                entry.pending_joins += 1;
-                (entry.addr.clone(), false)
-            }
-            None => {
-                let addr = SessionActor::new(
-                    session.clone(),
-                    self.store.clone(),
-                    SessionOwner {
-                        local_count: ctx.address().recipient(),
-                        orphaned: ctx.address().recipient(),
-                    },
-                    self.settings.max_members_per_session,
-                    self.settings.delivery,
-                    self.recorder.clone(),
-                )
-                .with_clock(self.settings.clock.clone())
-                .start();
-                self.sessions.insert(
-                    session.clone(),
-                    SessionEntry {
-                        addr: addr.clone(),
-                        pending_joins: 1,
-                        local: 0,
-                    },
-                );
-                metrics::gauge!(crate::metrics::SESSIONS).set(self.sessions.len() as f64);
-                (addr, true)
-            }
+        let (actor, subscribed) = match self.actor_for(&msg.session, ctx) {
+            Ok(routed) => routed,
+            Err(refused) => return Box::pin(actix::fut::ready(Err(refused))),
         };
-        let actor = addr.clone();
-        let subscribed = created.then(|| self.subscriptions.subscribe(&session));
+        let session = msg.session.clone();
+        let addr = actor.clone();
         Box::pin(
             async move {
                 if let Some(subscribed) = subscribed {
@@ -369,6 +427,7 @@ impl Handler<Join> for Supervisor {
                     .send(JoinLocal {
                         member: msg.member,
                         client: msg.client,
+                        socket: msg.socket,
                         reply: msg.reply,
                         presence: msg.presence,
                     })
@@ -379,12 +438,7 @@ impl Handler<Join> for Supervisor {
             }
             .into_actor(self)
             .map(move |result, act, _ctx| {
-                if let Some(entry) = act.sessions.get_mut(&session) {
-                    entry.pending_joins = entry.pending_joins.saturating_sub(1);
-                }
-                if result.is_err() {
-                    act.retire_if_idle(&session);
-                }
+                act.arrived(&session, result.is_ok());
                 result.map(|view| Joined { view, actor: addr })
             }),
         )
@@ -424,7 +478,7 @@ impl Handler<Orphaned> for Supervisor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Connect {
-    pub connection: ConnectionId,
+    pub socket: SocketId,
     pub client: Recipient<ToClient>,
 }
 
@@ -438,21 +492,21 @@ impl Handler<Connect> for Supervisor {
                 reason: "server restarting".into(),
             });
         }
-        self.clients.insert(msg.connection, msg.client);
+        self.clients.insert(msg.socket, msg.client);
     }
 }
 
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Disconnect {
-    pub connection: ConnectionId,
+    pub socket: SocketId,
 }
 
 impl Handler<Disconnect> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Context<Self>) {
-        self.clients.remove(&msg.connection);
+        self.clients.remove(&msg.socket);
     }
 }
 

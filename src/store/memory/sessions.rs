@@ -40,6 +40,14 @@ impl Sessions for MemoryStore {
         let Some(entry) = state.sessions.get(session) else {
             return Ok(None);
         };
+        let held_here = entry
+            .view
+            .member(connection)
+            .is_some_and(|m| m.instance == self.instance.incarnation);
+        if !held_here {
+            // Not a member, or resumed on another instance since: not this instance's to end.
+            return Ok(None);
+        }
         let Some(change) = rules::leave(&entry.view, connection, reason) else {
             return Ok(None);
         };

@@ -40,6 +40,7 @@ impl Socket {
                 ..member(&self.connection, &engine.store().instance().incarnation)
             },
             client: self.client.clone(),
+            socket: None,
             reply: ReplyFrame::Session { id: None },
             presence,
         };
@@ -66,7 +67,9 @@ impl Socket {
         match msg {
             ToClient::Frame(text) => self.frames.push(parse(&text)),
             ToClient::Frames(frames) => self.frames.extend(frames.iter().map(|t| parse(t))),
-            ToClient::MembershipEnded { .. } | ToClient::Close { .. } => {}
+            ToClient::MembershipEnded { .. }
+            | ToClient::Replaced { .. }
+            | ToClient::Close { .. } => {}
         }
     }
 

@@ -4,13 +4,17 @@
 -- ARGV[7..12]: the caller's plan (crate::store::plan), ARGV[7] '' when there is none: the header
 -- it applies to ('<version>:<epoch>:<leader>'), the member's user id ('' for an anonymous member), the version after it, the
 -- leader after it ('' for nobody), the epoch after it, and the change JSON.
--- Returns {'none'} when it was not a member, {'planned'} when the plan was written as it is, else
+-- Returns {'none'} when it was not a member (or is another instance's), {'planned'} when the plan was written as it is, else
 -- {'ok', change JSON}.
 local record = redis.call('HGET', MEMBERS, CONNECTION)
 if not record then
   return { 'none' }
 end
 local m = cjson.decode(record)
+if m.instance ~= ORIGIN then
+  -- Resumed on another instance since: it is that instance's member now, not this one's to end.
+  return { 'none' }
+end
 local h = header()
 remove_member(h, m)
 local events = { { type = 'member_left', connection = m.connection, user = m.user, reason = REASON } }

@@ -18,14 +18,19 @@ use actix::{
 };
 use actix_web_actors::ws;
 
+mod resume;
+
 use super::rate::{RateSettings, RequestLimiter, Verdict};
 use super::session::{EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile};
 use super::supervisor::CLOSE_RESTARTING;
 use super::supervisor::{Connect, Disconnect, Join, Supervisor};
-use super::{ReplyFrame, ToClient};
+use super::{ReplyFrame, SocketId, ToClient};
 
 /// Close code for a connection that keeps flooding after being rate limited.
 const CLOSE_POLICY: u16 = 1008;
+
+/// Close code for a socket whose connection was resumed on another socket.
+pub const CLOSE_REPLACED: u16 = 4001;
 
 /// How long a close the server started waits for the client's answer before the connection is
 /// dropped anyway.
@@ -38,6 +43,7 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
 use crate::protocol::request::{self, ParseLimits, Patch, Request, RequestId};
+use crate::resume::ResumeTokens;
 
 /// Who is on the other end of a connection, as established before the upgrade.
 #[derive(Clone, Debug, Default)]
@@ -58,6 +64,8 @@ pub struct ConnectionSettings {
     pub parse: ParseLimits,
     pub max_sessions: usize,
     pub rate: RateSettings,
+    /// Mints the `resume_token` of `welcome` and checks those of `resume`.
+    pub resume: ResumeTokens,
 }
 
 /// The name and avatar a `join` asks for (the connection's own profile when absent).
@@ -67,7 +75,11 @@ struct JoinProfile {
 }
 
 pub struct ConnectionActor {
+    /// The connection this socket carries: its own from `welcome`, or the one it resumed.
     id: ConnectionId,
+    socket: SocketId,
+    /// No request has been handled yet (a `resume` is only taken as the first).
+    first_request: bool,
     identity: Identity,
     settings: Arc<ConnectionSettings>,
     supervisor: Addr<Supervisor>,
@@ -109,6 +121,8 @@ impl ConnectionActor {
     ) -> ConnectionActor {
         ConnectionActor {
             id: ConnectionId::new(uuid::Uuid::new_v4().to_string()),
+            socket: SocketId::next(),
+            first_request: true,
             identity,
             settings: settings.clone(),
             supervisor,
@@ -163,8 +177,19 @@ impl ConnectionActor {
         request: Request,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        let first = std::mem::replace(&mut self.first_request, false);
         match request {
             Request::Ping => self.send(ctx, ServerMessage::Pong { id }),
+            Request::Resume { token, sessions } => {
+                if !first {
+                    let err = ApiError::new(
+                        ErrorCode::ResumeFailed,
+                        "resume must be the first request on a socket",
+                    );
+                    return self.send_error(ctx, id, &err);
+                }
+                self.resume(id, &token, sessions, ctx);
+            }
             Request::Join {
                 session,
                 name,
@@ -178,6 +203,7 @@ impl ConnectionActor {
                 let leave = Leave {
                     connection: self.id.clone(),
                     reason: LeaveReason::Left,
+                    socket: Some(self.socket),
                 };
                 self.ask(&addr, leave, id.clone(), ctx, move |_, ()| {
                     Some(ServerMessage::Left { id, session })
@@ -296,6 +322,7 @@ impl ConnectionActor {
             session: session.clone(),
             member,
             client: ctx.address().recipient(),
+            socket: Some(self.socket),
             reply: ReplyFrame::Session { id: id.clone() },
             presence,
         };
@@ -382,7 +409,10 @@ impl ConnectionActor {
         }
         match request::parse(text, self.settings.parse) {
             Ok((id, request)) => self.dispatch(id, request, ctx),
-            Err(rejected) => self.send_error(ctx, rejected.id, &rejected.error),
+            Err(rejected) => {
+                self.first_request = false;
+                self.send_error(ctx, rejected.id, &rejected.error)
+            }
         }
     }
 }
@@ -430,7 +460,7 @@ impl Actor for ConnectionActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.supervisor.do_send(Connect {
-            connection: self.id.clone(),
+            socket: self.socket,
             client: ctx.address().recipient(),
         });
         let welcome = ServerMessage::Welcome {
@@ -439,8 +469,12 @@ impl Actor for ConnectionActor {
             instance: self.settings.instance_name.clone(),
             protocol: PROTOCOL_VERSION,
             heartbeat_ms: self.settings.ping_interval.as_millis() as u64,
+            resume_token: self.settings.resume.mint(&self.id),
         };
-        self.send(ctx, welcome);
+        // Written at once, not queued: nothing may precede it, not even a `resumed` written
+        // straight to the socket.
+        self.frames_out.increment(1);
+        ctx.text(welcome.encode());
         ctx.run_interval(self.settings.ping_interval, |act, ctx| {
             if act.closing != Closing::Sent {
                 ctx.ping(b"");
@@ -455,10 +489,11 @@ impl Actor for ConnectionActor {
             addr.do_send(Leave {
                 connection: self.id.clone(),
                 reason: self.end_reason,
+                socket: Some(self.socket),
             });
         }
         self.supervisor.do_send(Disconnect {
-            connection: self.id.clone(),
+            socket: self.socket,
         });
         tracing::debug!(connection = %self.id, reason = self.end_reason.as_str(), "disconnected");
     }
@@ -547,6 +582,19 @@ impl Handler<ToClient> for ConnectionActor {
             }
             ToClient::MembershipEnded { session } => {
                 self.sessions.remove(&session);
+            }
+            ToClient::Replaced { session } => {
+                // The member lives on in another socket: no leave from here.
+                self.sessions.remove(&session);
+                if self.closing == Closing::Open {
+                    tracing::info!(connection = %self.id, %session,
+                        "connection resumed on another socket; closing this one with 4001");
+                    let reason = ws::CloseReason {
+                        code: ws::CloseCode::from(CLOSE_REPLACED),
+                        description: Some("replaced".into()),
+                    };
+                    self.start_close(reason, ctx);
+                }
             }
             ToClient::Close { code, reason } => {
                 if code == CLOSE_RESTARTING {

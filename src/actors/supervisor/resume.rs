@@ -1,0 +1,60 @@
+//! Routing a `resume` to the session actors of the sessions it names, as joins are routed.
+
+use actix::WrapFuture;
+use actix::{ActorFutureExt, Addr, Context, Handler, Message, Recipient, ResponseActFuture};
+
+use super::Supervisor;
+use crate::actors::session::{Resumption, SessionActor, TakeOver};
+use crate::actors::{SocketId, ToClient};
+use crate::ids::{ConnectionId, SessionId};
+use crate::protocol::error::{ApiError, ErrorCode};
+
+/// Carry on member `connection` of `session` on a socket of this instance. `None` when it is no
+/// member there any more.
+#[derive(Message)]
+#[rtype(result = "Result<Option<(Resumption, Addr<SessionActor>)>, ApiError>")]
+pub struct Resume {
+    pub session: SessionId,
+    pub connection: ConnectionId,
+    pub user: Option<String>,
+    pub client: Recipient<ToClient>,
+    pub socket: SocketId,
+    /// The last version the client applied in the session.
+    pub since: Option<u64>,
+}
+
+impl Handler<Resume> for Supervisor {
+    type Result =
+        ResponseActFuture<Self, Result<Option<(Resumption, Addr<SessionActor>)>, ApiError>>;
+
+    fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
+        let (actor, subscribed) = match self.actor_for(&msg.session, ctx) {
+            Ok(routed) => routed,
+            Err(refused) => return Box::pin(actix::fut::ready(Err(refused))),
+        };
+        let session = msg.session.clone();
+        let addr = actor.clone();
+        Box::pin(
+            async move {
+                if let Some(subscribed) = subscribed {
+                    subscribed.await?;
+                }
+                let take_over = TakeOver {
+                    connection: msg.connection,
+                    user: msg.user,
+                    client: msg.client,
+                    socket: msg.socket,
+                    since: msg.since,
+                };
+                actor.send(take_over).await.map_err(|e| {
+                    ApiError::new(ErrorCode::Internal, format!("session actor: {e}"))
+                })?
+            }
+            .into_actor(self)
+            .map(move |result, act, _ctx| {
+                act.arrived(&session, matches!(result, Ok(Some(_))));
+                result.map(|resumed| resumed.map(|r| (r, addr)))
+            }),
+        )
+    }
+}
