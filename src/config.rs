@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::store::HistorySettings;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rollcall",
@@ -172,6 +174,23 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(10..=60_000),
     )]
     pub counts_interval_ms: u64,
+    /// Messages each session keeps for `history` requests and for members that come back
+    /// (`join` with `since`); 0 keeps none (messages are still numbered).
+    #[arg(
+        long,
+        env = "ROLLCALL_HISTORY_SIZE",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(0..=10_000),
+    )]
+    pub history_size: u64,
+    /// How long a session keeps a message, in milliseconds.
+    #[arg(
+        long,
+        env = "ROLLCALL_HISTORY_TTL_MS",
+        default_value_t = 300_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub history_ttl_ms: u64,
     /// Connections this instance accepts; more are refused with HTTP 503 before the upgrade.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
@@ -236,6 +255,14 @@ impl ServeArgs {
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
     }
+
+    /// What each session keeps of its messages (`--history-size`, `--history-ttl-ms`).
+    pub fn history(&self) -> HistorySettings {
+        HistorySettings {
+            size: self.history_size as usize,
+            ttl: Duration::from_millis(self.history_ttl_ms),
+        }
+    }
 }
 
 fn hostname_or_localhost() -> String {
@@ -267,6 +294,24 @@ mod tests {
         assert!(args.jwt_secret.is_none());
         assert!(args.allow_anonymous);
         assert_eq!(args.workers, None, "one worker per core");
+        assert_eq!(args.history(), HistorySettings::default());
+        assert_eq!(args.history_size, 100);
+        assert_eq!(args.history_ttl_ms, 300_000);
+    }
+
+    #[test]
+    fn history_size_may_be_zero_and_its_ttl_may_not() {
+        let parse = |flags: &[&str]| {
+            Cli::try_parse_from(std::iter::once("rollcall").chain(flags.iter().copied()))
+                .map(|c| c.serve.history())
+        };
+        let off = parse(&["--history-size", "0"]).expect("0 turns history off");
+        assert_eq!(off.size, 0);
+        let short = parse(&["--history-ttl-ms", "1500"]).expect("a ttl in ms");
+        assert_eq!(short.ttl, Duration::from_millis(1500));
+        assert!(parse(&["--history-ttl-ms", "0"]).is_err());
+        assert!(parse(&["--history-size", "-1"]).is_err());
+        assert!(parse(&["--history-size", "10001"]).is_err());
     }
 
     #[test]

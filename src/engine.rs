@@ -22,7 +22,7 @@ use crate::resume::ResumeTokens;
 use crate::store::instrumented::Instrumented;
 use crate::store::memory::MemoryBackend;
 use crate::store::reaping::register_and_reap;
-use crate::store::{Feed, InstanceId, Store, StoreError};
+use crate::store::{Feed, HistorySettings, InstanceId, Store, StoreError};
 
 /// Everything the engine needs to know, derived from the command line or built by tests.
 #[derive(Clone, Debug)]
@@ -34,6 +34,8 @@ pub struct EngineSettings {
     pub max_connections: usize,
     pub supervisor: SupervisorSettings,
     pub connection: ConnectionSettings,
+    /// What the store keeps of each session's messages ([`crate::store::history`]).
+    pub history: HistorySettings,
 }
 
 impl EngineSettings {
@@ -68,6 +70,7 @@ impl EngineSettings {
                 },
                 resume: ResumeTokens::default(),
             },
+            history: args.history(),
             instance_name,
         }
     }
@@ -101,6 +104,7 @@ impl Engine {
         recorder: Option<ChangeRecorder>,
     ) -> Result<Engine, StoreError> {
         let store = Instrumented::wrap(store);
+        store.keep_history(settings.history);
         let reaped = register_and_reap(store.as_ref()).await?;
         if let Some(recorder) = &recorder {
             for (session, change) in reaped {

@@ -56,6 +56,22 @@ pub enum ReplyFrame {
     Session {
         id: Option<crate::protocol::request::RequestId>,
     },
+    /// As [`ReplyFrame::Session`], for a `join` with `since`: the `joined` reply says whether the
+    /// messages after `since` could be sent (`recovered`), and they follow it.
+    SessionSince {
+        id: Option<crate::protocol::request::RequestId>,
+        since: crate::store::StreamPosition,
+    },
+}
+
+impl ReplyFrame {
+    /// The `since` of a `join` that has one.
+    pub fn since(&self) -> Option<&crate::store::StreamPosition> {
+        match self {
+            ReplyFrame::SessionSince { since, .. } => Some(since),
+            ReplyFrame::Caller | ReplyFrame::Session { .. } => None,
+        }
+    }
 }
 
 /// What the engine sends to a client (a socket, or a test recipient standing in for one).

@@ -5,6 +5,7 @@
 //! [`reply::ServerMessage`] is every frame the server sends.
 
 pub mod error;
+pub mod history;
 pub mod reply;
 pub mod request;
 pub mod validate;

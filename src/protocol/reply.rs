@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::request::RequestId;
 use crate::ids::{ConnectionId, SessionId};
 use crate::model::{Change, Counts, Event, LeaveReason, Member, SessionView};
+use crate::store::{StoredMessage, StreamPosition};
 
 /// Every frame the server sends, tagged by `type`.
 #[derive(Clone, Debug, Serialize)]
@@ -38,6 +39,9 @@ pub enum ServerMessage {
         you: ConnectionId,
         #[serde(flatten)]
         view: ViewBody,
+        /// Only for a `join` with `since`: whether the messages after it follow.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     Left {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +93,12 @@ pub enum ServerMessage {
         from: ConnectionId,
         user: Option<String>,
         data: Value,
+        /// Its place in the session's stream (absent only for a message from an instance that
+        /// predates message history).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stream: Option<String>,
     },
     SessionEnded {
         session: SessionId,
@@ -102,6 +112,17 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
         session: SessionId,
+        offset: u64,
+        stream: String,
+    },
+    /// Reply to `history`: the kept messages after its `since`, oldest first.
+    History {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        session: SessionId,
+        stream: Option<String>,
+        messages: Vec<StoredMessage>,
+        complete: bool,
     },
     Ended {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +161,9 @@ pub struct ViewBody {
     pub epoch: u64,
     pub members: Vec<Member>,
     pub counts: Counts,
+    /// The session's message stream and the offset of its latest message (null while unknown).
+    pub stream: Option<String>,
+    pub offset: Option<u64>,
 }
 
 impl From<&SessionView> for ViewBody {
@@ -150,11 +174,31 @@ impl From<&SessionView> for ViewBody {
             epoch: view.epoch,
             members: view.members.clone(),
             counts: view.counts(),
+            stream: None,
+            offset: None,
         }
     }
 }
 
 impl ServerMessage {
+    /// A `message` event, at `position` in its session's stream when it has one.
+    pub fn message(
+        session: &SessionId,
+        from: ConnectionId,
+        user: Option<String>,
+        data: Value,
+        position: Option<&StreamPosition>,
+    ) -> ServerMessage {
+        ServerMessage::Message {
+            session: session.clone(),
+            from,
+            user,
+            data,
+            offset: position.map(|p| p.offset),
+            stream: position.map(|p| p.stream.clone()),
+        }
+    }
+
     pub fn error(id: Option<RequestId>, err: &ApiError) -> ServerMessage {
         ServerMessage::Error {
             id,

@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{ApiError, ErrorCode};
-use super::validate;
+use super::{history, validate};
 use crate::ids::SessionId;
 use crate::model::Presence;
+use crate::store::StreamPosition;
 
 /// The `id` a client may put on a request; echoed on the direct reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,6 +34,9 @@ pub enum Request {
         name: Option<String>,
         avatar: Option<String>,
         presence: Presence,
+        /// The last message the client applied (`since`; a null offset is 0): the messages after
+        /// it follow the `joined` reply, or it says `recovered: false`.
+        since: Option<StreamPosition>,
     },
     Leave {
         session: SessionId,
@@ -53,6 +57,13 @@ pub enum Request {
         epoch: u64,
     },
     Ping,
+    /// Read the session's kept messages after offset `since` (all kept ones without it), at most
+    /// `limit` (1 to 100, default 100; [`history::page_limit`]).
+    History {
+        session: SessionId,
+        since: Option<u64>,
+        limit: usize,
+    },
     /// Carry on an earlier connection on this socket (continuity); only as the first request.
     Resume {
         token: String,
@@ -101,6 +112,8 @@ enum RawRequest {
         avatar: Option<String>,
         #[serde(default)]
         presence: Presence,
+        #[serde(default)]
+        since: Option<history::RawSince>,
     },
     Leave {
         session: String,
@@ -123,6 +136,13 @@ enum RawRequest {
         epoch: u64,
     },
     Ping,
+    History {
+        session: String,
+        #[serde(default)]
+        since: Option<u64>,
+        #[serde(default)]
+        limit: Option<u64>,
+    },
     Resume {
         token: String,
         #[serde(default)]
@@ -200,6 +220,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             name,
             avatar,
             presence,
+            since,
         } => {
             let session = validate::session(session)?;
             if let Some(name) = &name {
@@ -208,11 +229,13 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             if let Some(avatar) = &avatar {
                 validate::avatar_url(avatar)?;
             }
+            let since = since.map(history::join_since).transpose()?;
             Request::Join {
                 session,
                 name,
                 avatar,
                 presence,
+                since,
             }
         }
         RawRequest::Leave { session } => {
@@ -259,6 +282,18 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
             Request::End { session, epoch }
         }
         RawRequest::Ping => Request::Ping,
+        RawRequest::History {
+            session,
+            since,
+            limit,
+        } => {
+            let session = validate::session(session)?;
+            Request::History {
+                session,
+                since,
+                limit: history::page_limit(limit)?,
+            }
+        }
         RawRequest::Resume { token, sessions } => {
             if token.is_empty() || token.len() > crate::resume::MAX_TOKEN_CHARS {
                 return Err(ApiError::bad_request(format!(
@@ -318,6 +353,7 @@ mod tests {
                 name: Some("Ada".into()),
                 avatar: None,
                 presence: Presence::Full,
+                since: None,
             }
         );
         let (_, counts) = parse(

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::plan::Plan;
 use super::{
-    Broker, Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Registry, ResumeRuling,
-    Sessions, Store, StoreResult, Upkeep,
+    Broker, Floor, History, HistoryPage, HistorySettings, InstanceId, JoinOutcome, LeaseStatus,
+    PlansWritten, Registry, ResumeRuling, Sessions, Store, StoreResult, StreamPosition, Upkeep,
 };
 use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
@@ -132,7 +132,7 @@ impl Broker for Instrumented {
         from: &str,
         user: Option<&str>,
         data: &Value,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<StreamPosition> {
         timed("publish", self.inner.publish(session, from, user, data)).await
     }
 
@@ -142,6 +142,22 @@ impl Broker for Instrumented {
 
     async fn unsubscribe(&self, session: &str) -> StoreResult<()> {
         timed("unsubscribe", self.inner.unsubscribe(session)).await
+    }
+}
+
+#[async_trait]
+impl History for Instrumented {
+    fn keep_history(&self, settings: HistorySettings) {
+        self.inner.keep_history(settings);
+    }
+
+    async fn history(
+        &self,
+        session: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<HistoryPage> {
+        timed("history", self.inner.history(session, since, limit)).await
     }
 }
 

@@ -9,6 +9,7 @@
 //! Instances own leases; the instance lifecycle methods (register, renew, reap) let every instance
 //! remove the members of an instance that died without saying goodbye.
 
+pub mod history;
 pub mod instrumented;
 pub mod memory;
 pub mod plan;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 pub use crate::rules::ResumeRuling;
+pub use history::{History, HistoryPage, HistorySettings, StoredMessage, StreamPosition};
 use plan::Plan;
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
@@ -151,10 +153,16 @@ pub struct Broadcast {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BroadcastBody {
     Change(Change),
+    /// A `message`; `stream` and `offset` are its place in the session's stream
+    /// ([`history`]), absent only from an instance that predates message history.
     Message {
         from: ConnectionId,
         user: Option<String>,
         data: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
 }
 
@@ -177,10 +185,10 @@ pub enum FeedEvent {
 pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
 
 /// Shared session and instance state, one handle per instance, bound to its [`InstanceId`]: the
-/// four parts below, each implemented by the in-process and the Redis store and held to the same
-/// conformance suite.
+/// parts below (and [`History`]), each implemented by the in-process and the Redis store and held
+/// to the same conformance suite.
 #[async_trait]
-pub trait Store: Sessions + Broker + Registry + Upkeep + Send + Sync + 'static {
+pub trait Store: Sessions + Broker + History + Registry + Upkeep + Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     fn instance(&self) -> &InstanceId;
 }
@@ -270,14 +278,15 @@ pub trait Sessions: Send + Sync {
 /// sessions' broadcasts reach this instance's [`Feed`].
 #[async_trait]
 pub trait Broker: Send + Sync {
-    /// Sends a `message` to the members of `session` on the other instances.
+    /// Sends a `message` to the members of `session` on the other instances, in one step with
+    /// numbering it and keeping it in the session's history ([`History`]). Returns its place.
     async fn publish(
         &self,
         session: &str,
         from: &str,
         user: Option<&str>,
         data: &Value,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<StreamPosition>;
 
     /// Starts delivering the session's broadcasts to this instance's feed, and lists the session
     /// among this instance's (what [`Registry::sessions_of`] reads when the instance dies). Called

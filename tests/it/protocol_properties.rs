@@ -10,6 +10,7 @@ use rollcall::model::Presence;
 use rollcall::protocol::error::ErrorCode;
 use rollcall::protocol::request::{ParseLimits, Patch, Request, RequestId, parse, peek_id};
 use rollcall::protocol::validate;
+use rollcall::store::StreamPosition;
 use serde_json::{Map, Number, Value, json};
 
 /// A small publish limit, so that generated data crosses it often.
@@ -128,6 +129,17 @@ fn expected(frame: &Value) -> Expect {
                     Some(Value::String(p)) if p == "counts" => Presence::Counts,
                     Some(_) => return Err(()),
                 },
+                since: match o.get("since") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(since)) => Some(StreamPosition {
+                        stream: req_str(since, "stream")?,
+                        offset: match since.get("offset") {
+                            None | Some(Value::Null) => 0,
+                            Some(offset) => offset.as_u64().ok_or(())?,
+                        },
+                    }),
+                    Some(_) => return Err(()),
+                },
             })
         })(),
         "leave" => req_str(o, "session").map(|session| Request::Leave {
@@ -175,7 +187,8 @@ fn expected(frame: &Value) -> Expect {
         | Request::Leave { session }
         | Request::Members { session }
         | Request::Publish { session, .. }
-        | Request::End { session, .. } => Some(session),
+        | Request::End { session, .. }
+        | Request::History { session, .. } => Some(session),
         Request::Profile { .. } | Request::Ping | Request::Resume { .. } => None,
     };
     if session.is_some_and(|s| !session_ok(s)) {
@@ -194,6 +207,13 @@ fn expected(frame: &Value) -> Expect {
     };
     if profile_bad {
         return err(InvalidProfile);
+    }
+    if let Request::Join {
+        since: Some(since), ..
+    } = &request
+        && !(1..=64).contains(&since.stream.chars().count())
+    {
+        return bad();
     }
     if let Request::Publish { data, .. } = &request {
         if depth(data) > 32 {

@@ -9,7 +9,7 @@ use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::slots::{crc16, slot};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
-    Broker, FeedEvent, Floor, InstanceId, LeaseStatus, Registry, Sessions, Store, Upkeep,
+    Broker, FeedEvent, Floor, History, InstanceId, LeaseStatus, Registry, Sessions, Store, Upkeep,
 };
 
 use crate::support::redis::RedisServer;
@@ -88,6 +88,7 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     a.publish("s1", "c1", None, &serde_json::json!({"x": 1}))
         .await
         .unwrap();
+    a.history("s1", None, 10).await.unwrap();
     a.touch("s1").await.unwrap();
     // Planned: written by the same scripts, on the same keys.
     let current = a.view("s1").await.unwrap().unwrap();
@@ -127,8 +128,10 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
         "end",
         "expired",
         "forget",
+        "history",
         "join",
         "leave",
+        "publish",
         "reassert",
         "register",
         "remove_instance",
@@ -141,7 +144,6 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
         "pexpire",
         "sadd",
         "smembers",
-        "spublish",
         "srem",
         "zrangebylex",
     ];
@@ -174,6 +176,8 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
         include_str!("../../src/store/redis/lua/forget.lua"),
         include_str!("../../src/store/redis/lua/deregister.lua"),
         include_str!("../../src/store/redis/lua/expired.lua"),
+        include_str!("../../src/store/redis/lua/publish.lua"),
+        include_str!("../../src/store/redis/lua/history.lua"),
     ] {
         assert!(!source.contains(".. ':'"), "a script builds a key name");
     }

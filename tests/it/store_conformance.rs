@@ -715,7 +715,7 @@ async fn feed_carries_changes_and_messages<H: Harness>() {
         other => panic!("expected a broadcast, got {other:?}"),
     }
     let data = serde_json::json!({"hello": [1, 2]});
-    b.publish("s", "c2", Some("u2"), &data).await.unwrap();
+    let position = b.publish("s", "c2", Some("u2"), &data).await.unwrap();
     // a never hears its own join: the first thing it hears is b's message.
     match next_event(&mut fa).await {
         FeedEvent::Broadcast(bc) => assert_eq!(
@@ -723,7 +723,9 @@ async fn feed_carries_changes_and_messages<H: Harness>() {
             BroadcastBody::Message {
                 from: "c2".into(),
                 user: Some("u2".into()),
-                data: data.clone()
+                data: data.clone(),
+                stream: Some(position.stream.clone()),
+                offset: Some(position.offset),
             }
         ),
         other => panic!("expected b's message, got {other:?}"),

@@ -11,17 +11,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use actix::dev::ToEnvelope;
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Message, StreamHandler,
-    WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, StreamHandler, WrapFuture,
 };
 use actix_web_actors::ws;
 
+mod ask;
+mod messages;
 mod resume;
 
+use ask::flatten;
+
 use super::rate::{RateSettings, RequestLimiter, Verdict};
-use super::session::{EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile};
+use super::session::{EndSession, Leave, ReadMembers, SessionActor, UpdateProfile};
 use super::supervisor::CLOSE_RESTARTING;
 use super::supervisor::{Connect, Disconnect, Join, Supervisor};
 use super::{ReplyFrame, SocketId, ToClient};
@@ -44,6 +46,7 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
 use crate::protocol::request::{self, ParseLimits, Patch, Request, RequestId};
 use crate::resume::ResumeTokens;
+use crate::store::StreamPosition;
 
 /// Who is on the other end of a connection, as established before the upgrade.
 #[derive(Clone, Debug, Default)]
@@ -195,7 +198,11 @@ impl ConnectionActor {
                 name,
                 avatar,
                 presence,
-            } => self.join(id, session, JoinProfile { name, avatar }, presence, ctx),
+                since,
+            } => {
+                let profile = JoinProfile { name, avatar };
+                self.join(id, session, profile, presence, since, ctx)
+            }
             Request::Leave { session } => {
                 let Some(addr) = self.sessions.remove(&session) else {
                     return self.send_error(ctx, id, &ApiError::not_member(&session));
@@ -239,19 +246,12 @@ impl ConnectionActor {
                     }
                 }));
             }
-            Request::Publish { session, data } => {
-                let addr = match self.session_addr(&session) {
-                    Ok(addr) => addr,
-                    Err(e) => return self.send_error(ctx, id, &e),
-                };
-                let publish = Publish {
-                    connection: self.id.clone(),
-                    data,
-                };
-                self.ask(&addr, publish, id.clone(), ctx, move |_, ()| {
-                    Some(ServerMessage::Published { id, session })
-                });
-            }
+            Request::Publish { session, data } => self.publish(id, session, data, ctx),
+            Request::History {
+                session,
+                since,
+                limit,
+            } => self.read_history(id, session, since, limit, ctx),
             Request::Members { session } => {
                 let addr = match self.session_addr(&session) {
                     Ok(addr) => addr,
@@ -287,6 +287,7 @@ impl ConnectionActor {
         session: SessionId,
         JoinProfile { name, avatar }: JoinProfile,
         presence: Presence,
+        since: Option<StreamPosition>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if let Some(allowed) = &self.identity.sessions
@@ -323,7 +324,13 @@ impl ConnectionActor {
             member,
             client: ctx.address().recipient(),
             socket: Some(self.socket),
-            reply: ReplyFrame::Session { id: id.clone() },
+            reply: match since {
+                Some(since) => ReplyFrame::SessionSince {
+                    id: id.clone(),
+                    since,
+                },
+                None => ReplyFrame::Session { id: id.clone() },
+            },
             presence,
         };
         let supervisor = self.supervisor.clone();
@@ -415,44 +422,6 @@ impl ConnectionActor {
             }
         }
     }
-}
-
-impl ConnectionActor {
-    /// Sends `request` to `actor` and, once it answers, the reply `answer` makes of its value (none
-    /// when the actor sent the reply itself) or the error. The connection reads nothing else
-    /// meanwhile, so replies leave in request order.
-    fn ask<A, M, T>(
-        &mut self,
-        actor: &Addr<A>,
-        request: M,
-        id: Option<RequestId>,
-        ctx: &mut ws::WebsocketContext<Self>,
-        answer: impl FnOnce(&mut Self, T) -> Option<ServerMessage> + 'static,
-    ) where
-        A: Actor + Handler<M>,
-        A::Context: ToEnvelope<A, M>,
-        M: Message<Result = Result<T, ApiError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        ctx.wait(
-            actor
-                .send(request)
-                .into_actor(self)
-                .map(move |res, act, ctx| match flatten(res) {
-                    Ok(value) => {
-                        if let Some(reply) = answer(act, value) {
-                            act.send(ctx, reply);
-                        }
-                    }
-                    Err(e) => act.send_error(ctx, id, &e),
-                }),
-        );
-    }
-}
-
-/// Folds a mailbox failure (the target actor is gone) into the reply error.
-fn flatten<T>(res: Result<Result<T, ApiError>, actix::MailboxError>) -> Result<T, ApiError> {
-    res.map_err(|e| ApiError::new(ErrorCode::Internal, format!("session unavailable: {e}")))?
 }
 
 impl Actor for ConnectionActor {

@@ -14,15 +14,16 @@ use std::collections::VecDeque;
 use actix::{
     ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, ResponseFuture, WrapFuture,
 };
+use futures_util::future::join;
 use tokio::sync::oneshot;
 
+use super::history::{Recovery, read_position, recover};
 use super::outbox::Audience;
 use super::{LocalMember, Missed, PendingRemoval, SessionActor};
 use crate::actors::{ReplyFrame, SocketId, ToClient};
 use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::protocol::reply::ServerMessage;
 use crate::rules::CountsTracker;
 use crate::store::plan::{Plan, Planner};
 use crate::store::{JoinOutcome, PlansWritten, StoreError, StoreResult, plan};
@@ -184,6 +185,8 @@ impl SessionActor {
         let mut plans = Vec::new();
         for request in self.membership.queued.iter().take(MAX_BATCH) {
             let plan = match request {
+                // A join with `since` reads the messages its joiner missed: it goes alone.
+                Queued::Join { msg, .. } if msg.reply.since().is_some() => None,
                 Queued::Join { msg, .. } => planner.join(&msg.member, self.clock.now_ms()),
                 Queued::Leave { msg, .. } if self.held_elsewhere(&msg.connection) => None,
                 Queued::Leave { msg, .. } => planner.leave(&msg.connection, msg.reason),
@@ -238,7 +241,7 @@ impl SessionActor {
         match request {
             Queued::Join { msg, reply } => {
                 let done = written.map(|change| (JoinOutcome::Joined(change), None));
-                let _ = reply.send(self.finish_join(msg, done, true, ctx));
+                let _ = reply.send(self.finish_join(msg, done, true, None, ctx));
             }
             Queued::Leave { msg, reply } => {
                 let _ = reply.send(self.finish_leave(msg, written.map(Some), ctx));
@@ -268,13 +271,22 @@ impl SessionActor {
         let has_view = known > 0;
         let member = msg.member.clone();
         let plan = plan::join(&self.view, &member, self.clock.now_ms(), max_members);
+        let since = msg.reply.since().cloned();
+        let latest_message = self.latest_message.clone();
+        let position_known = self.position_known;
         ctx.wait(
             async move {
-                let outcome = match plan {
+                let joined = match plan {
                     Some(plan) => store.join_planned(&session, member, max_members, plan),
                     None => store.join(&session, member, max_members),
-                }
-                .await?;
+                };
+                // A fresh actor reads the session's message position alongside its first join.
+                let (outcome, position) = join(
+                    joined,
+                    read_position(store.as_ref(), &session, !position_known),
+                )
+                .await;
+                let outcome = outcome?;
                 let follows = outcome.change().is_some_and(|c| c.version == known + 1);
                 let missed = if follows || (has_view && outcome.change().is_none()) {
                     None
@@ -287,11 +299,25 @@ impl SessionActor {
                     // This instance's first member of the session: the one full read.
                     Some(Missed::View(store.view(&session).await?))
                 };
-                Ok::<_, StoreError>((outcome, missed))
+                let latest = position.clone().unwrap_or(latest_message);
+                let recovery = match &since {
+                    Some(since) => {
+                        Some(recover(store.as_ref(), &session, since, latest.as_ref()).await)
+                    }
+                    None => None,
+                };
+                Ok::<_, StoreError>(((outcome, missed), position, recovery))
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
-                let _ = reply.send(act.finish_join(msg, result, has_view, ctx));
+                let (result, recovery) = match result {
+                    Ok((joined, position, recovery)) => {
+                        act.learn_position(position);
+                        (Ok(joined), recovery)
+                    }
+                    Err(e) => (Err(e), None),
+                };
+                let _ = reply.send(act.finish_join(msg, result, has_view, recovery, ctx));
                 act.schedule_write(ctx);
             }),
         );
@@ -305,6 +331,7 @@ impl SessionActor {
         msg: JoinLocal,
         result: StoreResult<(JoinOutcome, Option<Missed>)>,
         has_view: bool,
+        recovery: Option<Recovery>,
         ctx: &mut Context<Self>,
     ) -> Result<SessionView, ApiError> {
         let (outcome, missed) = result?;
@@ -342,15 +369,10 @@ impl SessionActor {
         if msg.presence == Presence::Counts {
             self.counts_changed(ctx);
         }
-        let reply_frame_sent = matches!(msg.reply, ReplyFrame::Session { .. });
-        if let ReplyFrame::Session { id } = msg.reply {
-            let joined = ServerMessage::Joined {
-                id,
-                session: self.session.clone(),
-                you: connection.clone(),
-                view: self.view_body(msg.presence, &connection),
-            };
-            self.deliver(joined.encode(), Audience::Only(connection), ctx);
+        let reply_frame_sent = !matches!(msg.reply, ReplyFrame::Caller);
+        // `joined`, and after it the messages a joiner with `since` missed (`history.rs`).
+        for frame in self.joined_frames(msg.reply, &connection, msg.presence, recovery) {
+            self.deliver(frame, Audience::Only(connection.clone()), ctx);
         }
         self.report_count();
         Ok(match reply_frame_sent {

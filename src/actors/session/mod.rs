@@ -19,7 +19,9 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Message, Recipient, Wr
 
 use super::{ChangeRecorder, RecordChange, SocketId, ToClient};
 
+mod history;
 mod membership;
+mod messages;
 mod outbox;
 mod requests;
 mod resume;
@@ -30,7 +32,8 @@ use crate::ids::{ConnectionId, SessionId};
 use crate::model::{Change, Counts, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::rules::CountsTracker;
-use crate::store::{Floor, Store, StoreError};
+use crate::store::{Floor, Store, StoreError, StreamPosition};
+pub use history::ReadHistory;
 pub use membership::{JoinLocal, Leave};
 use outbox::Audience;
 pub use requests::{EndSession, Publish, ReadMembers, UpdateProfile};
@@ -111,6 +114,11 @@ pub struct SessionActor {
     membership: membership::MembershipQueue,
     /// Stamps the `joined_at` of the joins it plans.
     clock: WallClock,
+    /// The latest message of the session's stream this actor delivered (or read from the store
+    /// when it had none yet): messages reach local members in stream order ([`messages`]).
+    latest_message: Option<StreamPosition>,
+    /// `latest_message` is known: read from the store, or told by a message.
+    position_known: bool,
 }
 
 /// Timing of a session actor's deliveries.
@@ -147,6 +155,8 @@ impl SessionActor {
             pending_removals: Vec::new(),
             membership: membership::MembershipQueue::default(),
             clock: WallClock::system(),
+            latest_message: None,
+            position_known: false,
         }
     }
 
@@ -195,6 +205,8 @@ impl SessionActor {
             epoch: self.view.epoch,
             members,
             counts: self.counts.counts(),
+            stream: self.latest_message.as_ref().map(|m| m.stream.clone()),
+            offset: self.latest_message.as_ref().map(|m| m.offset),
         }
     }
 

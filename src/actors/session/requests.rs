@@ -1,10 +1,11 @@
 //! What a local member asks of its session besides joining and leaving (`membership.rs`):
-//! profile, publish, members, end. Each is applied through the store at once, and delivered in
-//! version order by the actor.
+//! profile, publish, members, end (`history.rs` reads messages back). Each is applied through the
+//! store at once, and delivered in version order by the actor.
 
 use actix::{ActorFutureExt, AtomicResponse, Context, Handler, Message, WrapFuture};
 use serde_json::Value;
 
+use super::messages::{Incoming, read_missed};
 use super::outbox::Audience;
 use super::{Missed, SessionActor};
 use crate::actors::{ReplyFrame, ToClient};
@@ -12,7 +13,7 @@ use crate::ids::ConnectionId;
 use crate::model::{Event, Presence, SessionView};
 use crate::protocol::error::ApiError;
 use crate::protocol::reply::ServerMessage;
-use crate::store::StoreError;
+use crate::store::{StoreError, StreamPosition};
 
 /// Replace the name and avatar of a local member.
 #[derive(Message)]
@@ -60,41 +61,56 @@ impl Handler<UpdateProfile> for SessionActor {
     }
 }
 
-/// Send a `message` to the other members of the session.
+/// Send a `message` to the other members of the session. Answers its place in the session's
+/// stream; the local members get it once the store numbered it, in stream order ([`messages`]).
+///
+/// [`messages`]: super::messages
 #[derive(Message)]
-#[rtype(result = "Result<(), ApiError>")]
+#[rtype(result = "Result<StreamPosition, ApiError>")]
 pub struct Publish {
     pub connection: ConnectionId,
     pub data: Value,
 }
 
 impl Handler<Publish> for SessionActor {
-    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+    type Result = AtomicResponse<Self, Result<StreamPosition, ApiError>>;
 
-    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Publish, _ctx: &mut Context<Self>) -> Self::Result {
         let Some(local) = self.local.get(&msg.connection) else {
             let err = ApiError::not_member(&self.session);
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))));
         };
         let user = local.member.user.clone();
-        let frame = ServerMessage::Message {
-            session: self.session.clone(),
-            from: msg.connection.clone(),
-            user: user.clone(),
-            data: msg.data.clone(),
-        }
-        .encode();
-        self.deliver(frame, Audience::EveryoneBut(msg.connection.clone()), ctx);
         let store = self.store.clone();
         let session = self.session.clone();
+        // The actor handles nothing else until the store answered, so this stays its position.
+        let known = self.latest_message.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                store
+                let published = store
                     .publish(&session, &msg.connection, user.as_deref(), &msg.data)
-                    .await
-                    .map_err(ApiError::from)
+                    .await;
+                let missed = match &published {
+                    Ok(position) => {
+                        read_missed(store.as_ref(), &session, known.as_ref(), position).await
+                    }
+                    Err(_) => Vec::new(),
+                };
+                (msg, user, published, missed)
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|(msg, user, published, missed), act, ctx| {
+                let message = Incoming {
+                    from: msg.connection.clone(),
+                    user,
+                    data: msg.data,
+                    position: published.as_ref().ok().cloned(),
+                };
+                // Unnumbered when the store could not be reached: the local members still get
+                // it (the publisher hears `unavailable`), the other instances do not.
+                act.deliver_message(missed, message, Audience::EveryoneBut(msg.connection), ctx);
+                Ok(published?)
+            }),
         ))
     }
 }

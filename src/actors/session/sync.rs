@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
 use serde_json::Value;
 
-use super::outbox::Audience;
+use super::messages::Incoming;
 use super::{Orphaned, PendingRemoval, SessionActor};
 use crate::actors::ToClient;
 use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::reply::ServerMessage;
-use crate::store::StoreError;
+use crate::store::{StoreError, StreamPosition};
 
 /// A change made by another instance (or by this instance's reaper), to apply in version order.
 #[derive(Message)]
@@ -34,20 +34,21 @@ pub struct RemoteMessage {
     pub from: ConnectionId,
     pub user: Option<String>,
     pub data: Value,
+    /// Its place in the session's stream (`None` from an instance without message history).
+    pub position: Option<StreamPosition>,
 }
 
 impl Handler<RemoteMessage> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: RemoteMessage, ctx: &mut Context<Self>) {
-        let frame = ServerMessage::Message {
-            session: self.session.clone(),
+        let message = Incoming {
             from: msg.from,
             user: msg.user,
             data: msg.data,
-        }
-        .encode();
-        self.deliver(frame, Audience::Everyone, ctx);
+            position: msg.position,
+        };
+        self.take_remote_message(message, ctx);
     }
 }
 

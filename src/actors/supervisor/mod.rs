@@ -13,9 +13,11 @@ use actix::{
     Recipient, ResponseActFuture, StreamHandler, WrapFuture,
 };
 
+mod queries;
 mod resume;
 mod subscriptions;
 
+pub use queries::{ClientCount, GetHealth, LookupSession};
 pub use resume::Resume;
 
 use subscriptions::{SubscriptionQueue, record_change};
@@ -30,7 +32,7 @@ use crate::ids::SessionId;
 use crate::model::{Change, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::resume::ResumeTokens;
-use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store};
+use crate::store::{BroadcastBody, FeedEvent, LeaseStatus, Store, StreamPosition};
 
 /// The subscription a new session actor waits for before its first request.
 type Subscribed =
@@ -357,9 +359,20 @@ impl StreamHandler<FeedEvent> for Supervisor {
                 };
                 match broadcast.body {
                     BroadcastBody::Change(change) => entry.addr.do_send(RemoteChange(change)),
-                    BroadcastBody::Message { from, user, data } => {
-                        entry.addr.do_send(RemoteMessage { from, user, data })
-                    }
+                    BroadcastBody::Message {
+                        from,
+                        user,
+                        data,
+                        stream,
+                        offset,
+                    } => entry.addr.do_send(RemoteMessage {
+                        from,
+                        user,
+                        data,
+                        position: stream
+                            .zip(offset)
+                            .map(|(stream, offset)| StreamPosition { stream, offset }),
+                    }),
                 }
             }
             FeedEvent::Resumed => {
@@ -507,49 +520,6 @@ impl Handler<Disconnect> for Supervisor {
 
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Context<Self>) {
         self.clients.remove(&msg.socket);
-    }
-}
-
-/// Number of connected clients.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct ClientCount;
-
-impl Handler<ClientCount> for Supervisor {
-    type Result = usize;
-
-    fn handle(&mut self, _msg: ClientCount, _ctx: &mut Context<Self>) -> usize {
-        self.clients.len()
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "Health")]
-pub struct GetHealth;
-
-impl Handler<GetHealth> for Supervisor {
-    type Result = actix::MessageResult<GetHealth>;
-
-    fn handle(&mut self, _msg: GetHealth, _ctx: &mut Context<Self>) -> Self::Result {
-        actix::MessageResult(Health {
-            store: self.store.kind(),
-            store_reachable: self.store_reachable,
-            lease_held: self.lease_held,
-            shutting_down: self.shutting_down,
-        })
-    }
-}
-
-/// The session actor of `session` on this instance, if any.
-#[derive(Message)]
-#[rtype(result = "Option<Addr<SessionActor>>")]
-pub struct LookupSession(pub SessionId);
-
-impl Handler<LookupSession> for Supervisor {
-    type Result = Option<Addr<SessionActor>>;
-
-    fn handle(&mut self, msg: LookupSession, _ctx: &mut Context<Self>) -> Self::Result {
-        self.sessions.get(&msg.0).map(|e| e.addr.clone())
     }
 }
 

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::StreamPosition;
 
 #[async_trait]
 impl Broker for MemoryStore {
@@ -12,15 +13,8 @@ impl Broker for MemoryStore {
         from: &str,
         user: Option<&str>,
         data: &Value,
-    ) -> StoreResult<()> {
-        let state = self.backend.lock();
-        let body = BroadcastBody::Message {
-            from: from.into(),
-            user: user.map(str::to_owned),
-            data: data.clone(),
-        };
-        self.broadcast(&state, session, body);
-        Ok(())
+    ) -> StoreResult<StreamPosition> {
+        Ok(self.publish_message(session, from, user, data))
     }
 
     async fn subscribe(&self, session: &str) -> StoreResult<()> {

@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 
 use super::plan::Plan;
 use super::{
-    Broadcast, BroadcastBody, Broker, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId,
-    JoinOutcome, LeaseStatus, PlansWritten, Registry, ResumeRuling, Sessions, Store, StoreError,
-    StoreResult, Upkeep,
+    Broadcast, BroadcastBody, Broker, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, HistorySettings,
+    InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Registry, ResumeRuling, Sessions, Store,
+    StoreError, StoreResult, Upkeep,
 };
 use crate::clock::WallClock;
 use crate::ids::ConnectionId;
@@ -45,6 +45,8 @@ struct State {
     names: HashMap<String, String>,
     claims: HashMap<String, (String, Instant)>,
     subscribers: HashMap<String, HashMap<String, mpsc::UnboundedSender<FeedEvent>>>,
+    /// Each session's message stream and kept messages ([`history`]).
+    histories: HashMap<String, history::MessageLog>,
 }
 
 struct InstanceState {
@@ -116,6 +118,7 @@ impl MemoryBackend {
             instance,
             feed_tx,
             generation: Mutex::new(None),
+            history: Mutex::new(HistorySettings::default()),
         };
         (store, feed_rx)
     }
@@ -160,6 +163,8 @@ pub struct MemoryStore {
     instance: InstanceId,
     feed_tx: mpsc::UnboundedSender<FeedEvent>,
     generation: Mutex<Option<u64>>,
+    /// What this instance keeps of the messages it publishes.
+    history: Mutex<HistorySettings>,
 }
 
 impl MemoryStore {
@@ -234,6 +239,7 @@ impl MemoryStore {
 }
 
 mod broker;
+mod history;
 mod registry;
 mod sessions;
 mod upkeep;

@@ -1,11 +1,12 @@
-//! Fan-out over Redis: sharded pub/sub messages and the subscriptions of [`super::subscriptions`].
+//! Fan-out over Redis: sharded pub/sub messages (published by `lua/publish.lua`, see
+//! [`super::history`]) and the subscriptions of [`super::subscriptions`].
 
 use async_trait::async_trait;
 use futures_util::future::join;
 use serde_json::Value as Json;
 
 use super::{RELEASE_WATCH, RedisStore, lock};
-use crate::store::{Broadcast, BroadcastBody, Broker, StoreError, StoreResult};
+use crate::store::{Broker, StoreResult, StreamPosition};
 
 #[async_trait]
 impl Broker for RedisStore {
@@ -15,24 +16,9 @@ impl Broker for RedisStore {
         from: &str,
         user: Option<&str>,
         data: &Json,
-    ) -> StoreResult<()> {
-        let message = Broadcast {
-            session: session.into(),
-            origin: self.instance.incarnation.clone(),
-            body: BroadcastBody::Message {
-                from: from.into(),
-                user: user.map(str::to_owned),
-                data: data.clone(),
-            },
-        };
-        let payload = serde_json::to_string(&message)
-            .map_err(|e| StoreError::Corrupt(format!("message JSON: {e}")))?;
-        let channel = self.keys.channel(session);
-        let mut cmd = ::redis::cmd("SPUBLISH");
-        cmd.arg(&channel).arg(payload);
-        self.command("spublish", &cmd, std::slice::from_ref(&channel))
-            .await?;
-        Ok(())
+    ) -> StoreResult<StreamPosition> {
+        // One script numbers the message, keeps it and publishes it (`super::history`).
+        Ok(self.publish_message(session, from, user, data).await?)
     }
 
     async fn subscribe(&self, session: &str) -> StoreResult<()> {

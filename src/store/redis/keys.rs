@@ -11,6 +11,8 @@
 //! | `P:{s:<id>}:byinst` | zset | `<incarnation>\0<connection>`, score 0: the per-instance member sets (a lex range is one instance's members, so removing them costs O(their number)) |
 //! | `P:{s:<id>}:users` | hash | user id → live connections of that user (for `counts`) |
 //! | `P:{s:<id>}:log` | list | the last 64 published changes, newest first, consecutive versions (gap repair without reading every member) |
+//! | `P:{s:<id>}:stream` | hash | the session's message stream ([`crate::store::history`]): `id` (random, new whenever the stream starts afresh), `offset` (the latest message's), `until` (when it and the history expire, Redis ms); expires between `--history-ttl-ms` and twice that after the last message |
+//! | `P:{s:<id>}:history` | list | the latest `--history-size` messages (and up to 16 more before a trim), newest first, consecutive offsets ending at the stream's `offset`: JSON of [`crate::store::StoredMessage`]; same expiry as the stream |
 //! | `P:{i:<incarnation>}:sessions` | set | sessions in which the instance has (or had) members |
 //! | `P:{i:<incarnation>}:claim` | string | who reaps this (dead) instance, with a short TTL |
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
@@ -40,6 +42,13 @@ impl KeyLayout {
         let p = &self.prefix;
         ["meta", "members", "order", "byinst", "users", "log"]
             .map(|k| format!("{p}:{{s:{session}}}:{k}"))
+    }
+
+    /// The message stream and history of a session, in the order the history scripts take them
+    /// (`lua/publish.lua`, `lua/history.lua`).
+    pub fn history(&self, session: &str) -> [String; 2] {
+        let p = &self.prefix;
+        ["stream", "history"].map(|k| format!("{p}:{{s:{session}}}:{k}"))
     }
 
     /// The per-instance member index of a session (the fourth of [`KeyLayout::session`]).

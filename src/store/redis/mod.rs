@@ -47,6 +47,7 @@ mod broker;
 mod conn;
 mod deadline;
 mod feed;
+mod history;
 pub mod keys;
 mod membership;
 mod registry;
@@ -137,6 +138,8 @@ pub struct RedisStore {
     released: Mutex<Vec<(String, std::time::Instant)>>,
     /// Redis's clock as seen from here, for the deadlines of writes.
     store_clock: deadline::StoreClock,
+    /// What this instance keeps of the messages it publishes ([`history`]).
+    history: Mutex<crate::store::HistorySettings>,
     feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -208,6 +211,7 @@ impl RedisStore {
             recorded: Mutex::new(None),
             released: Mutex::new(Vec::new()),
             store_clock: deadline::StoreClock::default(),
+            history: Mutex::new(crate::store::HistorySettings::default()),
             feed_tasks,
         };
         Ok((store, feed_rx))

@@ -60,6 +60,8 @@ pub(super) struct Scripts {
     pub deregister: Script,
     pub forget: Script,
     pub claim: Script,
+    pub publish: Script,
+    pub history: Script,
 }
 
 impl Scripts {
@@ -83,6 +85,9 @@ impl Scripts {
             deregister: global_script!("deregister.lua"),
             forget: global_script!("forget.lua"),
             claim: global_script!("claim.lua"),
+            // Message history: standalone scripts on the session's stream and history keys.
+            publish: global_script!("publish.lua"),
+            history: global_script!("history.lua"),
         }
     }
 }
