@@ -19,6 +19,14 @@ use rollcall::store::{
 use crate::support::cluster::{self, RedisCluster};
 use crate::support::redis::RedisServer;
 
+mod history;
+use history::{
+    a_store_that_lost_its_data_starts_a_new_stream, history_keeps_the_latest_size_messages,
+    history_pages_after_since, history_size_zero_keeps_nothing_but_still_numbers,
+    messages_expire_and_a_silent_stream_is_forgotten,
+    offsets_grow_by_one_and_history_gives_the_messages_back,
+};
+
 const WAIT: Duration = Duration::from_secs(3);
 
 /// A fresh shared backend that instances connect to.
@@ -1052,4 +1060,10 @@ conformance!(
     batched_plans,
     a_resume_moves_the_member_to_the_claiming_instance,
     every_instance_shares_one_resume_secret,
+    offsets_grow_by_one_and_history_gives_the_messages_back,
+    history_pages_after_since,
+    history_keeps_the_latest_size_messages,
+    history_size_zero_keeps_nothing_but_still_numbers,
+    messages_expire_and_a_silent_stream_is_forgotten,
+    a_store_that_lost_its_data_starts_a_new_stream,
 );
