@@ -12,7 +12,7 @@ use actix::{Context, Handler, Message, ResponseFuture};
 use bytestring::ByteString;
 
 use super::SessionActor;
-use super::messages::stored_frame;
+use super::messages::{LatestMessage, stored_frame};
 use crate::actors::ReplyFrame;
 use crate::ids::ConnectionId;
 use crate::model::Presence;
@@ -64,12 +64,12 @@ pub(super) async fn read_position(
     store: &dyn Store,
     session: &str,
     needed: bool,
-) -> Option<Option<StreamPosition>> {
+) -> Option<LatestMessage> {
     if !needed {
         return None;
     }
     match store.history(session, None, 0).await {
-        Ok(page) => Some(page.position()),
+        Ok(page) => Some(LatestMessage::read(page.position())),
         Err(e) => {
             log_store_failure!(e, %session, error = %e, "could not read the message position");
             None
@@ -144,7 +144,7 @@ impl SessionActor {
             recovered,
         };
         let mut frames = vec![joined.encode()];
-        if let Some(latest) = &self.latest_message {
+        if let Some(latest) = self.latest_message.position() {
             frames.extend(
                 missed
                     .into_iter()

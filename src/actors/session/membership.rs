@@ -18,6 +18,7 @@ use futures_util::future::join;
 use tokio::sync::oneshot;
 
 use super::history::{Recovery, read_position, recover};
+use super::messages::LatestMessage;
 use super::outbox::Audience;
 use super::{LocalMember, Missed, PendingRemoval, SessionActor};
 use crate::actors::{ReplyFrame, SocketId, ToClient};
@@ -273,7 +274,6 @@ impl SessionActor {
         let plan = plan::join(&self.view, &member, self.clock.now_ms(), max_members);
         let since = msg.reply.since().cloned();
         let latest_message = self.latest_message.clone();
-        let position_known = self.position_known;
         ctx.wait(
             async move {
                 let joined = match plan {
@@ -281,11 +281,9 @@ impl SessionActor {
                     None => store.join(&session, member, max_members),
                 };
                 // A fresh actor reads the session's message position alongside its first join.
-                let (outcome, position) = join(
-                    joined,
-                    read_position(store.as_ref(), &session, !position_known),
-                )
-                .await;
+                let unknown = latest_message == LatestMessage::Unknown;
+                let (outcome, position) =
+                    join(joined, read_position(store.as_ref(), &session, unknown)).await;
                 let outcome = outcome?;
                 let follows = outcome.change().is_some_and(|c| c.version == known + 1);
                 let missed = if follows || (has_view && outcome.change().is_none()) {
@@ -302,7 +300,7 @@ impl SessionActor {
                 let latest = position.clone().unwrap_or(latest_message);
                 let recovery = match &since {
                     Some(since) => {
-                        Some(recover(store.as_ref(), &session, since, latest.as_ref()).await)
+                        Some(recover(store.as_ref(), &session, since, latest.position()).await)
                     }
                     None => None,
                 };

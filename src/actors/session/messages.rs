@@ -33,16 +33,47 @@ pub(super) struct Incoming {
     pub position: Option<StreamPosition>,
 }
 
-/// The offset after which messages are missing before `position`, given the latest message
-/// delivered (`known`); `None` when nothing is missing.
-fn missing_after(known: Option<&StreamPosition>, position: &StreamPosition) -> Option<u64> {
-    let known = known.filter(|k| k.stream == position.stream)?;
-    (position.offset > known.offset + 1).then_some(known.offset)
+/// Where this actor stands in its session's stream: the latest message it delivered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) enum LatestMessage {
+    /// Not known yet (a fresh actor reads it with its first join).
+    #[default]
+    Unknown,
+    /// The session had no stream: whatever stream comes next is read from its start.
+    NoStream,
+    At(StreamPosition),
 }
 
-/// Whether a message at `position` was delivered already (at or below `known` in its stream).
-fn seen(known: Option<&StreamPosition>, position: &StreamPosition) -> bool {
-    known.is_some_and(|k| k.stream == position.stream && position.offset <= k.offset)
+impl LatestMessage {
+    /// What a store read of the position found.
+    pub(super) fn read(position: Option<StreamPosition>) -> LatestMessage {
+        position.map_or(LatestMessage::NoStream, LatestMessage::At)
+    }
+
+    pub(super) fn position(&self) -> Option<&StreamPosition> {
+        match self {
+            LatestMessage::At(position) => Some(position),
+            LatestMessage::Unknown | LatestMessage::NoStream => None,
+        }
+    }
+
+    /// The offset after which messages are missing before `position`; `None` when nothing is
+    /// (or, not knowing where the actor stands, nothing can be told missing).
+    fn missing_after(&self, position: &StreamPosition) -> Option<u64> {
+        let after = match self {
+            LatestMessage::Unknown => return None,
+            LatestMessage::At(known) if known.stream == position.stream => known.offset,
+            // A new stream (the store lost the history): read from its start, as for a first.
+            LatestMessage::At(_) | LatestMessage::NoStream => 0,
+        };
+        (position.offset > after + 1).then_some(after)
+    }
+
+    /// Whether a message at `position` was delivered already (at or below in its stream).
+    fn seen(&self, position: &StreamPosition) -> bool {
+        self.position()
+            .is_some_and(|k| k.stream == position.stream && position.offset <= k.offset)
+    }
 }
 
 /// Reads the messages missing between `known` and `position`, oldest first (none when none are
@@ -50,10 +81,10 @@ fn seen(known: Option<&StreamPosition>, position: &StreamPosition) -> bool {
 pub(super) async fn read_missed(
     store: &dyn Store,
     session: &str,
-    known: Option<&StreamPosition>,
+    known: &LatestMessage,
     position: &StreamPosition,
 ) -> Vec<StoredMessage> {
-    let Some(after) = missing_after(known, position) else {
+    let Some(after) = known.missing_after(position) else {
         return Vec::new();
     };
     let wanted = (position.offset - after - 1).min(MAX_GAP_READ) as usize;
@@ -90,12 +121,11 @@ pub(super) fn stored_frame(
 impl SessionActor {
     /// Takes the session's latest position read from the store (`None`: not read), unless
     /// messages told it already.
-    pub(super) fn learn_position(&mut self, read: Option<Option<StreamPosition>>) {
-        if let Some(position) = read
-            && !self.position_known
+    pub(super) fn learn_position(&mut self, read: Option<LatestMessage>) {
+        if let Some(read) = read
+            && self.latest_message == LatestMessage::Unknown
         {
-            self.latest_message = position;
-            self.position_known = true;
+            self.latest_message = read;
         }
     }
 
@@ -107,10 +137,10 @@ impl SessionActor {
             self.deliver_message(Vec::new(), message, Audience::Everyone, ctx);
             return;
         };
-        if seen(self.latest_message.as_ref(), &position) {
+        if self.latest_message.seen(&position) {
             return;
         }
-        if missing_after(self.latest_message.as_ref(), &position).is_none() {
+        if self.latest_message.missing_after(&position).is_none() {
             self.deliver_message(Vec::new(), message, Audience::Everyone, ctx);
             return;
         }
@@ -118,7 +148,7 @@ impl SessionActor {
         let session = self.session.clone();
         let known = self.latest_message.clone();
         ctx.wait(
-            async move { read_missed(store.as_ref(), &session, known.as_ref(), &position).await }
+            async move { read_missed(store.as_ref(), &session, &known, &position).await }
                 .into_actor(self)
                 .map(move |missed, act, ctx| {
                     act.deliver_message(missed, message, Audience::Everyone, ctx);
@@ -136,7 +166,7 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) {
         if let Some(position) = &message.position {
-            if seen(self.latest_message.as_ref(), position) {
+            if self.latest_message.seen(position) {
                 return;
             }
             for kept in missed {
@@ -144,16 +174,15 @@ impl SessionActor {
                     stream: position.stream.clone(),
                     offset: kept.offset,
                 };
-                if kept.offset >= position.offset || seen(self.latest_message.as_ref(), &at) {
+                if kept.offset >= position.offset || self.latest_message.seen(&at) {
                     continue;
                 }
                 let from = kept.from.clone();
                 let frame = stored_frame(&self.session, &position.stream, kept);
                 self.deliver(frame, Audience::EveryoneBut(from), ctx);
-                self.latest_message = Some(at);
+                self.latest_message = LatestMessage::At(at);
             }
-            self.latest_message = Some(position.clone());
-            self.position_known = true;
+            self.latest_message = LatestMessage::At(position.clone());
         }
         let frame = ServerMessage::message(
             &self.session,
@@ -179,20 +208,26 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_is_only_within_one_stream() {
-        assert_eq!(missing_after(None, &at("a", 5)), None);
-        assert_eq!(missing_after(Some(&at("a", 4)), &at("a", 5)), None);
-        assert_eq!(missing_after(Some(&at("a", 2)), &at("a", 5)), Some(2));
-        assert_eq!(missing_after(Some(&at("b", 2)), &at("a", 5)), None);
-        assert_eq!(missing_after(Some(&at("a", 7)), &at("a", 5)), None);
+    fn a_gap_is_within_one_stream_or_from_the_start_of_a_new_one() {
+        let known = LatestMessage::At(at("a", 4));
+        assert_eq!(known.missing_after(&at("a", 5)), None);
+        assert_eq!(known.missing_after(&at("a", 7)), Some(4));
+        assert_eq!(known.missing_after(&at("a", 3)), None);
+        assert_eq!(known.missing_after(&at("b", 1)), None);
+        assert_eq!(known.missing_after(&at("b", 3)), Some(0), "a new stream");
+        assert_eq!(LatestMessage::NoStream.missing_after(&at("a", 1)), None);
+        assert_eq!(LatestMessage::NoStream.missing_after(&at("a", 2)), Some(0));
+        assert_eq!(LatestMessage::Unknown.missing_after(&at("a", 9)), None);
     }
 
     #[test]
     fn seen_means_at_or_below_in_the_same_stream() {
-        assert!(seen(Some(&at("a", 5)), &at("a", 5)));
-        assert!(seen(Some(&at("a", 5)), &at("a", 3)));
-        assert!(!seen(Some(&at("a", 5)), &at("a", 6)));
-        assert!(!seen(Some(&at("b", 5)), &at("a", 3)));
-        assert!(!seen(None, &at("a", 1)));
+        let known = LatestMessage::At(at("a", 5));
+        assert!(known.seen(&at("a", 5)));
+        assert!(known.seen(&at("a", 3)));
+        assert!(!known.seen(&at("a", 6)));
+        assert!(!known.seen(&at("b", 3)));
+        assert!(!LatestMessage::NoStream.seen(&at("a", 1)));
+        assert!(!LatestMessage::Unknown.seen(&at("a", 1)));
     }
 }

@@ -32,7 +32,7 @@ use crate::ids::{ConnectionId, SessionId};
 use crate::model::{Change, Counts, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::rules::CountsTracker;
-use crate::store::{Floor, Store, StoreError, StreamPosition};
+use crate::store::{Floor, Store, StoreError};
 pub use history::ReadHistory;
 pub use membership::{JoinLocal, Leave};
 use outbox::Audience;
@@ -116,9 +116,7 @@ pub struct SessionActor {
     clock: WallClock,
     /// The latest message of the session's stream this actor delivered (or read from the store
     /// when it had none yet): messages reach local members in stream order ([`messages`]).
-    latest_message: Option<StreamPosition>,
-    /// `latest_message` is known: read from the store, or told by a message.
-    position_known: bool,
+    latest_message: messages::LatestMessage,
 }
 
 /// Timing of a session actor's deliveries.
@@ -155,8 +153,7 @@ impl SessionActor {
             pending_removals: Vec::new(),
             membership: membership::MembershipQueue::default(),
             clock: WallClock::system(),
-            latest_message: None,
-            position_known: false,
+            latest_message: messages::LatestMessage::Unknown,
         }
     }
 
@@ -205,8 +202,8 @@ impl SessionActor {
             epoch: self.view.epoch,
             members,
             counts: self.counts.counts(),
-            stream: self.latest_message.as_ref().map(|m| m.stream.clone()),
-            offset: self.latest_message.as_ref().map(|m| m.offset),
+            stream: self.latest_message.position().map(|m| m.stream.clone()),
+            offset: self.latest_message.position().map(|m| m.offset),
         }
     }
 

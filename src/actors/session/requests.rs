@@ -91,9 +91,7 @@ impl Handler<Publish> for SessionActor {
                     .publish(&session, &msg.connection, user.as_deref(), &msg.data)
                     .await;
                 let missed = match &published {
-                    Ok(position) => {
-                        read_missed(store.as_ref(), &session, known.as_ref(), position).await
-                    }
+                    Ok(position) => read_missed(store.as_ref(), &session, &known, position).await,
                     Err(_) => Vec::new(),
                 };
                 (msg, user, published, missed)
