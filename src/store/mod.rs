@@ -5,6 +5,7 @@
 //! step that returns the new header and its events as a [`Change`], and also publishes that change
 //! to the other instances subscribed to the session. [`memory`] keeps it in process (one instance, or
 //! several engines in one test process); a Redis implementation shares it between processes.
+//! Messages go through the broker too, numbered and kept in the same step ([`history`]).
 //!
 //! Instances own leases; the instance lifecycle methods (register, renew, reap) let every instance
 //! remove the members of an instance that died without saying goodbye.

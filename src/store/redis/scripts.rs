@@ -5,7 +5,9 @@
 //! script's own body. A script that decides nothing (`lua/write_plans.lua`) runs on the base alone.
 //! Join and leave put their planned fast path (`lua/*_planned.lua`) between the
 //! base and the prelude, so that a written plan returns before the prelude's functions are made.
-//! Each file in `lua/` starts with a comment that says what it does and what it returns.
+//! The message history scripts (`lua/publish.lua`, `lua/history.lua`) stand alone: they touch only
+//! a session's stream and history keys. Each file in `lua/` starts with a comment that says what
+//! it does and what it returns.
 
 use ::redis::Script;
 
@@ -85,7 +87,6 @@ impl Scripts {
             deregister: global_script!("deregister.lua"),
             forget: global_script!("forget.lua"),
             claim: global_script!("claim.lua"),
-            // Message history: standalone scripts on the session's stream and history keys.
             publish: global_script!("publish.lua"),
             history: global_script!("history.lua"),
         }
