@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::plan::Plan;
 use super::{
     Broker, Floor, InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Registry, ResumeRuling,
-    Sessions, Store, StoreResult, Upkeep,
+    Sessions, Store, StoreResult, Upkeep, Whose,
 };
 use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
@@ -220,5 +220,20 @@ impl Upkeep for Instrumented {
 
     async fn touch(&self, session: &str) -> StoreResult<()> {
         timed("touch", self.inner.touch(session)).await
+    }
+
+    async fn suspend(
+        &self,
+        session: &str,
+        whose: Whose<'_>,
+        reason: LeaveReason,
+        grace: std::time::Duration,
+    ) -> StoreResult<Option<Change>> {
+        let suspended = self.inner.suspend(session, whose, reason, grace);
+        timed("suspend", suspended).await
+    }
+
+    async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>> {
+        timed("expire_graces", self.inner.expire_graces()).await
     }
 }

@@ -38,7 +38,7 @@ pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 use crate::admission::ConnectionPermit;
 use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::metrics;
-use crate::model::{LeaveReason, Member, Presence};
+use crate::model::{LeaveReason, Member, MemberState, Presence};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
@@ -317,6 +317,8 @@ impl ConnectionActor {
             avatar: avatar.or_else(|| self.avatar.clone()),
             joined_at: 0,
             instance: Incarnation::default(),
+            state: MemberState::Present,
+            grace: None,
         };
         let join = Join {
             session: session.clone(),

@@ -10,12 +10,14 @@
 //! | `P:{s:<id>}:order` | zset | connection scored by `joined_at` (election order, ties by id) |
 //! | `P:{s:<id>}:byinst` | zset | `<incarnation>\0<connection>`, score 0: the per-instance member sets (a lex range is one instance's members, so removing them costs O(their number)) |
 //! | `P:{s:<id>}:users` | hash | user id → live connections of that user (for `counts`) |
+//! | `P:{s:<id>}:grace` | zset | reconnecting member → when its grace runs out (Redis time, ms) |
 //! | `P:{s:<id>}:log` | list | the last 64 published changes, newest first, consecutive versions (gap repair without reading every member) |
 //! | `P:{i:<incarnation>}:sessions` | set | sessions in which the instance has (or had) members |
 //! | `P:{i:<incarnation>}:claim` | string | who reaps this (dead) instance, with a short TTL |
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
 //! | `P:{g}:names` | hash | instance name → current incarnation |
 //! | `P:{g}:generation` | string | random token set once; a change means Redis lost its data |
+//! | `P:{g}:grace` | zset | `<session>\0<tag>` scored by a grace deadline in that session: where to look for reconnecting members whose grace ran out (written before the session's own deadline, so never missing one) |
 //! | `P:{g}:resume-secret` | string | random secret set once, that every instance signs resume tokens with ([`crate::resume`]) |
 //! | `P:{<tag>}:shard` | string | on a cluster, one per master (`<tag>` hashes to a slot it owns): random token set once; a change means that shard lost its data ([`super::shards`]) |
 //!
@@ -35,11 +37,13 @@ impl KeyLayout {
         }
     }
 
-    /// The six keys of a session, in the order the session scripts take them.
-    pub fn session(&self, session: &str) -> [String; 6] {
+    /// The seven keys of a session, in the order the session scripts take them.
+    pub fn session(&self, session: &str) -> [String; 7] {
         let p = &self.prefix;
-        ["meta", "members", "order", "byinst", "users", "log"]
-            .map(|k| format!("{p}:{{s:{session}}}:{k}"))
+        [
+            "meta", "members", "order", "byinst", "users", "log", "grace",
+        ]
+        .map(|k| format!("{p}:{{s:{session}}}:{k}"))
     }
 
     /// The per-instance member index of a session (the fourth of [`KeyLayout::session`]).
@@ -70,6 +74,11 @@ impl KeyLayout {
     /// The generation token of the cluster shard whose master owns the slot of `tag`.
     pub fn shard_token(&self, tag: &str) -> String {
         format!("{}:{{{tag}}}:shard", self.prefix)
+    }
+
+    /// The index of sessions with grace deadlines.
+    pub fn graces(&self) -> String {
+        format!("{}:{{g}}:grace", self.prefix)
     }
 
     /// The secret resume tokens are signed with.
