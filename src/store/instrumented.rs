@@ -233,6 +233,10 @@ impl Upkeep for Instrumented {
         timed("suspend", suspended).await
     }
 
+    async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>> {
+        timed("end_graces", self.inner.end_graces(session)).await
+    }
+
     async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>> {
         timed("expire_graces", self.inner.expire_graces()).await
     }

@@ -376,6 +376,11 @@ pub trait Upkeep: Send + Sync {
     /// and the hand-off ([`crate::rules::expire`]); the changes made, by session. Any instance may
     /// call it at any time: each member is removed once.
     async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>>;
+
+    /// Ends every grace in `session` now: each reconnecting member leaves with its reason (an
+    /// in-process store whose only instance stops: nobody else could resume them or end them
+    /// later).
+    async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>>;
 }
 
 /// Whose members [`Upkeep::suspend`] marks reconnecting.

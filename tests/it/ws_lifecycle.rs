@@ -357,7 +357,10 @@ async fn api_sessions_answers_200_with_the_view_404_unknown_400_invalid() {
     assert_eq!(body["version"], 2);
     assert_eq!(body["leader"], a.connection.as_str());
     assert_eq!(body["epoch"], 1);
-    assert_eq!(body["counts"], json!({"connections": 2, "users": 2}));
+    assert_eq!(
+        body["counts"],
+        json!({"connections": 2, "users": 2, "reconnecting": 0})
+    );
     assert_eq!(body["ended_at"], Value::Null);
     let view = a.members("api-1").await;
     assert_eq!(member_ids(&body), member_ids(&view));

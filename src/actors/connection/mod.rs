@@ -21,7 +21,7 @@ use actix_web_actors::ws;
 mod resume;
 
 use super::rate::{RateSettings, RequestLimiter, Verdict};
-use super::session::{EndSession, Leave, Publish, ReadMembers, SessionActor, UpdateProfile};
+use super::session::{EndSession, Leave, Lost, Publish, ReadMembers, SessionActor, UpdateProfile};
 use super::supervisor::CLOSE_RESTARTING;
 use super::supervisor::{Connect, Disconnect, Join, Supervisor};
 use super::{ReplyFrame, SocketId, ToClient};
@@ -90,6 +90,9 @@ pub struct ConnectionActor {
     avatar: Option<String>,
     last_seen: Instant,
     end_reason: LeaveReason,
+    /// The socket ended cleanly (a close frame, or a close the server chose): its memberships
+    /// end at once. Otherwise (dropped, silent, replaced) they are lost, and may be resumed.
+    clean_end: bool,
     limiter: RequestLimiter,
     closing: Closing,
     /// `rollcall_frames_out_total`, looked up once: a fan-out counts on every connection.
@@ -132,6 +135,7 @@ impl ConnectionActor {
             avatar: None,
             last_seen: Instant::now(),
             end_reason: LeaveReason::Disconnected,
+            clean_end: false,
             limiter: RequestLimiter::new(settings.rate),
             closing: Closing::Open,
             frames_out: ::metrics::counter!(metrics::FRAMES_OUT),
@@ -371,6 +375,11 @@ impl ConnectionActor {
     /// Writes the server's close frame; the actor stops when the client answers, its stream ends,
     /// or [`CLOSE_HANDSHAKE_TIMEOUT`] passes, whichever comes first.
     fn start_close(&mut self, reason: ws::CloseReason, ctx: &mut ws::WebsocketContext<Self>) {
+        // A close the server chose ends the memberships at once, except one that hands the
+        // connection over to another socket (4001) or asks the client to come back elsewhere
+        // (1012): those keep their place for a resume.
+        let code = u16::from(reason.code);
+        self.clean_end = code != CLOSE_REPLACED && code != CLOSE_RESTARTING;
         let client_done = self.closing == Closing::Queued { client_done: true };
         ctx.close(Some(reason));
         if client_done {
@@ -452,6 +461,13 @@ impl ConnectionActor {
     }
 }
 
+/// Whether a read error is a text frame that is not UTF-8 (the client's fault, answered with a
+/// close), rather than a broken socket. actix-web-actors reports both as `io::ErrorKind::Other`,
+/// the first with the text of a `Utf8Error`.
+fn is_invalid_text(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData || e.to_string().contains("utf-8")
+}
+
 /// Folds a mailbox failure (the target actor is gone) into the reply error.
 fn flatten<T>(res: Result<Result<T, ApiError>, actix::MailboxError>) -> Result<T, ApiError> {
     res.map_err(|e| ApiError::new(ErrorCode::Internal, format!("session unavailable: {e}")))?
@@ -488,11 +504,16 @@ impl Actor for ConnectionActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         for (_, addr) in self.sessions.drain() {
-            addr.do_send(Leave {
+            let leave = Leave {
                 connection: self.id.clone(),
                 reason: self.end_reason,
                 socket: Some(self.socket),
-            });
+            };
+            if self.clean_end {
+                addr.do_send(leave);
+            } else {
+                addr.do_send(Lost(leave));
+            }
         }
         self.supervisor.do_send(Disconnect {
             socket: self.socket,
@@ -530,6 +551,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
+                self.clean_end = true;
                 ctx.close(reason);
                 ctx.stop();
             }
@@ -543,6 +565,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
                     description: Some("frame too large".into()),
                 };
                 self.start_close(reason, ctx);
+            }
+            Err(ws::ProtocolError::Io(e)) if !is_invalid_text(&e) => {
+                // The socket broke (reset, dropped): lost, not ended.
+                tracing::debug!(connection = %self.id, error = %e, "socket lost");
+                ctx.stop();
             }
             Err(e) => {
                 tracing::info!(

@@ -50,6 +50,8 @@ pub struct SupervisorSettings {
     pub touch_every_ticks: u64,
     /// Stamps the `joined_at` of planned joins.
     pub clock: WallClock,
+    /// `--resume-grace-ms`: how long lost members stay `reconnecting` (zero: removed at once).
+    pub resume_grace: Duration,
 }
 
 struct SessionEntry {
@@ -178,6 +180,7 @@ impl Supervisor {
             self.recorder.clone(),
         )
         .with_clock(self.settings.clock.clone())
+        .with_resume_grace(self.settings.resume_grace)
         .start();
         self.sessions.insert(
             session.clone(),
@@ -254,6 +257,7 @@ impl Supervisor {
         self.tick_running = true;
         self.ticks += 1;
         let store = self.store.clone();
+        let grace = self.settings.resume_grace;
         let touch: Vec<SessionId> = if self
             .ticks
             .is_multiple_of(self.settings.touch_every_ticks.max(1))
@@ -284,7 +288,15 @@ impl Supervisor {
                             Err(_) => unconfirmed.push(orphan),
                         }
                     }
-                    reaped.extend(crate::store::reaping::reap_expired(store.as_ref()).await);
+                    reaped.extend(crate::store::reaping::reap_expired(store.as_ref(), grace).await);
+                    if !grace.is_zero() {
+                        match store.expire_graces().await {
+                            Ok(expired) => reaped.extend(expired),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "grace expiry failed; will retry")
+                            }
+                        }
+                    }
                     releases.await;
                 } else {
                     unconfirmed = orphans;

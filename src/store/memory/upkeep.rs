@@ -93,6 +93,17 @@ impl Upkeep for MemoryStore {
         Ok(Some(self.commit(&mut state, session, change)))
     }
 
+    async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get(session) else {
+            return Ok(None);
+        };
+        let Some(change) = rules::expire(&entry.view, i64::MAX) else {
+            return Ok(None);
+        };
+        Ok(Some(self.commit(&mut state, session, change)))
+    }
+
     async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>> {
         let mut state = self.backend.lock();
         let now = self.backend.clock.now_ms();

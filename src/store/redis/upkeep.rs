@@ -127,6 +127,17 @@ impl Upkeep for RedisStore {
         }
     }
 
+    async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>> {
+        let mut call = self.session_call("expire", &self.scripts.expire, session);
+        call.arg("all");
+        let items = array(self.invoke(&call).await?)?;
+        match status(&items)? {
+            ScriptStatus::Ok => Ok(Some(change_of(items.get(2))?)),
+            ScriptStatus::None => Ok(None),
+            other => Err(unexpected("expire", other).into()),
+        }
+    }
+
     async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>> {
         let index = self.keys.graces();
         let mut call = self.scripts.graces_due.prepare_invoke();

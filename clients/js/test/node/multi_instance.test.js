@@ -17,7 +17,17 @@ let redis;
 /** @type {import("../support/servers.js").Rollcall} */
 let a;
 
-const instanceArgs = () => ["--redis-url", redis.url, "--lease-ms", String(LEASE_MS), "--heartbeat-ms", String(HEARTBEAT_MS)];
+// Without a resume grace: the bound of a lost member's removal is what these tests measure.
+const instanceArgs = () => [
+  "--redis-url",
+  redis.url,
+  "--lease-ms",
+  String(LEASE_MS),
+  "--heartbeat-ms",
+  String(HEARTBEAT_MS),
+  "--resume-grace-ms",
+  "0",
+];
 
 before(async () => {
   redis = await startRedis();

@@ -1,9 +1,10 @@
 -- expire: reconnecting members whose grace ran out leave, each with the reason it was lost with,
 -- and leadership moves to the earliest present member (crate::rules::expire).
--- KEYS: the session keys. ARGV[1..4]: common.
+-- KEYS: the session keys. ARGV[1..4]: common; ARGV[5]: 'all' to end every grace now (optional).
 -- Returns {'none', next} when no grace ran out, else {'ok', next, change JSON}, where `next` is the
 -- earliest deadline still pending in the session ('' for none).
-local due = redis.call('ZRANGEBYSCORE', GRACE, '-inf', now_ms())
+local ALL = ARGV[5] == 'all'
+local due = redis.call('ZRANGEBYSCORE', GRACE, '-inf', ALL and '+inf' or now_ms())
 local gone = {}
 for i = 1, #due do
   redis.call('ZREM', GRACE, due[i])
