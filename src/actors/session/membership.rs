@@ -457,6 +457,12 @@ impl SessionActor {
         reply: oneshot::Sender<Result<(), ApiError>>,
         ctx: &mut Context<Self>,
     ) {
+        if self.local.contains_key(&msg.connection) {
+            // Resumed on a new socket here before the loss was written: nothing was lost.
+            let _ = reply.send(Ok(()));
+            self.schedule_write(ctx);
+            return;
+        }
         let store = self.store.clone();
         let session = self.session.clone();
         let connection = msg.connection.clone();
