@@ -111,6 +111,10 @@ async fn a_grace_that_runs_out_removes_the_member_with_its_reason_and_hands_the_
     let handed = grace.expect_event("leader_changed", "s").await;
     assert_eq!(handed["leader"], grace.connection.as_str());
     assert_eq!(handed["version"], left["version"], "in the same change");
+    println!(
+        "grace of 300 ms (heartbeat 100 ms): left {} ms after it was reconnecting",
+        waited.as_millis()
+    );
     // The grace (300 ms) plus one heartbeat (100 ms), with a margin for a loaded machine.
     assert!(
         waited < Duration::from_millis(300 + 100 + 1_500),
