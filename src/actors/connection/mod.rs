@@ -1,8 +1,8 @@
 //! One actor per WebSocket: parses frames, answers requests in order, keeps the socket alive, and
 //! ends every membership when the socket goes away, for whatever reason.
 //!
-//! Requests are handled one at a time (`ctx.wait`), so replies leave in request order and a
-//! request's reply always precedes the events of later changes.
+//! Requests are handled one at a time (`requests`), so replies leave in request order and a
+//! request's reply always precedes the events of later changes; a `ping` is answered at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,20 +11,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use actix::dev::ToEnvelope;
-use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Message, StreamHandler,
-    WrapFuture,
-};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, StreamHandler};
 use actix_web_actors::ws;
 
+mod requests;
 mod resume;
 
 use super::rate::{RateSettings, RequestLimiter, Verdict};
-use super::session::{EndSession, Leave, Lost, Publish, ReadMembers, SessionActor, UpdateProfile};
+use super::session::{Leave, Lost, SessionActor};
 use super::supervisor::CLOSE_RESTARTING;
-use super::supervisor::{Connect, Disconnect, Join, Supervisor};
-use super::{ReplyFrame, SocketId, ToClient};
+use super::supervisor::{Connect, Disconnect, Supervisor};
+use super::{SocketId, ToClient};
 
 /// Close code for a connection that keeps flooding after being rate limited.
 const CLOSE_POLICY: u16 = 1008;
@@ -36,13 +33,13 @@ pub const CLOSE_REPLACED: u16 = 4001;
 /// dropped anyway.
 pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 use crate::admission::ConnectionPermit;
-use crate::ids::{ConnectionId, Incarnation, SessionId};
+use crate::ids::{ConnectionId, SessionId};
 use crate::metrics;
-use crate::model::{LeaveReason, Member, MemberState, Presence};
+use crate::model::LeaveReason;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
-use crate::protocol::request::{self, ParseLimits, Patch, Request, RequestId};
+use crate::protocol::request::{self, ParseLimits, RequestId};
 use crate::resume::ResumeTokens;
 
 /// Who is on the other end of a connection, as established before the upgrade.
@@ -80,6 +77,10 @@ pub struct ConnectionActor {
     socket: SocketId,
     /// No request has been handled yet (a `resume` is only taken as the first).
     first_request: bool,
+    requests: requests::RequestQueue,
+    /// While a `resume` waits for its sessions: the frames they queue for this socket, held until
+    /// the `resumed` reply is written ahead of them.
+    held_for_resume: Option<Vec<ToClient>>,
     identity: Identity,
     settings: Arc<ConnectionSettings>,
     supervisor: Addr<Supervisor>,
@@ -126,6 +127,8 @@ impl ConnectionActor {
             id: ConnectionId::new(uuid::Uuid::new_v4().to_string()),
             socket: SocketId::next(),
             first_request: true,
+            requests: requests::RequestQueue::default(),
+            held_for_resume: None,
             identity,
             settings: settings.clone(),
             supervisor,
@@ -173,171 +176,6 @@ impl ConnectionActor {
             .get(session)
             .cloned()
             .ok_or_else(|| ApiError::not_member(session))
-    }
-
-    fn dispatch(
-        &mut self,
-        id: Option<RequestId>,
-        request: Request,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let first = std::mem::replace(&mut self.first_request, false);
-        match request {
-            Request::Ping => self.send(ctx, ServerMessage::Pong { id }),
-            Request::Resume { token, sessions } => {
-                if !first {
-                    let err = ApiError::new(
-                        ErrorCode::ResumeFailed,
-                        "resume must be the first request on a socket",
-                    );
-                    return self.send_error(ctx, id, &err);
-                }
-                self.resume(id, &token, sessions, ctx);
-            }
-            Request::Join {
-                session,
-                name,
-                avatar,
-                presence,
-            } => self.join(id, session, JoinProfile { name, avatar }, presence, ctx),
-            Request::Leave { session } => {
-                let Some(addr) = self.sessions.remove(&session) else {
-                    return self.send_error(ctx, id, &ApiError::not_member(&session));
-                };
-                let leave = Leave {
-                    connection: self.id.clone(),
-                    reason: LeaveReason::Left,
-                    socket: Some(self.socket),
-                };
-                self.ask(&addr, leave, id.clone(), ctx, move |_, ()| {
-                    Some(ServerMessage::Left { id, session })
-                });
-            }
-            Request::Profile { name, avatar } => {
-                if let Some(name) = name {
-                    self.name = Some(name);
-                }
-                match avatar {
-                    Patch::Keep => {}
-                    Patch::Clear => self.avatar = None,
-                    Patch::Set(url) => self.avatar = Some(url),
-                }
-                let name = self.display_name(None);
-                let updates: Vec<_> = self
-                    .sessions
-                    .values()
-                    .map(|addr| {
-                        addr.send(UpdateProfile {
-                            connection: self.id.clone(),
-                            name: name.clone(),
-                            avatar: self.avatar.clone(),
-                        })
-                    })
-                    .collect();
-                let all = futures_util::future::join_all(updates);
-                ctx.wait(all.into_actor(self).map(move |results, act, ctx| {
-                    let failed = results.into_iter().map(flatten).find_map(Result::err);
-                    match failed {
-                        None => act.send(ctx, ServerMessage::ProfileUpdated { id }),
-                        Some(e) => act.send_error(ctx, id, &e),
-                    }
-                }));
-            }
-            Request::Publish { session, data } => {
-                let addr = match self.session_addr(&session) {
-                    Ok(addr) => addr,
-                    Err(e) => return self.send_error(ctx, id, &e),
-                };
-                let publish = Publish {
-                    connection: self.id.clone(),
-                    data,
-                };
-                self.ask(&addr, publish, id.clone(), ctx, move |_, ()| {
-                    Some(ServerMessage::Published { id, session })
-                });
-            }
-            Request::Members { session } => {
-                let addr = match self.session_addr(&session) {
-                    Ok(addr) => addr,
-                    Err(e) => return self.send_error(ctx, id, &e),
-                };
-                let read = ReadMembers {
-                    connection: self.id.clone(),
-                    reply: ReplyFrame::Session { id: id.clone() },
-                };
-                // On success the session actor has sent the `members` reply.
-                self.ask(&addr, read, id, ctx, |_, _| None);
-            }
-            Request::End { session, epoch } => {
-                let addr = match self.session_addr(&session) {
-                    Ok(addr) => addr,
-                    Err(e) => return self.send_error(ctx, id, &e),
-                };
-                let end = EndSession {
-                    connection: self.id.clone(),
-                    epoch,
-                };
-                self.ask(&addr, end, id.clone(), ctx, move |act, ()| {
-                    act.sessions.remove(&session);
-                    Some(ServerMessage::Ended { id, session })
-                });
-            }
-        }
-    }
-
-    fn join(
-        &mut self,
-        id: Option<RequestId>,
-        session: SessionId,
-        JoinProfile { name, avatar }: JoinProfile,
-        presence: Presence,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        if let Some(allowed) = &self.identity.sessions
-            && !allowed.iter().any(|a| session == a.as_str())
-        {
-            let err = ApiError::new(
-                ErrorCode::Forbidden,
-                "your token does not allow this session",
-            );
-            return self.send_error(ctx, id, &err);
-        }
-        if !self.sessions.contains_key(&session)
-            && self.sessions.len() >= self.settings.max_sessions
-        {
-            let err = ApiError::new(
-                ErrorCode::TooManySessions,
-                format!(
-                    "a connection may be in at most {} sessions",
-                    self.settings.max_sessions
-                ),
-            );
-            return self.send_error(ctx, id, &err);
-        }
-        let member = Member {
-            connection: self.id.clone(),
-            user: self.identity.user.clone(),
-            name: self.display_name(name),
-            avatar: avatar.or_else(|| self.avatar.clone()),
-            joined_at: 0,
-            instance: Incarnation::default(),
-            state: MemberState::Present,
-            grace: None,
-        };
-        let join = Join {
-            session: session.clone(),
-            member,
-            client: ctx.address().recipient(),
-            socket: Some(self.socket),
-            reply: ReplyFrame::Session { id: id.clone() },
-            presence,
-        };
-        let supervisor = self.supervisor.clone();
-        self.ask(&supervisor, join, id, ctx, move |act, joined| {
-            // The session actor has sent the `joined` reply, in order with its events.
-            act.sessions.insert(session, joined.actor);
-            None
-        });
     }
 
     /// Applies the rate limit to one incoming data frame (text or binary: both cost a reply);
@@ -419,45 +257,12 @@ impl ConnectionActor {
             return;
         }
         match request::parse(text, self.settings.parse) {
-            Ok((id, request)) => self.dispatch(id, request, ctx),
+            Ok((id, request)) => self.request(id, request, ctx),
             Err(rejected) => {
                 self.first_request = false;
                 self.send_error(ctx, rejected.id, &rejected.error)
             }
         }
-    }
-}
-
-impl ConnectionActor {
-    /// Sends `request` to `actor` and, once it answers, the reply `answer` makes of its value (none
-    /// when the actor sent the reply itself) or the error. The connection reads nothing else
-    /// meanwhile, so replies leave in request order.
-    fn ask<A, M, T>(
-        &mut self,
-        actor: &Addr<A>,
-        request: M,
-        id: Option<RequestId>,
-        ctx: &mut ws::WebsocketContext<Self>,
-        answer: impl FnOnce(&mut Self, T) -> Option<ServerMessage> + 'static,
-    ) where
-        A: Actor + Handler<M>,
-        A::Context: ToEnvelope<A, M>,
-        M: Message<Result = Result<T, ApiError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        ctx.wait(
-            actor
-                .send(request)
-                .into_actor(self)
-                .map(move |res, act, ctx| match flatten(res) {
-                    Ok(value) => {
-                        if let Some(reply) = answer(act, value) {
-                            act.send(ctx, reply);
-                        }
-                    }
-                    Err(e) => act.send_error(ctx, id, &e),
-                }),
-        );
     }
 }
 
@@ -595,6 +400,12 @@ impl Handler<ToClient> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        if let Some(held) = &mut self.held_for_resume
+            && matches!(msg, ToClient::Frame(_) | ToClient::Frames(_))
+        {
+            held.push(msg);
+            return;
+        }
         let close_sent = self.closing == Closing::Sent;
         match msg {
             // Nothing may follow the close frame (RFC 6455 §5.5.1).

@@ -64,9 +64,16 @@ impl ConnectionActor {
             })
             .collect();
         let all = futures_util::future::join_all(asks);
-        ctx.wait(all.into_actor(self).map(move |answers, act, ctx| {
-            act.finish_resume(id, connection, answers, forbidden, ctx)
-        }));
+        self.held_for_resume = Some(Vec::new());
+        self.wait_for(
+            all.into_actor(self).map(move |answers, act, ctx| {
+                act.finish_resume(id, connection, answers, forbidden, ctx);
+                for held in act.held_for_resume.take().unwrap_or_default() {
+                    ctx.notify(held);
+                }
+            }),
+            ctx,
+        );
     }
 
     fn finish_resume(

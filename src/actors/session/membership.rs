@@ -147,6 +147,24 @@ impl Handler<Lost> for SessionActor {
 }
 
 impl SessionActor {
+    /// A local member whose socket closed before its join or resume was done: lost like any
+    /// socket that ends without a close.
+    pub(super) fn lose_orphan(
+        &mut self,
+        connection: ConnectionId,
+        socket: Option<SocketId>,
+        ctx: &mut Context<Self>,
+    ) {
+        let leave = Leave {
+            connection,
+            reason: LeaveReason::Disconnected,
+            socket,
+        };
+        let suspend = !self.resume_grace.is_zero();
+        // Queued like the socket's own loss; nobody waits for the answer.
+        drop(self.end_local(leave, suspend, ctx));
+    }
+
     /// Ends a local membership: the member leaves, or (`suspend`) becomes `reconnecting`.
     fn end_local(
         &mut self,
@@ -371,6 +389,9 @@ impl SessionActor {
         let joined = self
             .joined_record(&outcome, &connection)
             .unwrap_or(msg.member);
+        // A socket that closed while its join was on its way: the member it left behind is lost.
+        let socket_gone = !msg.client.connected();
+        let socket = msg.socket;
         // Frames held for the members already here are not for the joiner (its `joined` has
         // their changes): it gets the ones from now on.
         self.local.insert(
@@ -394,9 +415,12 @@ impl SessionActor {
                 you: connection.clone(),
                 view: self.view_body(msg.presence, &connection),
             };
-            self.deliver(joined.encode(), Audience::Only(connection), ctx);
+            self.deliver(joined.encode(), Audience::Only(connection.clone()), ctx);
         }
         self.report_count();
+        if socket_gone {
+            self.lose_orphan(connection, socket, ctx);
+        }
         Ok(match reply_frame_sent {
             // The joiner has its list in the reply frame; the caller gets the header.
             true => SessionView {
