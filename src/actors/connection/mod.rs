@@ -406,6 +406,13 @@ impl Handler<ToClient> for ConnectionActor {
             held.push(msg);
             return;
         }
+        self.take(msg, ctx);
+    }
+}
+
+impl ConnectionActor {
+    /// Writes a frame, or acts on what a session or the supervisor says.
+    pub(super) fn take(&mut self, msg: ToClient, ctx: &mut ws::WebsocketContext<Self>) {
         let close_sent = self.closing == Closing::Sent;
         match msg {
             // Nothing may follow the close frame (RFC 6455 §5.5.1).

@@ -68,8 +68,9 @@ impl ConnectionActor {
         self.wait_for(
             all.into_actor(self).map(move |answers, act, ctx| {
                 act.finish_resume(id, connection, answers, forbidden, ctx);
+                // Written now, in order, ahead of anything still in the mailbox.
                 for held in act.held_for_resume.take().unwrap_or_default() {
-                    ctx.notify(held);
+                    act.take(held, ctx);
                 }
             }),
             ctx,
