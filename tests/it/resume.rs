@@ -283,6 +283,24 @@ async fn forged_foreign_late_and_left_resumes_are_refused_and_touch_nothing() {
         "nothing changed in the session"
     );
     assert!(!ada.is_closed(), "the real socket was never replaced");
+    // A member of a session that was ended since.
+    let mut leader = client(&server).await;
+    let joined = leader.join("ends").await;
+    let mut ended_member = client(&server).await;
+    ended_member.join("ends").await;
+    leader
+        .request_ok(
+            json!({"type": "end", "session": "ends", "epoch": joined["epoch"]}),
+            "ended",
+        )
+        .await;
+    let mut phone = client(&server).await;
+    phone
+        .request_err(
+            resume_request(&ended_member, "ends", json!(null)),
+            "resume_failed",
+        )
+        .await;
 }
 
 #[actix_rt::test]
