@@ -74,6 +74,8 @@ async fn cycles(store: Arc<RedisStore>, sessions: usize, seconds: Duration) -> (
                         avatar: None,
                         joined_at: 0,
                         instance: instance.clone(),
+                        state: rollcall::model::MemberState::Present,
+                        grace: None,
                     };
                     store.join(&session, member, 100_000).await.expect("join");
                     store

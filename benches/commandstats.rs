@@ -41,6 +41,8 @@ fn member(store: &RedisStore, connection: &str) -> Member {
         avatar: None,
         joined_at: 0,
         instance: store.instance().incarnation.clone(),
+        state: rollcall::model::MemberState::Present,
+        grace: None,
     }
 }
 

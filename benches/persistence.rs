@@ -81,6 +81,8 @@ fn joined(session: &str, user: &str) -> RecordChange {
                     avatar: None,
                     joined_at: now_ms(),
                     instance: "bench".into(),
+                    state: rollcall::model::MemberState::Present,
+                    grace: None,
                 },
             }],
         },

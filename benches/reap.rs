@@ -57,6 +57,8 @@ async fn one_run(
                     avatar: None,
                     joined_at: 0,
                     instance: incarnation,
+                    state: rollcall::model::MemberState::Present,
+                    grace: None,
                 };
                 dead.join(&format!("reap-{}", i % sessions), member, 100_000)
                     .await
@@ -79,7 +81,9 @@ async fn one_run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let started = Instant::now();
-    let changes = reap_instance(reaper, &incarnation).await.expect("reap");
+    let changes = reap_instance(reaper, &incarnation, std::time::Duration::ZERO)
+        .await
+        .expect("reap");
     let elapsed = started.elapsed().as_secs_f64();
     let removed = changes
         .iter()

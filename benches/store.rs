@@ -72,6 +72,8 @@ fn member(instance: &str, connection: String) -> Member {
         avatar: None,
         joined_at: 0,
         instance: instance.into(),
+        state: rollcall::model::MemberState::Present,
+        grace: None,
     }
 }
 

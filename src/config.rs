@@ -129,6 +129,11 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(20..),
     )]
     pub client_timeout_ms: u64,
+    /// How long a member whose socket was lost without a clean end (dropped, timed out, its
+    /// instance lost or stopped) stays listed as `reconnecting` for a `resume`, in milliseconds;
+    /// 0 removes it at once.
+    #[arg(long, env = "ROLLCALL_RESUME_GRACE_MS", default_value_t = 10000)]
+    pub resume_grace_ms: u64,
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "ROLLCALL_KEY_PREFIX", default_value = "rollcall")]
     pub key_prefix: String,
@@ -285,6 +290,7 @@ mod tests {
         assert_eq!(args.lease_ms, 3000);
         assert_eq!(args.client_ping_ms, 5000);
         assert_eq!(args.client_timeout_ms, 15000);
+        assert_eq!(args.resume_grace_ms, 10000);
         assert_eq!(args.key_prefix, "rollcall");
         assert_eq!(args.max_frame_bytes, 65536);
         assert_eq!(args.max_sessions_per_connection, 8);

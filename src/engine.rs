@@ -54,6 +54,7 @@ impl EngineSettings {
                 },
                 touch_every_ticks: 60,
                 clock: WallClock::system(),
+                resume_grace: Duration::from_millis(args.resume_grace_ms),
             },
             connection: ConnectionSettings {
                 instance_name: instance_name.clone(),
@@ -105,7 +106,7 @@ impl Engine {
     ) -> Result<Engine, StoreError> {
         let store = Instrumented::wrap(store);
         store.keep_history(settings.history);
-        let reaped = register_and_reap(store.as_ref()).await?;
+        let reaped = register_and_reap(store.as_ref(), settings.supervisor.resume_grace).await?;
         if let Some(recorder) = &recorder {
             for (session, change) in reaped {
                 recorder.do_send(RecordChange {

@@ -21,6 +21,36 @@ pub struct Member {
     /// The instance (incarnation) that holds this connection. A compatible extension of the
     /// protocol's `Member` object, useful to operators.
     pub instance: Incarnation,
+    /// Present, or reconnecting: its socket was lost without a clean end, and it may still be
+    /// resumed until its grace runs out.
+    #[serde(default)]
+    pub state: MemberState,
+    /// While reconnecting: when the grace runs out, and the reason it then leaves with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<Grace>,
+}
+
+impl Member {
+    pub fn is_present(&self) -> bool {
+        self.state == MemberState::Present
+    }
+}
+
+/// Whether a member's socket is there (protocol `state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    #[default]
+    Present,
+    Reconnecting,
+}
+
+/// A reconnecting member's grace: it leaves with `reason` at `until` unless it is resumed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grace {
+    pub reason: LeaveReason,
+    /// Milliseconds since the Unix epoch (the store's clock).
+    pub until: i64,
 }
 
 /// Why a membership ended. Serialized as the protocol's `reason` strings.
@@ -57,18 +87,26 @@ impl LeaveReason {
     }
 }
 
-/// Live counts of a session: connections, and distinct users (anonymous connections count one each).
+/// Live counts of a session: present connections, distinct users among them (anonymous
+/// connections count one each), and reconnecting members.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub connections: u64,
     pub users: u64,
+    #[serde(default)]
+    pub reconnecting: u64,
 }
 
 impl Counts {
     pub fn of(members: &[Member]) -> Counts {
         let mut users = std::collections::HashSet::new();
         let mut anonymous = 0u64;
+        let mut reconnecting = 0u64;
         for member in members {
+            if !member.is_present() {
+                reconnecting += 1;
+                continue;
+            }
             match &member.user {
                 Some(user) => {
                     users.insert(user.as_str());
@@ -77,8 +115,9 @@ impl Counts {
             }
         }
         Counts {
-            connections: members.len() as u64,
+            connections: members.len() as u64 - reconnecting,
             users: users.len() as u64 + anonymous,
+            reconnecting,
         }
     }
 }

@@ -178,6 +178,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MemberState;
     use crate::model::{LeaveReason, Member};
 
     fn t(ms: i64) -> DateTime<Utc> {
@@ -197,6 +198,8 @@ mod tests {
                     avatar: None,
                     joined_at: at,
                     instance: "i".into(),
+                    state: MemberState::Present,
+                    grace: None,
                 },
             }],
         }

@@ -1,8 +1,10 @@
-//! Counts following changes: the `counts` of a session (connections, distinct users) kept up to
-//! date change by change, so reading them costs nothing per member.
+//! Counts following changes: the `counts` of a session (present connections, distinct users,
+//! reconnecting members) kept up to date change by change, so reading them costs nothing per
+//! member.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use crate::ids::ConnectionId;
 use crate::model::{Change, Counts, Event, Member};
 
 /// [`Counts`] kept up to date change by change, so reading them costs nothing per member.
@@ -11,13 +13,15 @@ pub struct CountsTracker {
     connections: u64,
     anonymous: u64,
     users: HashMap<String, u32>,
+    /// Reconnecting members: counted apart, not among connections and users.
+    reconnecting: HashSet<ConnectionId>,
 }
 
 impl CountsTracker {
     pub fn of(members: &[Member]) -> CountsTracker {
         let mut tracker = CountsTracker::default();
         for member in members {
-            tracker.add(member.user.as_deref());
+            tracker.join(member);
         }
         tracker
     }
@@ -26,6 +30,7 @@ impl CountsTracker {
         Counts {
             connections: self.connections,
             users: self.users.len() as u64 + self.anonymous,
+            reconnecting: self.reconnecting.len() as u64,
         }
     }
 
@@ -33,11 +38,39 @@ impl CountsTracker {
     pub fn apply(&mut self, change: &Change) {
         for event in &change.events {
             match event {
-                Event::MemberJoined { member } => self.add(member.user.as_deref()),
-                Event::MemberLeft { user, .. } => self.remove(user.as_deref()),
+                Event::MemberJoined { member } => self.join(member),
+                Event::MemberLeft {
+                    connection, user, ..
+                } => {
+                    if !self.reconnecting.remove(connection) {
+                        self.remove(user.as_deref());
+                    }
+                }
+                Event::MemberUpdated { member } => {
+                    let was_reconnecting = self.reconnecting.contains(&member.connection);
+                    match (was_reconnecting, member.is_present()) {
+                        (true, true) => {
+                            self.reconnecting.remove(&member.connection);
+                            self.add(member.user.as_deref());
+                        }
+                        (false, false) => {
+                            self.reconnecting.insert(member.connection.clone());
+                            self.remove(member.user.as_deref());
+                        }
+                        _ => {}
+                    }
+                }
                 Event::SessionEnded { .. } => *self = CountsTracker::default(),
-                Event::MemberUpdated { .. } | Event::LeaderChanged { .. } => {}
+                Event::LeaderChanged { .. } => {}
             }
+        }
+    }
+
+    fn join(&mut self, member: &Member) {
+        if member.is_present() {
+            self.add(member.user.as_deref());
+        } else {
+            self.reconnecting.insert(member.connection.clone());
         }
     }
 

@@ -15,7 +15,7 @@ mod counts;
 pub use counts::CountsTracker;
 
 use crate::ids::{ConnectionId, Incarnation};
-use crate::model::{Change, Event, LeaveReason, Member, SessionView};
+use crate::model::{Change, Event, Grace, LeaveReason, Member, MemberState, SessionView};
 
 /// A session's version, leadership epoch and leader: what every change moves, and what a plan
 /// is checked against.
@@ -114,11 +114,13 @@ pub fn join(
     }
     let mut header = roster.header();
     // One pass over the members, however large the session: whether the joiner is one, whether
-    // the leader is, and who is first.
+    // the leader is, and who is first among those present.
     let mut earliest = None;
     let mut leader_is_live = false;
     for m in roster.members() {
-        earliest.get_or_insert(m);
+        if m.is_present() {
+            earliest.get_or_insert(m);
+        }
         if m.connection == member.connection {
             return Ok(JoinRuling::AlreadyMember {
                 version: header.version,
@@ -146,27 +148,35 @@ pub fn leave(roster: &impl Roster, connection: &str, reason: LeaveReason) -> Opt
 }
 
 /// Every member for which `leaving` holds leaves, in one change, in election order. When the
-/// leader is among them (or is no member), the earliest remaining member (or nobody) leads, with
-/// the next epoch.
+/// leader is among them (or is no member), the earliest remaining present member leads (a
+/// reconnecting one only when none is present, nobody when none remains), with the next epoch.
 pub fn remove(
     roster: &impl Roster,
     leaving: impl Fn(&Member) -> bool,
     reason: LeaveReason,
 ) -> Option<Change> {
+    remove_each(roster, |m| leaving(m).then_some(reason))
+}
+
+/// Like [`remove`], each member leaving with the reason `leaving` gives it (`None`: it stays).
+fn remove_each(
+    roster: &impl Roster,
+    leaving: impl Fn(&Member) -> Option<LeaveReason>,
+) -> Option<Change> {
     let mut header = roster.header();
-    // One pass: who leaves, whether the leader stays, and the earliest member who stays.
+    // One pass: who leaves, whether the leader stays, and who would lead after.
     let mut events = Vec::new();
     let mut leader_stays = false;
-    let mut next = None;
+    let mut next = Successor::default();
     for m in roster.members() {
-        if leaving(m) {
+        if let Some(reason) = leaving(m) {
             events.push(Event::MemberLeft {
                 connection: m.connection.clone(),
                 user: m.user.clone(),
                 reason,
             });
         } else {
-            next.get_or_insert(m);
+            next.consider(m);
             leader_stays |= header.leader.as_ref() == Some(&m.connection);
         }
     }
@@ -174,9 +184,70 @@ pub fn remove(
         return None;
     }
     if !leader_stays {
-        elect(&mut header, next.map(|m| m.connection.clone()), &mut events);
+        elect(&mut header, next.pick(), &mut events);
     }
     Some(commit(header, events))
+}
+
+/// Who leads when leadership must move: the earliest present member, or, when none is present,
+/// the earliest reconnecting one. Fed the candidates in election order.
+#[derive(Default)]
+struct Successor<'a> {
+    present: Option<&'a Member>,
+    reconnecting: Option<&'a Member>,
+}
+
+impl<'a> Successor<'a> {
+    fn consider(&mut self, m: &'a Member) {
+        let slot = match m.is_present() {
+            true => &mut self.present,
+            false => &mut self.reconnecting,
+        };
+        slot.get_or_insert(m);
+    }
+
+    fn pick(&self) -> Option<ConnectionId> {
+        self.present
+            .or(self.reconnecting)
+            .map(|m| m.connection.clone())
+    }
+}
+
+/// The present members for which `losing` holds lost their sockets without a clean end: each is
+/// `reconnecting` until `until` (store time, ms), when it leaves with `reason` unless resumed
+/// first. Leadership stays where it is: a reconnecting leader keeps it during its grace.
+pub fn suspend(
+    roster: &impl Roster,
+    losing: impl Fn(&Member) -> bool,
+    reason: LeaveReason,
+    until: i64,
+) -> Option<Change> {
+    let events: Vec<Event> = roster
+        .members()
+        .filter(|m| m.is_present() && losing(m))
+        .map(|m| {
+            let mut reconnecting = m.clone();
+            reconnecting.state = MemberState::Reconnecting;
+            reconnecting.grace = Some(Grace { reason, until });
+            Event::MemberUpdated {
+                member: reconnecting,
+            }
+        })
+        .collect();
+    if events.is_empty() {
+        return None;
+    }
+    Some(commit(roster.header(), events))
+}
+
+/// Every reconnecting member whose grace ran out by `now_ms` leaves, with the reason it had when
+/// it was lost, and leadership moves as in [`remove`].
+pub fn expire(roster: &impl Roster, now_ms: i64) -> Option<Change> {
+    remove_each(roster, |m| {
+        m.grace
+            .filter(|grace| !m.is_present() && grace.until <= now_ms)
+            .map(|grace| grace.reason)
+    })
 }
 
 /// A re-assertion after the store lost members: the header continues from at least `floor` (what
@@ -191,23 +262,34 @@ pub fn reassert(
     let mut header = roster.header();
     header.version = header.version.max(floor.version);
     header.epoch = header.epoch.max(floor.epoch);
-    let back: Vec<&Member> = members
-        .iter()
-        .filter(|m| roster.member(&m.connection).is_none())
-        .collect();
-    if back.is_empty() {
+    // Missing members come back; members marked reconnecting (another instance took this one
+    // for dead) are present again.
+    let mut events = Vec::new();
+    for m in members {
+        match roster.member(&m.connection) {
+            None => events.push(Event::MemberJoined { member: m.clone() }),
+            Some(listed) if !listed.is_present() => {
+                let mut present = listed.clone();
+                present.state = MemberState::Present;
+                present.grace = None;
+                present.instance = m.instance.clone();
+                events.push(Event::MemberUpdated { member: present });
+            }
+            Some(_) => {}
+        }
+    }
+    if events.is_empty() {
         return (header, None);
     }
-    let order = |m: &&Member| (m.joined_at, m.connection.clone());
+    let back: std::collections::HashSet<&str> =
+        members.iter().map(|m| m.connection.as_str()).collect();
+    let present = |m: &Member| m.is_present() || back.contains(m.connection.as_str());
+    let order = |m: &&Member| (!present(m), m.joined_at, m.connection.clone());
     let earliest = roster
         .members()
-        .chain(back.iter().copied())
+        .chain(members.iter())
         .min_by_key(order)
         .map(|m| m.connection.clone());
-    let mut events: Vec<Event> = back
-        .into_iter()
-        .map(|m| Event::MemberJoined { member: m.clone() })
-        .collect();
     let floored = header.clone();
     elect(&mut header, earliest, &mut events);
     (floored, Some(commit(header, events)))
@@ -275,7 +357,7 @@ pub fn resume(
     if member.user.is_some() && member.user.as_deref() != user {
         return ResumeRuling::OtherUser;
     }
-    if &member.instance == instance {
+    if &member.instance == instance && member.is_present() {
         return ResumeRuling::Resumed {
             change: None,
             version: header.version,
@@ -283,6 +365,8 @@ pub fn resume(
     }
     let mut moved = member.clone();
     moved.instance = instance.clone();
+    moved.state = MemberState::Present;
+    moved.grace = None;
     let change = commit(header, vec![Event::MemberUpdated { member: moved }]);
     ResumeRuling::Resumed {
         version: change.version,
@@ -333,6 +417,8 @@ pub(crate) mod fixtures {
             avatar: None,
             joined_at,
             instance: Incarnation::new("i#1"),
+            state: MemberState::Present,
+            grace: None,
         }
     }
 

@@ -2,7 +2,8 @@
 
 use super::fixtures::{member, view};
 use super::*;
-use crate::model::Counts;
+use crate::ids::Incarnation;
+use crate::model::{Counts, Grace, MemberState};
 
 fn joins(ruling: Result<JoinRuling, Refusal>) -> Change {
     match ruling {
@@ -216,7 +217,8 @@ fn counts_follow_changes() {
         counts.counts(),
         Counts {
             connections: 3,
-            users: 2
+            users: 2,
+            reconnecting: 0,
         }
     );
     let change = leave(&v, "a", LeaveReason::Left).expect("a change");
@@ -225,7 +227,8 @@ fn counts_follow_changes() {
         counts.counts(),
         Counts {
             connections: 2,
-            users: 2
+            users: 2,
+            reconnecting: 0,
         }
     );
     assert_eq!(
@@ -278,4 +281,142 @@ fn a_resume_keeps_the_member_and_moves_only_its_instance() {
         "an anonymous member is resumed by its token alone"
     );
     assert_eq!(resume(&v, "z", None, &there), ResumeRuling::Gone);
+}
+
+fn reconnecting(connection: &str, joined_at: i64, until: i64) -> Member {
+    let mut m = member(connection, joined_at, None);
+    m.state = MemberState::Reconnecting;
+    m.grace = Some(Grace {
+        reason: LeaveReason::Timeout,
+        until,
+    });
+    m
+}
+
+#[test]
+fn a_lost_socket_makes_its_member_reconnecting_and_a_reconnecting_leader_keeps_the_lead() {
+    let v = view(vec![member("a", 100, None), member("b", 200, Some("bo"))]);
+    let change = suspend(
+        &v,
+        |m| m.connection == "a",
+        LeaveReason::Disconnected,
+        5_000,
+    )
+    .expect("a change");
+    assert_eq!(
+        change.events,
+        vec![Event::MemberUpdated {
+            member: {
+                let mut a = member("a", 100, None);
+                a.state = MemberState::Reconnecting;
+                a.grace = Some(Grace {
+                    reason: LeaveReason::Disconnected,
+                    until: 5_000,
+                });
+                a
+            }
+        }]
+    );
+    assert_eq!((change.leader.as_deref(), change.epoch), (Some("a"), 3));
+    let mut after = v.clone();
+    after.apply(&change);
+    assert_eq!(
+        after.counts(),
+        Counts {
+            connections: 1,
+            users: 1,
+            reconnecting: 1
+        }
+    );
+    assert!(
+        suspend(&after, |m| m.connection == "a", LeaveReason::Timeout, 9_000).is_none(),
+        "already reconnecting: its first grace stands"
+    );
+    // A newcomer does not displace the reconnecting leader.
+    let joined = joins(join(&after, &member("c", 0, None), 300, 10));
+    assert_eq!(joined.leader.as_deref(), Some("a"));
+}
+
+#[test]
+fn leadership_moves_to_the_earliest_present_member_before_any_reconnecting_one() {
+    let v = view(vec![
+        member("a", 100, None),
+        reconnecting("b", 200, 1_000),
+        member("c", 300, None),
+    ]);
+    let change = leave(&v, "a", LeaveReason::Left).expect("a leaves");
+    assert_eq!(change.leader.as_deref(), Some("c"), "b is reconnecting");
+    let only_reconnecting = view(vec![member("a", 100, None), reconnecting("b", 200, 1_000)]);
+    let change = leave(&only_reconnecting, "a", LeaveReason::Left).expect("a leaves");
+    assert_eq!(
+        change.leader.as_deref(),
+        Some("b"),
+        "a reconnecting member leads when nobody is present"
+    );
+}
+
+#[test]
+fn a_grace_that_ran_out_removes_the_member_with_its_reason_and_hands_over() {
+    let mut v = view(vec![
+        reconnecting("a", 100, 1_000),
+        reconnecting("b", 200, 2_000),
+        member("c", 300, None),
+    ]);
+    v.leader = Some(ConnectionId::new("a"));
+    assert!(expire(&v, 999).is_none(), "nobody's grace ran out yet");
+    let change = expire(&v, 1_000).expect("a's grace ran out");
+    assert_eq!(
+        change.events,
+        vec![
+            Event::MemberLeft {
+                connection: ConnectionId::new("a"),
+                user: None,
+                reason: LeaveReason::Timeout,
+            },
+            leader(Some("c"), 4),
+        ]
+    );
+    let mut after = v.clone();
+    after.apply(&change);
+    let change = expire(&after, 5_000).expect("b's too");
+    assert_eq!(change.events.len(), 1, "c keeps the lead: {change:?}");
+}
+
+#[test]
+fn resuming_a_reconnecting_member_makes_it_present_again_even_on_the_same_instance() {
+    let mut v = view(vec![reconnecting("a", 100, 1_000), member("b", 200, None)]);
+    v.leader = Some(ConnectionId::new("a"));
+    let here = Incarnation::new("i#1");
+    let ResumeRuling::Resumed {
+        change: Some(change),
+        ..
+    } = resume(&v, "a", None, &here)
+    else {
+        panic!("a change");
+    };
+    assert_eq!(
+        change.events,
+        vec![Event::MemberUpdated {
+            member: member("a", 100, None)
+        }]
+    );
+    assert_eq!(change.leader.as_deref(), Some("a"), "still leads");
+}
+
+#[test]
+fn a_reasserted_member_that_others_marked_reconnecting_is_present_again() {
+    let mut v = view(vec![reconnecting("a", 100, 1_000), member("b", 200, None)]);
+    v.leader = Some(ConnectionId::new("b"));
+    let floor = Header::of(&v);
+    let (_, change) = reassert(&v, &[member("a", 100, None)], &floor);
+    let change = change.expect("a is back");
+    assert_eq!(
+        change.events,
+        vec![
+            Event::MemberUpdated {
+                member: member("a", 100, None)
+            },
+            leader(Some("a"), 4),
+        ]
+    );
 }

@@ -12,6 +12,7 @@ use super::plan::Plan;
 use super::{
     Broker, Floor, History, HistoryPage, HistorySettings, InstanceId, JoinOutcome, LeaseStatus,
     PlansWritten, Registry, ResumeRuling, Sessions, Store, StoreResult, StreamPosition, Upkeep,
+    Whose,
 };
 use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
@@ -236,5 +237,24 @@ impl Upkeep for Instrumented {
 
     async fn touch(&self, session: &str) -> StoreResult<()> {
         timed("touch", self.inner.touch(session)).await
+    }
+
+    async fn suspend(
+        &self,
+        session: &str,
+        whose: Whose<'_>,
+        reason: LeaveReason,
+        grace: std::time::Duration,
+    ) -> StoreResult<Option<Change>> {
+        let suspended = self.inner.suspend(session, whose, reason, grace);
+        timed("suspend", suspended).await
+    }
+
+    async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>> {
+        timed("end_graces", self.inner.end_graces(session)).await
+    }
+
+    async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>> {
+        timed("expire_graces", self.inner.expire_graces()).await
     }
 }

@@ -369,6 +369,37 @@ pub trait Upkeep: Send + Sync {
 
     /// Keeps the session's keys alive while this instance has members there.
     async fn touch(&self, session: &str) -> StoreResult<()>;
+
+    /// The present members `whose` names in `session` lost their sockets without a clean end:
+    /// each is `reconnecting` for `grace` (timed by the store's clock), then leaves with `reason`
+    /// unless it is resumed first ([`crate::rules::suspend`]). The deadline is kept in the
+    /// store, so any instance ends it ([`Upkeep::expire_graces`]). `None` when none was present.
+    async fn suspend(
+        &self,
+        session: &str,
+        whose: Whose<'_>,
+        reason: LeaveReason,
+        grace: std::time::Duration,
+    ) -> StoreResult<Option<Change>>;
+
+    /// Removes every reconnecting member whose grace ran out, in every session, with its reason
+    /// and the hand-off ([`crate::rules::expire`]); the changes made, by session. Any instance may
+    /// call it at any time: each member is removed once.
+    async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>>;
+
+    /// Ends every grace in `session` now: each reconnecting member leaves with its reason (an
+    /// in-process store whose only instance stops: nobody else could resume them or end them
+    /// later).
+    async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>>;
+}
+
+/// Whose members [`Upkeep::suspend`] marks reconnecting.
+#[derive(Clone, Copy, Debug)]
+pub enum Whose<'a> {
+    /// One connection of this instance.
+    Connection(&'a str),
+    /// Every present member of an instance (this one stopping, or a dead one being reaped).
+    Instance(&'a str),
 }
 
 /// The lowest version and epoch a re-assertion may continue from: what local clients have seen.

@@ -4,11 +4,33 @@
 //! makes one instance do the work for each dead one. They are plain functions over a [`Store`], so
 //! benches and tests can call them without an engine.
 
+use std::time::Duration;
+
 use crate::model::{Change, Event, LeaveReason};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreResult, Whose};
+
+/// Lets go of every present member `instance` has in `session`, for `reason`: with a grace, each
+/// is `reconnecting` until it runs out (so its client can resume it elsewhere); without one, it
+/// is removed at once.
+pub async fn let_go(
+    store: &dyn Store,
+    session: &str,
+    instance: &str,
+    reason: LeaveReason,
+    grace: Duration,
+) -> StoreResult<Option<Change>> {
+    if grace.is_zero() {
+        store
+            .remove_instance_members(session, instance, reason)
+            .await
+    } else {
+        let whose = Whose::Instance(instance);
+        store.suspend(session, whose, reason, grace).await
+    }
+}
 
 /// Reaps every instance whose lease expired; returns the changes made, per session.
-pub async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
+pub async fn reap_expired(store: &dyn Store, grace: Duration) -> Vec<(String, Change)> {
     let mut changes = Vec::new();
     let expired = match store.expired_instances().await {
         Ok(expired) => expired,
@@ -21,7 +43,7 @@ pub async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
         if dead == store.instance().incarnation {
             continue;
         }
-        match reap_instance(store, &dead).await {
+        match reap_instance(store, &dead, grace).await {
             Ok(mut reaped) => changes.append(&mut reaped),
             Err(e) => {
                 log_store_failure!(e, instance = %dead, error = %e, "reaping failed; will retry")
@@ -31,10 +53,11 @@ pub async fn reap_expired(store: &dyn Store) -> Vec<(String, Change)> {
     changes
 }
 
-/// Removes every member of `dead` from every session it was in, then forgets it.
+/// Lets go of every member of `dead` in every session it was in ([`let_go`]), then forgets it.
 pub async fn reap_instance(
     store: &dyn Store,
     dead: &str,
+    grace: Duration,
 ) -> Result<Vec<(String, Change)>, StoreError> {
     if !store.claim_reap(dead).await? {
         return Ok(Vec::new());
@@ -43,14 +66,13 @@ pub async fn reap_instance(
     let mut changes = Vec::new();
     let mut members = 0usize;
     for session in store.sessions_of(dead).await? {
-        if let Some(change) = store
-            .remove_instance_members(&session, dead, LeaveReason::InstanceLost)
-            .await?
+        if let Some(change) =
+            let_go(store, &session, dead, LeaveReason::InstanceLost, grace).await?
         {
             members += change
                 .events
                 .iter()
-                .filter(|e| matches!(e, Event::MemberLeft { .. }))
+                .filter(|e| matches!(e, Event::MemberLeft { .. } | Event::MemberUpdated { .. }))
                 .count();
             changes.push((session, change));
         }
@@ -66,7 +88,10 @@ pub async fn reap_instance(
 
 /// Start-up: register the lease, reap the previous incarnation of this name at once, then any other
 /// dead instance. Returns the changes the reaping made, per session.
-pub async fn register_and_reap(store: &dyn Store) -> Result<Vec<(String, Change)>, StoreError> {
+pub async fn register_and_reap(
+    store: &dyn Store,
+    grace: Duration,
+) -> Result<Vec<(String, Change)>, StoreError> {
     let previous = store.register().await?;
     let mut reaped = Vec::new();
     if let Some(previous) = previous {
@@ -74,8 +99,8 @@ pub async fn register_and_reap(store: &dyn Store) -> Result<Vec<(String, Change)
             previous = %previous,
             "reaping the previous incarnation of this instance name",
         );
-        reaped.extend(reap_instance(store, &previous).await?);
+        reaped.extend(reap_instance(store, &previous, grace).await?);
     }
-    reaped.extend(reap_expired(store).await);
+    reaped.extend(reap_expired(store, grace).await);
     Ok(reaped)
 }

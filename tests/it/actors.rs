@@ -14,7 +14,7 @@ use rollcall::actors::session::{
 use rollcall::actors::supervisor::{Join, LookupSession, ReconcileAll};
 use rollcall::actors::{ReplyFrame, ToClient};
 use rollcall::engine::{Engine, EngineSettings};
-use rollcall::model::{Counts, LeaveReason, Member, Presence, SessionView};
+use rollcall::model::{Counts, LeaveReason, Member, MemberState, Presence, SessionView};
 use rollcall::protocol::error::ErrorCode;
 use rollcall::store::InstanceId;
 use rollcall::store::memory::MemoryBackend;
@@ -62,6 +62,8 @@ impl Probe {
             avatar: None,
             joined_at: 0,
             instance: String::new().into(),
+            state: MemberState::Present,
+            grace: None,
         }
     }
 
@@ -314,6 +316,7 @@ async fn counts_tell_connections_from_distinct_users() {
     let expected = Counts {
         connections: 5,
         users: 4, // ada (two tabs) + bob + two anonymous connections
+        reconnecting: 0,
     };
     assert_eq!(last.counts(), expected);
     let view = probes[0].read().await.expect("read");
@@ -324,7 +327,8 @@ async fn counts_tell_connections_from_distinct_users() {
         view.counts(),
         Counts {
             connections: 4,
-            users: 4
+            users: 4,
+            reconnecting: 0,
         }
     );
     let counts = engine
@@ -337,7 +341,8 @@ async fn counts_tell_connections_from_distinct_users() {
         vec![
             Counts {
                 connections: 4,
-                users: 4
+                users: 4,
+                reconnecting: 0,
             },
             Counts::default()
         ]

@@ -213,7 +213,7 @@ async fn two_hundred_connections_joining_and_leaving_converge_on_one_view_and_on
     let n = expected_with_fence.len() as u64;
     assert_eq!(
         members["counts"],
-        serde_json::json!({"connections": n, "users": n})
+        serde_json::json!({"connections": n, "users": n, "reconnecting": 0})
     );
     let server_ids: Vec<String> = member_ids(&members);
 

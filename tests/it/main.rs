@@ -11,6 +11,7 @@ mod auth;
 mod batched_changes;
 mod concurrency;
 mod config_checks;
+mod grace;
 mod history;
 mod hostile_input;
 mod idle_memory;

@@ -10,7 +10,7 @@ use rollcall::actors::supervisor::{Join, LookupSession};
 use rollcall::actors::{ReplyFrame, ToClient};
 use rollcall::config::ServeArgs;
 use rollcall::engine::{Engine, EngineSettings};
-use rollcall::model::{LeaveReason, Member, Presence};
+use rollcall::model::{LeaveReason, Member, MemberState, Presence};
 use rollcall::store::InstanceId;
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use serde_json::{Value, json};
@@ -81,6 +81,8 @@ impl Client {
             avatar: None,
             joined_at: 0,
             instance: engine.store().instance().incarnation.clone(),
+            state: MemberState::Present,
+            grace: None,
         };
         let joined = engine
             .supervisor()

@@ -345,9 +345,18 @@ async fn my_sessions_lists_own_rows_with_live_counts() {
         .collect();
     assert_eq!(ids, ["s3", "s2", "s1"], "most recently joined first");
     assert_eq!(sessions[0]["join_count"], 2);
-    assert_eq!(sessions[0]["live"], json!({"connections": 2, "users": 1}));
-    assert_eq!(sessions[1]["live"], json!({"connections": 1, "users": 1}));
-    assert_eq!(sessions[2]["live"], json!({"connections": 0, "users": 0}));
+    assert_eq!(
+        sessions[0]["live"],
+        json!({"connections": 2, "users": 1, "reconnecting": 0})
+    );
+    assert_eq!(
+        sessions[1]["live"],
+        json!({"connections": 1, "users": 1, "reconnecting": 0})
+    );
+    assert_eq!(
+        sessions[2]["live"],
+        json!({"connections": 0, "users": 0, "reconnecting": 0})
+    );
     for s in sessions {
         for field in ["first_joined_at", "last_joined_at"] {
             let text = s[field].as_str().expect("a time");

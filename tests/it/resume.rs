@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::db::token;
+use crate::support::proxy::TcpProxy;
 use crate::support::server::{TestServer, WAIT, test_args};
 use crate::support::ws::WsClient;
 use rollcall::store::memory::MemoryBackend;
@@ -282,6 +283,24 @@ async fn forged_foreign_late_and_left_resumes_are_refused_and_touch_nothing() {
         "nothing changed in the session"
     );
     assert!(!ada.is_closed(), "the real socket was never replaced");
+    // A member of a session that was ended since.
+    let mut leader = client(&server).await;
+    let joined = leader.join("ends").await;
+    let mut ended_member = client(&server).await;
+    ended_member.join("ends").await;
+    leader
+        .request_ok(
+            json!({"type": "end", "session": "ends", "epoch": joined["epoch"]}),
+            "ended",
+        )
+        .await;
+    let mut phone = client(&server).await;
+    phone
+        .request_err(
+            resume_request(&ended_member, "ends", json!(null)),
+            "resume_failed",
+        )
+        .await;
 }
 
 #[actix_rt::test]
@@ -308,4 +327,61 @@ async fn a_signed_in_member_is_resumed_only_by_the_same_user() {
         .request_ok(resume_request(&alice, "s", version), "resumed")
         .await;
     assert_eq!(resumed["connection"], alice.connection.as_str());
+}
+
+/// Ada's phone leaves the Wi-Fi: the path of her socket goes silent at both ends (a frozen proxy),
+/// and she comes back on a new socket straight to the server and resumes. Grace never sees her
+/// twice, never sees her leave or join, and the lead stays hers; the half-open socket is closed.
+#[actix_rt::test]
+async fn a_network_switch_leaves_no_duplicate_listing_no_leave_and_no_leader_change() {
+    let mut args = test_args();
+    args.resume_grace_ms = 10_000;
+    let server = TestServer::start(args).await;
+    let wifi = TcpProxy::start(server.addr);
+    let mut ada = WsClient::connect(&format!("ws://{}/ws", wifi.addr())).await;
+    let mut grace = client(&server).await;
+    ada.join("board").await;
+    let joined = grace.join("board").await;
+    assert_eq!(joined["leader"], ada.connection.as_str());
+    let version = joined["version"].clone();
+
+    wifi.freeze();
+    let switched = std::time::Instant::now();
+    let mut lte = client(&server).await;
+    let resumed = lte
+        .request_ok(resume_request(&ada, "board", version), "resumed")
+        .await;
+    println!(
+        "network switch: resumed {} ms after the old path froze",
+        switched.elapsed().as_millis()
+    );
+    assert_eq!(resumed["connection"], ada.connection.as_str());
+    assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());
+    // The server lets the half-open socket go at once (4001 it cannot deliver, then the close
+    // handshake's deadline): only Grace's and the new socket remain.
+    let supervisor = server.engine().supervisor().clone();
+    let only_two = crate::support::eventually(WAIT, async || {
+        supervisor
+            .send(rollcall::actors::supervisor::ClientCount)
+            .await
+            .is_ok_and(|n| n == 2)
+    })
+    .await;
+    assert!(only_two, "the half-open socket was not let go");
+    let members = grace.members("board").await;
+    let listed: Vec<&Value> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["connection"] == ada.connection.as_str())
+        .collect();
+    assert_eq!(listed.len(), 1, "Ada once: {members}");
+    assert_eq!(listed[0]["state"], "present");
+    assert_eq!(members["leader"], ada.connection.as_str());
+    let seen = membership_events(&mut grace);
+    assert_eq!(
+        seen,
+        Vec::<Value>::new(),
+        "no leave, join or leader change at the peer"
+    );
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::ids::ConnectionId;
-use rollcall::model::{Change, Counts, Event, LeaveReason, Member, now_ms};
+use rollcall::model::{Change, Counts, Event, LeaveReason, Member, MemberState, now_ms};
 use rollcall::store::memory::MemoryBackend;
 use rollcall::store::plan::{Plan, Planner};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
     BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus,
-    PlansWritten, ResumeRuling, Store, StoreError,
+    PlansWritten, ResumeRuling, Store, StoreError, Whose,
 };
 
 use crate::support::cluster::{self, RedisCluster};
@@ -415,12 +415,14 @@ async fn counts_users_and_connections<H: Harness>() {
         vec![
             Counts {
                 connections: 6,
-                users: 4
+                users: 4,
+                reconnecting: 0,
             },
             Counts::default(),
             Counts {
                 connections: 1,
-                users: 1
+                users: 1,
+                reconnecting: 0,
             },
         ]
     );
@@ -431,14 +433,16 @@ async fn counts_users_and_connections<H: Harness>() {
         a.counts(&asked[..1]).await.unwrap(),
         vec![Counts {
             connections: 3,
-            users: 2
+            users: 2,
+            reconnecting: 0,
         }]
     );
     assert_eq!(
         a.view("s").await.unwrap().unwrap().counts(),
         Counts {
             connections: 3,
-            users: 2
+            users: 2,
+            reconnecting: 0,
         }
     );
     assert_eq!(a.counts(&[]).await.unwrap(), vec![]);
@@ -650,7 +654,8 @@ async fn reassert_after_data_loss<H: Harness>() {
         a.counts(&["s".into()]).await.unwrap()[0],
         Counts {
             connections: 2,
-            users: 2
+            users: 2,
+            reconnecting: 0,
         }
     );
 }
@@ -1014,6 +1019,128 @@ async fn every_instance_shares_one_resume_secret<H: Harness>() {
     );
 }
 
+async fn lost_members_reconnect_until_their_grace_runs_out<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    a.subscribe("s").await.unwrap();
+    b.subscribe("s").await.unwrap();
+    join(&a, "s", member(&a, "m1", Some("u1"))).await;
+    join(&a, "s", member(&a, "m2", Some("u2"))).await;
+    join(&b, "s", member(&b, "b1", None)).await;
+    let grace = Duration::from_millis(300);
+    let change = a
+        .suspend(
+            "s",
+            Whose::Connection("m1"),
+            LeaveReason::Disconnected,
+            grace,
+        )
+        .await
+        .unwrap()
+        .expect("m1 is reconnecting");
+    let [Event::MemberUpdated { member: lost }] = change.events.as_slice() else {
+        panic!("one member_updated: {change:?}");
+    };
+    assert_eq!(lost.state, MemberState::Reconnecting);
+    assert_eq!(
+        lost.grace.map(|g| g.reason),
+        Some(LeaveReason::Disconnected)
+    );
+    assert_eq!(
+        change.leader.as_deref(),
+        Some("m1"),
+        "a reconnecting leader keeps the lead"
+    );
+    assert_eq!(
+        a.counts(&["s".into()]).await.unwrap()[0],
+        Counts {
+            connections: 2,
+            users: 2,
+            reconnecting: 1
+        }
+    );
+    assert_eq!(a.held_count("s").await.unwrap(), 1, "a holds m2 only now");
+    assert_eq!(
+        a.suspend("s", Whose::Connection("m1"), LeaveReason::Timeout, grace)
+            .await
+            .unwrap(),
+        None,
+        "already reconnecting"
+    );
+    assert_eq!(
+        b.suspend("s", Whose::Connection("m2"), LeaveReason::Timeout, grace)
+            .await
+            .unwrap(),
+        None,
+        "not b's member"
+    );
+    // Another instance ends the grace once it ran out: m1 leaves, the lead goes to m2.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let expired = loop {
+        let changes = b.expire_graces().await.unwrap();
+        if !changes.is_empty() {
+            break changes;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "m1's grace never ran out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    let (session, change) = &expired[0];
+    assert_eq!(session, "s");
+    assert_eq!(
+        change.events,
+        vec![
+            left("m1", Some("u1"), LeaveReason::Disconnected),
+            leader(Some("m2"), 2),
+        ]
+    );
+    assert!(
+        a.expire_graces().await.unwrap().is_empty(),
+        "each member is removed once"
+    );
+    // A dead instance's members reconnect too (the reaper); a resume makes one present again.
+    let a_incarnation = a.instance().incarnation.to_string();
+    let change = b
+        .suspend(
+            "s",
+            Whose::Instance(&a_incarnation),
+            LeaveReason::InstanceLost,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap()
+        .expect("m2 is reconnecting");
+    assert_eq!(change.events.len(), 1, "{change:?}");
+    let ResumeRuling::Resumed {
+        change: Some(change),
+        ..
+    } = b.resume("s", "m2", Some("u2")).await.unwrap()
+    else {
+        panic!("m2 resumed on b");
+    };
+    let [Event::MemberUpdated { member: back }] = change.events.as_slice() else {
+        panic!("one member_updated: {change:?}");
+    };
+    assert_eq!((back.state, back.grace), (MemberState::Present, None));
+    assert_eq!(back.instance, b.instance().incarnation);
+    assert_eq!(change.leader.as_deref(), Some("m2"), "still leads");
+    assert_eq!(
+        b.counts(&["s".into()]).await.unwrap()[0],
+        Counts {
+            connections: 2,
+            users: 2,
+            reconnecting: 0
+        }
+    );
+    assert_eq!(b.held_count("s").await.unwrap(), 2);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -1060,6 +1187,7 @@ conformance!(
     batched_plans,
     a_resume_moves_the_member_to_the_claiming_instance,
     every_instance_shares_one_resume_secret,
+    lost_members_reconnect_until_their_grace_runs_out,
     offsets_grow_by_one_and_history_gives_the_messages_back,
     history_pages_after_since,
     history_keeps_the_latest_size_messages,

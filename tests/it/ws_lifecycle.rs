@@ -357,7 +357,10 @@ async fn api_sessions_answers_200_with_the_view_404_unknown_400_invalid() {
     assert_eq!(body["version"], 2);
     assert_eq!(body["leader"], a.connection.as_str());
     assert_eq!(body["epoch"], 1);
-    assert_eq!(body["counts"], json!({"connections": 2, "users": 2}));
+    assert_eq!(
+        body["counts"],
+        json!({"connections": 2, "users": 2, "reconnecting": 0})
+    );
     assert_eq!(body["ended_at"], Value::Null);
     let view = a.members("api-1").await;
     assert_eq!(member_ids(&body), member_ids(&view));
@@ -391,4 +394,43 @@ async fn api_sessions_answers_200_with_the_view_404_unknown_400_invalid() {
     b.leave("api-1").await;
     let (status, body) = server.http_get("/api/sessions/api-1").await;
     assert_eq!(status, 404, "{body}");
+}
+
+/// A request waiting for a stalled store (Redis stopped with SIGSTOP) holds the requests after it,
+/// but never a `ping`: the pong comes at once, the join gets `unavailable` within the store's
+/// timeout (2 s), and the socket stays usable.
+#[actix_rt::test]
+async fn a_ping_is_never_held_behind_a_store_call() {
+    let redis = crate::support::redis::RedisServer::start();
+    let mut args = test_args();
+    args.redis_url = Some(redis.url());
+    let server = TestServer::start(args).await;
+    let mut client = WsClient::connect(&server.ws_url()).await;
+    redis.pause();
+    let stalled = Instant::now();
+    client.send_json(&serde_json::json!({"type": "join", "session": "new-here", "id": "join"}));
+    client.send_json(&serde_json::json!({"type": "ping", "id": "ping"}));
+    let first = client.next_frame(WAIT).await;
+    let pong_after = stalled.elapsed();
+    let second = client.next_frame(WAIT).await;
+    let join_after = stalled.elapsed();
+    redis.resume();
+    assert_eq!(
+        (first["type"].as_str(), first["id"].as_str()),
+        (Some("pong"), Some("ping")),
+        "{first}"
+    );
+    assert!(
+        pong_after < Duration::from_millis(500),
+        "pong after {pong_after:?}"
+    );
+    assert_eq!(second["code"], "unavailable", "{second}");
+    assert!(
+        join_after < Duration::from_millis(3_000),
+        "the join was answered after {join_after:?}"
+    );
+    println!("stalled store: pong after {pong_after:?}, join refused after {join_after:?}");
+    client
+        .request_ok(serde_json::json!({"type": "ping"}), "pong")
+        .await;
 }

@@ -91,7 +91,10 @@ async fn join_replies_with_the_view_and_the_others_get_member_joined() {
         "the first member leads: {ja}"
     );
     assert_eq!(ja["epoch"], 1, "{ja}");
-    assert_eq!(ja["counts"], json!({"connections": 1, "users": 1}));
+    assert_eq!(
+        ja["counts"],
+        json!({"connections": 1, "users": 1, "reconnecting": 0})
+    );
     let me = &ja["members"][0];
     assert_eq!(me["connection"], a.connection.as_str());
     assert_eq!(me["user"], Value::Null);
@@ -119,7 +122,10 @@ async fn join_replies_with_the_view_and_the_others_get_member_joined() {
         "a newcomer never displaces the leader"
     );
     assert_eq!(jb["epoch"], 1);
-    assert_eq!(jb["counts"], json!({"connections": 2, "users": 2}));
+    assert_eq!(
+        jb["counts"],
+        json!({"connections": 2, "users": 2, "reconnecting": 0})
+    );
     assert_eq!(member_ids(&jb), {
         let mut ids = vec![a.connection.clone(), b.connection.clone()];
         ids.sort();
@@ -184,7 +190,10 @@ async fn leave_replies_left_and_the_others_get_member_left_with_reason_left() {
         .await;
     let view = a.members("room").await;
     assert_eq!(member_ids(&view), vec![a.connection.clone()]);
-    assert_eq!(view["counts"], json!({"connections": 1, "users": 1}));
+    assert_eq!(
+        view["counts"],
+        json!({"connections": 1, "users": 1, "reconnecting": 0})
+    );
 }
 
 #[actix_rt::test]
@@ -330,7 +339,10 @@ async fn joining_again_is_idempotent_no_events_no_leadership_change() {
     assert_eq!(again["version"], 2, "no new version: {again}");
     assert_eq!(again["leader"], first["leader"]);
     assert_eq!(again["epoch"], first["epoch"]);
-    assert_eq!(again["counts"], json!({"connections": 2, "users": 2}));
+    assert_eq!(
+        again["counts"],
+        json!({"connections": 2, "users": 2, "reconnecting": 0})
+    );
     assert_eq!(
         again["members"][0]["name"], "Guest",
         "a re-join changes nothing"
@@ -537,7 +549,10 @@ async fn members_returns_the_authoritative_view_with_counts() {
     assert_eq!(view["leader"], a.connection.as_str());
     assert_eq!(view["epoch"], 1);
     // Anonymous connections count one user each (users with tokens are tested in tests/actors.rs).
-    assert_eq!(view["counts"], json!({"connections": 3, "users": 3}));
+    assert_eq!(
+        view["counts"],
+        json!({"connections": 3, "users": 3, "reconnecting": 0})
+    );
     let mut ids = vec![
         a.connection.clone(),
         b.connection.clone(),

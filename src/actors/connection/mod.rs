@@ -1,8 +1,8 @@
 //! One actor per WebSocket: parses frames, answers requests in order, keeps the socket alive, and
 //! ends every membership when the socket goes away, for whatever reason.
 //!
-//! Requests are handled one at a time (`ctx.wait`), so replies leave in request order and a
-//! request's reply always precedes the events of later changes.
+//! Requests are handled one at a time (`requests`), so replies leave in request order and a
+//! request's reply always precedes the events of later changes; a `ping` is answered at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,22 +11,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, StreamHandler, WrapFuture,
-};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, StreamHandler};
 use actix_web_actors::ws;
 
-mod ask;
 mod messages;
+mod requests;
 mod resume;
 
-use ask::flatten;
-
 use super::rate::{RateSettings, RequestLimiter, Verdict};
-use super::session::{EndSession, Leave, ReadMembers, SessionActor, UpdateProfile};
+use super::session::{Leave, Lost, SessionActor};
 use super::supervisor::CLOSE_RESTARTING;
-use super::supervisor::{Connect, Disconnect, Join, Supervisor};
-use super::{ReplyFrame, SocketId, ToClient};
+use super::supervisor::{Connect, Disconnect, Supervisor};
+use super::{SocketId, ToClient};
 
 /// Close code for a connection that keeps flooding after being rate limited.
 const CLOSE_POLICY: u16 = 1008;
@@ -38,15 +34,14 @@ pub const CLOSE_REPLACED: u16 = 4001;
 /// dropped anyway.
 pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 use crate::admission::ConnectionPermit;
-use crate::ids::{ConnectionId, Incarnation, SessionId};
+use crate::ids::{ConnectionId, SessionId};
 use crate::metrics;
-use crate::model::{LeaveReason, Member, Presence};
+use crate::model::LeaveReason;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
-use crate::protocol::request::{self, ParseLimits, Patch, Request, RequestId};
+use crate::protocol::request::{self, ParseLimits, RequestId};
 use crate::resume::ResumeTokens;
-use crate::store::StreamPosition;
 
 /// Who is on the other end of a connection, as established before the upgrade.
 #[derive(Clone, Debug, Default)]
@@ -83,6 +78,10 @@ pub struct ConnectionActor {
     socket: SocketId,
     /// No request has been handled yet (a `resume` is only taken as the first).
     first_request: bool,
+    requests: requests::RequestQueue,
+    /// While a `resume` waits for its sessions: the frames they queue for this socket, held until
+    /// the `resumed` reply is written ahead of them.
+    held_for_resume: Option<Vec<ToClient>>,
     identity: Identity,
     settings: Arc<ConnectionSettings>,
     supervisor: Addr<Supervisor>,
@@ -93,6 +92,9 @@ pub struct ConnectionActor {
     avatar: Option<String>,
     last_seen: Instant,
     end_reason: LeaveReason,
+    /// The socket ended cleanly (a close frame, or a close the server chose): its memberships
+    /// end at once. Otherwise (dropped, silent, replaced) they are lost, and may be resumed.
+    clean_end: bool,
     limiter: RequestLimiter,
     closing: Closing,
     /// `rollcall_frames_out_total`, looked up once: a fan-out counts on every connection.
@@ -126,6 +128,8 @@ impl ConnectionActor {
             id: ConnectionId::new(uuid::Uuid::new_v4().to_string()),
             socket: SocketId::next(),
             first_request: true,
+            requests: requests::RequestQueue::default(),
+            held_for_resume: None,
             identity,
             settings: settings.clone(),
             supervisor,
@@ -135,6 +139,7 @@ impl ConnectionActor {
             avatar: None,
             last_seen: Instant::now(),
             end_reason: LeaveReason::Disconnected,
+            clean_end: false,
             limiter: RequestLimiter::new(settings.rate),
             closing: Closing::Open,
             frames_out: ::metrics::counter!(metrics::FRAMES_OUT),
@@ -174,173 +179,6 @@ impl ConnectionActor {
             .ok_or_else(|| ApiError::not_member(session))
     }
 
-    fn dispatch(
-        &mut self,
-        id: Option<RequestId>,
-        request: Request,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let first = std::mem::replace(&mut self.first_request, false);
-        match request {
-            Request::Ping => self.send(ctx, ServerMessage::Pong { id }),
-            Request::Resume { token, sessions } => {
-                if !first {
-                    let err = ApiError::new(
-                        ErrorCode::ResumeFailed,
-                        "resume must be the first request on a socket",
-                    );
-                    return self.send_error(ctx, id, &err);
-                }
-                self.resume(id, &token, sessions, ctx);
-            }
-            Request::Join {
-                session,
-                name,
-                avatar,
-                presence,
-                since,
-            } => {
-                let profile = JoinProfile { name, avatar };
-                self.join(id, session, profile, presence, since, ctx)
-            }
-            Request::Leave { session } => {
-                let Some(addr) = self.sessions.remove(&session) else {
-                    return self.send_error(ctx, id, &ApiError::not_member(&session));
-                };
-                let leave = Leave {
-                    connection: self.id.clone(),
-                    reason: LeaveReason::Left,
-                    socket: Some(self.socket),
-                };
-                self.ask(&addr, leave, id.clone(), ctx, move |_, ()| {
-                    Some(ServerMessage::Left { id, session })
-                });
-            }
-            Request::Profile { name, avatar } => {
-                if let Some(name) = name {
-                    self.name = Some(name);
-                }
-                match avatar {
-                    Patch::Keep => {}
-                    Patch::Clear => self.avatar = None,
-                    Patch::Set(url) => self.avatar = Some(url),
-                }
-                let name = self.display_name(None);
-                let updates: Vec<_> = self
-                    .sessions
-                    .values()
-                    .map(|addr| {
-                        addr.send(UpdateProfile {
-                            connection: self.id.clone(),
-                            name: name.clone(),
-                            avatar: self.avatar.clone(),
-                        })
-                    })
-                    .collect();
-                let all = futures_util::future::join_all(updates);
-                ctx.wait(all.into_actor(self).map(move |results, act, ctx| {
-                    let failed = results.into_iter().map(flatten).find_map(Result::err);
-                    match failed {
-                        None => act.send(ctx, ServerMessage::ProfileUpdated { id }),
-                        Some(e) => act.send_error(ctx, id, &e),
-                    }
-                }));
-            }
-            Request::Publish { session, data } => self.publish(id, session, data, ctx),
-            Request::History {
-                session,
-                since,
-                limit,
-            } => self.read_history(id, session, since, limit, ctx),
-            Request::Members { session } => {
-                let addr = match self.session_addr(&session) {
-                    Ok(addr) => addr,
-                    Err(e) => return self.send_error(ctx, id, &e),
-                };
-                let read = ReadMembers {
-                    connection: self.id.clone(),
-                    reply: ReplyFrame::Session { id: id.clone() },
-                };
-                // On success the session actor has sent the `members` reply.
-                self.ask(&addr, read, id, ctx, |_, _| None);
-            }
-            Request::End { session, epoch } => {
-                let addr = match self.session_addr(&session) {
-                    Ok(addr) => addr,
-                    Err(e) => return self.send_error(ctx, id, &e),
-                };
-                let end = EndSession {
-                    connection: self.id.clone(),
-                    epoch,
-                };
-                self.ask(&addr, end, id.clone(), ctx, move |act, ()| {
-                    act.sessions.remove(&session);
-                    Some(ServerMessage::Ended { id, session })
-                });
-            }
-        }
-    }
-
-    fn join(
-        &mut self,
-        id: Option<RequestId>,
-        session: SessionId,
-        JoinProfile { name, avatar }: JoinProfile,
-        presence: Presence,
-        since: Option<StreamPosition>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        if let Some(allowed) = &self.identity.sessions
-            && !allowed.iter().any(|a| session == a.as_str())
-        {
-            let err = ApiError::new(
-                ErrorCode::Forbidden,
-                "your token does not allow this session",
-            );
-            return self.send_error(ctx, id, &err);
-        }
-        if !self.sessions.contains_key(&session)
-            && self.sessions.len() >= self.settings.max_sessions
-        {
-            let err = ApiError::new(
-                ErrorCode::TooManySessions,
-                format!(
-                    "a connection may be in at most {} sessions",
-                    self.settings.max_sessions
-                ),
-            );
-            return self.send_error(ctx, id, &err);
-        }
-        let member = Member {
-            connection: self.id.clone(),
-            user: self.identity.user.clone(),
-            name: self.display_name(name),
-            avatar: avatar.or_else(|| self.avatar.clone()),
-            joined_at: 0,
-            instance: Incarnation::default(),
-        };
-        let join = Join {
-            session: session.clone(),
-            member,
-            client: ctx.address().recipient(),
-            socket: Some(self.socket),
-            reply: match since {
-                Some(since) => ReplyFrame::SessionSince {
-                    id: id.clone(),
-                    since,
-                },
-                None => ReplyFrame::Session { id: id.clone() },
-            },
-            presence,
-        };
-        let supervisor = self.supervisor.clone();
-        self.ask(&supervisor, join, id, ctx, move |act, joined| {
-            // The session actor has sent the `joined` reply, in order with its events.
-            act.sessions.insert(session, joined.actor);
-            None
-        });
-    }
-
     /// Applies the rate limit to one incoming data frame (text or binary: both cost a reply);
     /// `false` when the frame was refused or the connection is being closed for flooding.
     fn admit(
@@ -376,6 +214,11 @@ impl ConnectionActor {
     /// Writes the server's close frame; the actor stops when the client answers, its stream ends,
     /// or [`CLOSE_HANDSHAKE_TIMEOUT`] passes, whichever comes first.
     fn start_close(&mut self, reason: ws::CloseReason, ctx: &mut ws::WebsocketContext<Self>) {
+        // A close the server chose ends the memberships at once, except one that hands the
+        // connection over to another socket (4001) or asks the client to come back elsewhere
+        // (1012): those keep their place for a resume.
+        let code = u16::from(reason.code);
+        self.clean_end = code != CLOSE_REPLACED && code != CLOSE_RESTARTING;
         let client_done = self.closing == Closing::Queued { client_done: true };
         ctx.close(Some(reason));
         if client_done {
@@ -415,13 +258,25 @@ impl ConnectionActor {
             return;
         }
         match request::parse(text, self.settings.parse) {
-            Ok((id, request)) => self.dispatch(id, request, ctx),
+            Ok((id, request)) => self.request(id, request, ctx),
             Err(rejected) => {
                 self.first_request = false;
                 self.send_error(ctx, rejected.id, &rejected.error)
             }
         }
     }
+}
+
+/// Whether a read error is a text frame that is not UTF-8 (the client's fault, answered with a
+/// close), rather than a broken socket. actix-web-actors reports both as `io::ErrorKind::Other`,
+/// the first with the text of a `Utf8Error`.
+fn is_invalid_text(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData || e.to_string().contains("utf-8")
+}
+
+/// Folds a mailbox failure (the target actor is gone) into the reply error.
+fn flatten<T>(res: Result<Result<T, ApiError>, actix::MailboxError>) -> Result<T, ApiError> {
+    res.map_err(|e| ApiError::new(ErrorCode::Internal, format!("session unavailable: {e}")))?
 }
 
 impl Actor for ConnectionActor {
@@ -455,11 +310,16 @@ impl Actor for ConnectionActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         for (_, addr) in self.sessions.drain() {
-            addr.do_send(Leave {
+            let leave = Leave {
                 connection: self.id.clone(),
                 reason: self.end_reason,
                 socket: Some(self.socket),
-            });
+            };
+            if self.clean_end {
+                addr.do_send(leave);
+            } else {
+                addr.do_send(Lost(leave));
+            }
         }
         self.supervisor.do_send(Disconnect {
             socket: self.socket,
@@ -497,6 +357,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
+                self.clean_end = true;
                 ctx.close(reason);
                 ctx.stop();
             }
@@ -510,6 +371,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
                     description: Some("frame too large".into()),
                 };
                 self.start_close(reason, ctx);
+            }
+            Err(ws::ProtocolError::Io(e)) if !is_invalid_text(&e) => {
+                // The socket broke (reset, dropped): lost, not ended.
+                tracing::debug!(connection = %self.id, error = %e, "socket lost");
+                ctx.stop();
             }
             Err(e) => {
                 tracing::info!(
@@ -535,6 +401,19 @@ impl Handler<ToClient> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        if let Some(held) = &mut self.held_for_resume
+            && matches!(msg, ToClient::Frame(_) | ToClient::Frames(_))
+        {
+            held.push(msg);
+            return;
+        }
+        self.take(msg, ctx);
+    }
+}
+
+impl ConnectionActor {
+    /// Writes a frame, or acts on what a session or the supervisor says.
+    pub(super) fn take(&mut self, msg: ToClient, ctx: &mut ws::WebsocketContext<Self>) {
         let close_sent = self.closing == Closing::Sent;
         match msg {
             // Nothing may follow the close frame (RFC 6455 §5.5.1).

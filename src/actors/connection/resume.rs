@@ -64,9 +64,17 @@ impl ConnectionActor {
             })
             .collect();
         let all = futures_util::future::join_all(asks);
-        ctx.wait(all.into_actor(self).map(move |answers, act, ctx| {
-            act.finish_resume(id, connection, answers, forbidden, ctx)
-        }));
+        self.held_for_resume = Some(Vec::new());
+        self.wait_for(
+            all.into_actor(self).map(move |answers, act, ctx| {
+                act.finish_resume(id, connection, answers, forbidden, ctx);
+                // Written now, in order, ahead of anything still in the mailbox.
+                for held in act.held_for_resume.take().unwrap_or_default() {
+                    act.take(held, ctx);
+                }
+            }),
+            ctx,
+        );
     }
 
     fn finish_resume(

@@ -27,7 +27,7 @@ use crate::model::{Change, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::rules::CountsTracker;
 use crate::store::plan::{Plan, Planner};
-use crate::store::{JoinOutcome, PlansWritten, StoreError, StoreResult, plan};
+use crate::store::{JoinOutcome, PlansWritten, StoreError, StoreResult, Whose, plan};
 
 /// Most requests written in one store call.
 const MAX_BATCH: usize = 64;
@@ -41,6 +41,9 @@ pub(super) enum Queued {
     Leave {
         msg: Leave,
         reply: oneshot::Sender<Result<(), ApiError>>,
+        /// The socket was lost without a clean end: the member becomes `reconnecting` for the
+        /// grace instead of leaving.
+        suspend: bool,
     },
 }
 
@@ -125,6 +128,52 @@ impl Handler<Leave> for SessionActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        self.end_local(msg, false, ctx)
+    }
+}
+
+/// A local member's socket was lost without a clean end (dropped without a close frame, or
+/// silent past the client timeout): with a resume grace the member becomes `reconnecting`, so
+/// that its client can resume it; without one it leaves with `reason`, as a [`Leave`] would.
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Lost(pub Leave);
+
+impl Handler<Lost> for SessionActor {
+    type Result = ResponseFuture<Result<(), ApiError>>;
+
+    fn handle(&mut self, Lost(msg): Lost, ctx: &mut Context<Self>) -> Self::Result {
+        let suspend = !self.resume_grace.is_zero();
+        self.end_local(msg, suspend, ctx)
+    }
+}
+
+impl SessionActor {
+    /// A local member whose socket closed before its join or resume was done: lost like any
+    /// socket that ends without a close.
+    pub(super) fn lose_orphan(
+        &mut self,
+        connection: ConnectionId,
+        socket: Option<SocketId>,
+        ctx: &mut Context<Self>,
+    ) {
+        let leave = Leave {
+            connection,
+            reason: LeaveReason::Disconnected,
+            socket,
+        };
+        let suspend = !self.resume_grace.is_zero();
+        // Queued like the socket's own loss; nobody waits for the answer.
+        drop(self.end_local(leave, suspend, ctx));
+    }
+
+    /// Ends a local membership: the member leaves, or (`suspend`) becomes `reconnecting`.
+    fn end_local(
+        &mut self,
+        msg: Leave,
+        suspend: bool,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<(), ApiError>> {
         let carried_by_another = self.local.get(&msg.connection).is_some_and(|local| {
             msg.socket.is_some() && local.socket.is_some() && local.socket != msg.socket
         });
@@ -139,7 +188,14 @@ impl Handler<Leave> for SessionActor {
             return Box::pin(async move { Err(not_member) });
         }
         let (reply, done) = oneshot::channel();
-        self.enqueue(Queued::Leave { msg, reply }, ctx);
+        self.enqueue(
+            Queued::Leave {
+                msg,
+                reply,
+                suspend,
+            },
+            ctx,
+        );
         Box::pin(async move { done.await.unwrap_or_else(|_| Err(closed_before_done())) })
     }
 }
@@ -189,6 +245,7 @@ impl SessionActor {
                 // A join with `since` reads the messages its joiner missed: it goes alone.
                 Queued::Join { msg, .. } if msg.reply.since().is_some() => None,
                 Queued::Join { msg, .. } => planner.join(&msg.member, self.clock.now_ms()),
+                Queued::Leave { suspend: true, .. } => None,
                 Queued::Leave { msg, .. } if self.held_elsewhere(&msg.connection) => None,
                 Queued::Leave { msg, .. } => planner.leave(&msg.connection, msg.reason),
             };
@@ -244,7 +301,7 @@ impl SessionActor {
                 let done = written.map(|change| (JoinOutcome::Joined(change), None));
                 let _ = reply.send(self.finish_join(msg, done, true, None, ctx));
             }
-            Queued::Leave { msg, reply } => {
+            Queued::Leave { msg, reply, .. } => {
                 let _ = reply.send(self.finish_leave(msg, written.map(Some), ctx));
             }
         }
@@ -254,7 +311,12 @@ impl SessionActor {
     fn write_one(&mut self, request: Queued, ctx: &mut Context<Self>) {
         match request {
             Queued::Join { msg, reply } => self.join_one(msg, reply, ctx),
-            Queued::Leave { msg, reply } => self.leave_one(msg, reply, ctx),
+            Queued::Leave {
+                msg,
+                reply,
+                suspend: true,
+            } => self.suspend_one(msg, reply, ctx),
+            Queued::Leave { msg, reply, .. } => self.leave_one(msg, reply, ctx),
         }
     }
 
@@ -352,6 +414,9 @@ impl SessionActor {
         let joined = self
             .joined_record(&outcome, &connection)
             .unwrap_or(msg.member);
+        // A socket that closed while its join was on its way: the member it left behind is lost.
+        let socket_gone = !msg.client.connected();
+        let socket = msg.socket;
         // Frames held for the members already here are not for the joiner (its `joined` has
         // their changes): it gets the ones from now on.
         self.local.insert(
@@ -373,6 +438,9 @@ impl SessionActor {
             self.deliver(frame, Audience::Only(connection.clone()), ctx);
         }
         self.report_count();
+        if socket_gone {
+            self.lose_orphan(connection, socket, ctx);
+        }
         Ok(match reply_frame_sent {
             // The joiner has its list in the reply frame; the caller gets the header.
             true => SessionView {
@@ -416,6 +484,37 @@ impl SessionActor {
                     None => store.leave(&session, &connection, reason),
                 }
                 .await
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let _ = reply.send(act.finish_leave(msg, result, ctx));
+                act.schedule_write(ctx);
+            }),
+        );
+    }
+
+    /// Marks a lost member `reconnecting` for the grace; a store that cannot be reached gets the
+    /// member's leave retried on reconcile instead, as for a leave.
+    fn suspend_one(
+        &mut self,
+        msg: Leave,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.local.contains_key(&msg.connection) {
+            // Resumed on a new socket here before the loss was written: nothing was lost.
+            let _ = reply.send(Ok(()));
+            self.schedule_write(ctx);
+            return;
+        }
+        let store = self.store.clone();
+        let session = self.session.clone();
+        let connection = msg.connection.clone();
+        let (reason, grace) = (msg.reason, self.resume_grace);
+        ctx.wait(
+            async move {
+                let whose = Whose::Connection(connection.as_str());
+                store.suspend(&session, whose, reason, grace).await
             }
             .into_actor(self)
             .map(move |result, act, ctx| {

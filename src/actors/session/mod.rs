@@ -34,7 +34,7 @@ use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::rules::CountsTracker;
 use crate::store::{Floor, Store, StoreError};
 pub use history::ReadHistory;
-pub use membership::{JoinLocal, Leave};
+pub use membership::{JoinLocal, Leave, Lost};
 use outbox::Audience;
 pub use requests::{EndSession, Publish, ReadMembers, UpdateProfile};
 pub use resume::{Resumption, TakeOver};
@@ -114,6 +114,8 @@ pub struct SessionActor {
     membership: membership::MembershipQueue,
     /// Stamps the `joined_at` of the joins it plans.
     clock: WallClock,
+    /// How long a member whose socket was lost stays `reconnecting` (zero: it leaves at once).
+    resume_grace: Duration,
     /// The latest message of the session's stream this actor delivered (or read from the store
     /// when it had none yet): messages reach local members in stream order ([`messages`]).
     latest_message: messages::LatestMessage,
@@ -153,8 +155,15 @@ impl SessionActor {
             pending_removals: Vec::new(),
             membership: membership::MembershipQueue::default(),
             clock: WallClock::system(),
+            resume_grace: Duration::ZERO,
             latest_message: messages::LatestMessage::Unknown,
         }
+    }
+
+    /// Keeps members whose socket was lost `reconnecting` for `grace` instead of removing them.
+    pub fn with_resume_grace(mut self, grace: Duration) -> SessionActor {
+        self.resume_grace = grace;
+        self
     }
 
     /// Plans joins with `joined_at` stamps from `clock` instead of the system's.
@@ -351,14 +360,19 @@ impl SessionActor {
         }
     }
 
-    /// Whether `change` removes a member alive here as lost with its instance.
+    /// Whether `change` removes a member alive here as lost with its instance, or marks it
+    /// reconnecting (another instance took this one for dead).
     fn declares_local_members_lost(&self, change: &Change) -> bool {
-        change.events.iter().any(|event| {
-            matches!(event, Event::MemberLeft {
+        change.events.iter().any(|event| match event {
+            Event::MemberLeft {
                 connection,
                 reason: LeaveReason::InstanceLost,
                 ..
-            } if self.local.contains_key(connection))
+            } => self.local.contains_key(connection),
+            Event::MemberUpdated { member } => {
+                !member.is_present() && self.local.contains_key(&member.connection)
+            }
+            _ => false,
         })
     }
 
@@ -393,7 +407,8 @@ impl SessionActor {
             Missed::View(Some(view)) if view.version > self.view.version => {
                 metrics::counter!(crate::metrics::RESYNCS).increment(1);
                 let ended = view.ended_at.is_some();
-                if !ended && self.local.keys().any(|c| view.member(c).is_none()) {
+                let lost_here = |c: &ConnectionId| view.member(c).is_none_or(|m| !m.is_present());
+                if !ended && self.local.keys().any(lost_here) {
                     // The store lost members alive here, or another instance took this one for
                     // dead: they go back before their clients are shown a list without them.
                     ctx.notify(Reconcile { reassert: true });

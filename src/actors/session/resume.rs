@@ -144,6 +144,7 @@ impl SessionActor {
             }
             None => Presence::Full,
         };
+        let socket_gone = !msg.client.connected();
         self.local.insert(
             connection.clone(),
             LocalMember {
@@ -169,6 +170,9 @@ impl SessionActor {
         });
         for frame in frames {
             self.deliver(frame, Audience::Only(connection.clone()), ctx);
+        }
+        if socket_gone {
+            self.lose_orphan(connection.clone(), Some(msg.socket), ctx);
         }
         Ok(Some(Resumption {
             session: self.session.clone(),

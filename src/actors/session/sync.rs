@@ -2,8 +2,11 @@
 //! reconciliation after a gap or a store failure, graceful stop and retirement.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, WrapFuture};
+use actix::{
+    ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, Message, Recipient, WrapFuture,
+};
 use serde_json::Value;
 
 use super::messages::Incoming;
@@ -12,6 +15,7 @@ use crate::actors::ToClient;
 use crate::ids::ConnectionId;
 use crate::model::{Change, Event, LeaveReason, Member, Presence, SessionView};
 use crate::protocol::reply::ServerMessage;
+use crate::store::reaping::let_go;
 use crate::store::{StoreError, StreamPosition};
 
 /// A change made by another instance (or by this instance's reaper), to apply in version order.
@@ -200,6 +204,7 @@ impl Handler<ShutdownSession> for SessionActor {
         let store = self.store.clone();
         let session = self.session.clone();
         let me = store.instance().incarnation.clone();
+        let grace = self.resume_grace;
         let queued_leaves = self.membership.abandon_at_shutdown();
         self.flush();
         let had_members = queued_leaves || !self.local.is_empty();
@@ -212,44 +217,58 @@ impl Handler<ShutdownSession> for SessionActor {
         }
         AtomicResponse::new(Box::pin(
             async move {
-                if had_members {
-                    store
-                        .remove_instance_members(&session, &me, LeaveReason::Shutdown)
-                        .await
-                } else {
-                    Ok(None)
+                // With a grace, the members keep their place while their clients resume on another
+                // instance; those that do not come back leave with `shutdown`. An in-process store
+                // has no other instance: its members leave now, reconnecting ones included.
+                let in_process = store.kind() == "memory";
+                let grace = if in_process { Duration::ZERO } else { grace };
+                let mut changes = Vec::new();
+                if in_process {
+                    changes.extend(store.end_graces(&session).await?);
                 }
+                if had_members {
+                    let shutdown = LeaveReason::Shutdown;
+                    let store = store.as_ref();
+                    changes.extend(let_go(store, &session, &me, shutdown, grace).await?);
+                }
+                Ok::<_, StoreError>(changes)
             }
             .into_actor(self)
             .map(move |result, act, _ctx| {
                 match result {
-                    Ok(Some(change)) => {
-                        act.record(&change);
-                        // The local members see who left and why (`shutdown`) before the 1012
-                        // close that the supervisor sends once every session is done.
-                        let frames = ServerMessage::from_change(&act.session, &change);
-                        for (event, frame) in change.events.iter().zip(frames) {
-                            let frame = frame.encode();
-                            let per_member = matches!(
-                                event,
-                                Event::MemberJoined { .. }
-                                    | Event::MemberLeft { .. }
-                                    | Event::MemberUpdated { .. }
-                            );
-                            for (client, presence) in &clients {
-                                if !per_member || *presence == Presence::Full {
-                                    client.do_send(ToClient::Frame(frame.clone()));
-                                }
-                            }
+                    Ok(changes) => {
+                        for change in changes {
+                            act.record(&change);
+                            // The local members see who left and why (`shutdown`) before the
+                            // 1012 close that the supervisor sends once every session is done.
+                            act.tell_at_shutdown(&change, &clients);
                         }
                     }
-                    Ok(None) => {}
                     Err(e) => tracing::error!(session = %act.session, error = %e,
                         "could not remove members at shutdown; the reaper will after the lease"),
                 }
                 act.report_count();
             }),
         ))
+    }
+}
+
+impl SessionActor {
+    /// Sends a change made at shutdown straight to the clients that were local.
+    fn tell_at_shutdown(&self, change: &Change, clients: &[(Recipient<ToClient>, Presence)]) {
+        let frames = ServerMessage::from_change(&self.session, change);
+        for (event, frame) in change.events.iter().zip(frames) {
+            let frame = frame.encode();
+            let per_member = matches!(
+                event,
+                Event::MemberJoined { .. } | Event::MemberLeft { .. } | Event::MemberUpdated { .. }
+            );
+            for (client, presence) in clients {
+                if !per_member || *presence == Presence::Full {
+                    client.do_send(ToClient::Frame(frame.clone()));
+                }
+            }
+        }
     }
 }
 

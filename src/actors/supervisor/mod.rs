@@ -13,11 +13,11 @@ use actix::{
     Recipient, ResponseActFuture, StreamHandler, WrapFuture,
 };
 
-mod queries;
+mod clients;
 mod resume;
 mod subscriptions;
 
-pub use queries::{ClientCount, GetHealth, LookupSession};
+pub use clients::{ClientCount, Connect, Disconnect, GetHealth};
 pub use resume::Resume;
 
 use subscriptions::{SubscriptionQueue, record_change};
@@ -52,6 +52,8 @@ pub struct SupervisorSettings {
     pub touch_every_ticks: u64,
     /// Stamps the `joined_at` of planned joins.
     pub clock: WallClock,
+    /// `--resume-grace-ms`: how long lost members stay `reconnecting` (zero: removed at once).
+    pub resume_grace: Duration,
 }
 
 struct SessionEntry {
@@ -180,6 +182,7 @@ impl Supervisor {
             self.recorder.clone(),
         )
         .with_clock(self.settings.clock.clone())
+        .with_resume_grace(self.settings.resume_grace)
         .start();
         self.sessions.insert(
             session.clone(),
@@ -256,6 +259,7 @@ impl Supervisor {
         self.tick_running = true;
         self.ticks += 1;
         let store = self.store.clone();
+        let grace = self.settings.resume_grace;
         let touch: Vec<SessionId> = if self
             .ticks
             .is_multiple_of(self.settings.touch_every_ticks.max(1))
@@ -286,7 +290,15 @@ impl Supervisor {
                             Err(_) => unconfirmed.push(orphan),
                         }
                     }
-                    reaped.extend(crate::store::reaping::reap_expired(store.as_ref()).await);
+                    reaped.extend(crate::store::reaping::reap_expired(store.as_ref(), grace).await);
+                    if !grace.is_zero() {
+                        match store.expire_graces().await {
+                            Ok(expired) => reaped.extend(expired),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "grace expiry failed; will retry")
+                            }
+                        }
+                    }
                     releases.await;
                 } else {
                     unconfirmed = orphans;
@@ -486,40 +498,16 @@ impl Handler<Orphaned> for Supervisor {
     }
 }
 
-/// A client connected (it was admitted before its upgrade, see [`crate::admission`]). One that
-/// arrives while the instance is stopping is closed with 1012 at once, like those already here.
+/// The session actor of `session` on this instance, if any.
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct Connect {
-    pub socket: SocketId,
-    pub client: Recipient<ToClient>,
-}
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub struct LookupSession(pub SessionId);
 
-impl Handler<Connect> for Supervisor {
-    type Result = ();
+impl Handler<LookupSession> for Supervisor {
+    type Result = Option<Addr<SessionActor>>;
 
-    fn handle(&mut self, msg: Connect, _ctx: &mut Context<Self>) {
-        if self.shutting_down {
-            msg.client.do_send(ToClient::Close {
-                code: CLOSE_RESTARTING,
-                reason: "server restarting".into(),
-            });
-        }
-        self.clients.insert(msg.socket, msg.client);
-    }
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    pub socket: SocketId,
-}
-
-impl Handler<Disconnect> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Disconnect, _ctx: &mut Context<Self>) {
-        self.clients.remove(&msg.socket);
+    fn handle(&mut self, msg: LookupSession, _ctx: &mut Context<Self>) -> Self::Result {
+        self.sessions.get(&msg.0).map(|e| e.addr.clone())
     }
 }
 

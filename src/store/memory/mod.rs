@@ -19,7 +19,7 @@ use super::plan::Plan;
 use super::{
     Broadcast, BroadcastBody, Broker, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, HistorySettings,
     InstanceId, JoinOutcome, LeaseStatus, PlansWritten, Registry, ResumeRuling, Sessions, Store,
-    StoreError, StoreResult, Upkeep,
+    StoreError, StoreResult, Upkeep, Whose,
 };
 use crate::clock::WallClock;
 use crate::ids::ConnectionId;
@@ -210,7 +210,7 @@ impl MemoryStore {
         let entry = state.sessions.get(session)?;
         let change = rules::remove(
             &entry.view,
-            |m| m.instance == instance && !keep.contains(&m.connection),
+            |m| m.instance == instance && m.is_present() && !keep.contains(&m.connection),
             reason,
         )?;
         Some(self.commit(&mut state, session, change))

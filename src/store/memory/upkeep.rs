@@ -19,7 +19,8 @@ impl Upkeep for MemoryStore {
         let state = self.backend.lock();
         let me = &self.instance.incarnation;
         Ok(state.sessions.get(session).map_or(0, |s| {
-            s.view.members.iter().filter(|m| &m.instance == me).count() as u64
+            let held = s.view.members.iter();
+            held.filter(|m| &m.instance == me && m.is_present()).count() as u64
         }))
     }
 
@@ -67,5 +68,58 @@ impl Upkeep for MemoryStore {
 
     async fn touch(&self, _session: &str) -> StoreResult<()> {
         Ok(())
+    }
+
+    async fn suspend(
+        &self,
+        session: &str,
+        whose: Whose<'_>,
+        reason: LeaveReason,
+        grace: Duration,
+    ) -> StoreResult<Option<Change>> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get(session) else {
+            return Ok(None);
+        };
+        let me = &self.instance.incarnation;
+        let until = self.backend.clock.now_ms() + grace.as_millis() as i64;
+        let losing = |m: &Member| match whose {
+            Whose::Connection(connection) => m.connection == connection && &m.instance == me,
+            Whose::Instance(instance) => m.instance == instance,
+        };
+        let Some(change) = rules::suspend(&entry.view, losing, reason, until) else {
+            return Ok(None);
+        };
+        Ok(Some(self.commit(&mut state, session, change)))
+    }
+
+    async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>> {
+        let mut state = self.backend.lock();
+        let Some(entry) = state.sessions.get(session) else {
+            return Ok(None);
+        };
+        let Some(change) = rules::expire(&entry.view, i64::MAX) else {
+            return Ok(None);
+        };
+        Ok(Some(self.commit(&mut state, session, change)))
+    }
+
+    async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>> {
+        let mut state = self.backend.lock();
+        let now = self.backend.clock.now_ms();
+        let due: Vec<(String, Change)> = state
+            .sessions
+            .iter()
+            .filter_map(|(session, entry)| {
+                rules::expire(&entry.view, now).map(|change| (session.clone(), change))
+            })
+            .collect();
+        Ok(due
+            .into_iter()
+            .map(|(session, change)| {
+                let change = self.commit(&mut state, &session, change);
+                (session, change)
+            })
+            .collect())
     }
 }

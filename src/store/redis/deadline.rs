@@ -43,6 +43,11 @@ impl StoreClock {
         self.known.store(true, Ordering::Relaxed);
     }
 
+    /// Redis time now, as far as this instance knows it (its own time until the offset is known).
+    pub fn store_now_ms(&self) -> i64 {
+        self.now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
     /// The deadline of a write sent now, in Redis milliseconds; `''` until the offset is known.
     pub fn deadline(&self) -> String {
         if !self.known.load(Ordering::Relaxed) {

@@ -10,6 +10,7 @@
 //! | `P:{s:<id>}:order` | zset | connection scored by `joined_at` (election order, ties by id) |
 //! | `P:{s:<id>}:byinst` | zset | `<incarnation>\0<connection>`, score 0: the per-instance member sets (a lex range is one instance's members, so removing them costs O(their number)) |
 //! | `P:{s:<id>}:users` | hash | user id → live connections of that user (for `counts`) |
+//! | `P:{s:<id>}:grace` | zset | reconnecting member → when its grace runs out (Redis time, ms) |
 //! | `P:{s:<id>}:log` | list | the last 64 published changes, newest first, consecutive versions (gap repair without reading every member) |
 //! | `P:{s:<id>}:stream` | hash | the session's message stream ([`crate::store::history`]): `id` (random, new whenever the stream starts afresh), `offset` (the latest message's), `until` (when it and the history expire, Redis ms); expires between `--history-ttl-ms` and twice that after the last message |
 //! | `P:{s:<id>}:history` | list | the latest `--history-size` messages (and up to 16 more before a trim), newest first, consecutive offsets ending at the stream's `offset`: JSON of [`crate::store::StoredMessage`]; same expiry as the stream |
@@ -18,6 +19,7 @@
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
 //! | `P:{g}:names` | hash | instance name → current incarnation |
 //! | `P:{g}:generation` | string | random token set once; a change means Redis lost its data |
+//! | `P:{g}:grace` | zset | `<session>\0<tag>` scored by a grace deadline in that session: where to look for reconnecting members whose grace ran out (written before the session's own deadline, so never missing one) |
 //! | `P:{g}:resume-secret` | string | random secret set once, that every instance signs resume tokens with ([`crate::resume`]) |
 //! | `P:{<tag>}:shard` | string | on a cluster, one per master (`<tag>` hashes to a slot it owns): random token set once; a change means that shard lost its data ([`super::shards`]) |
 //!
@@ -37,11 +39,13 @@ impl KeyLayout {
         }
     }
 
-    /// The six keys of a session, in the order the session scripts take them.
-    pub fn session(&self, session: &str) -> [String; 6] {
+    /// The seven keys of a session, in the order the session scripts take them.
+    pub fn session(&self, session: &str) -> [String; 7] {
         let p = &self.prefix;
-        ["meta", "members", "order", "byinst", "users", "log"]
-            .map(|k| format!("{p}:{{s:{session}}}:{k}"))
+        [
+            "meta", "members", "order", "byinst", "users", "log", "grace",
+        ]
+        .map(|k| format!("{p}:{{s:{session}}}:{k}"))
     }
 
     /// The message stream and history of a session, in the order the history scripts take them
@@ -79,6 +83,11 @@ impl KeyLayout {
     /// The generation token of the cluster shard whose master owns the slot of `tag`.
     pub fn shard_token(&self, tag: &str) -> String {
         format!("{}:{{{tag}}}:shard", self.prefix)
+    }
+
+    /// The index of sessions with grace deadlines.
+    pub fn graces(&self) -> String {
+        format!("{}:{{g}}:grace", self.prefix)
     }
 
     /// The secret resume tokens are signed with.

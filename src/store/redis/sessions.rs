@@ -148,9 +148,10 @@ impl Sessions for RedisStore {
             .map(|reply| {
                 let items = array(reply)?;
                 match items.as_slice() {
-                    [connections, users] => Ok(Counts {
+                    [connections, users, reconnecting] => Ok(Counts {
                         connections: int(connections)?,
                         users: int(users)?,
+                        reconnecting: int(reconnecting)?,
                     }),
                     _ => Err(reply_error("counts reply")),
                 }

@@ -60,3 +60,62 @@ async fn a_client_of_an_instance_taken_for_dead_never_hears_that_it_left() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn with_a_grace_a_client_of_an_instance_taken_for_dead_stays_present_for_itself_and_others() {
+    let backend = MemoryBackend::new(Duration::from_secs(3));
+    let mut args = test_args();
+    args.resume_grace_ms = 10_000;
+    let server = TestServer::start_on_backend(args, &backend).await;
+    let me = server.engine().store().instance().incarnation.to_string();
+    let mut alive = WsClient::connect(&server.ws_url()).await;
+    alive.join("s").await;
+    let (reaper, _feed) = backend.connect(InstanceId::new("reaper"));
+    let (watcher_store, _watcher_feed) = backend.connect(InstanceId::new("watcher"));
+    // Another instance's reaper marks this instance's members reconnecting.
+    reaper
+        .suspend(
+            "s",
+            rollcall::store::Whose::Instance(&me),
+            LeaveReason::InstanceLost,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the reaper's change")
+        .expect("members were marked");
+    let connection = alive.connection.clone();
+    // Back in the store, the instance shows its client the result (an update or a snapshot).
+    let is_me = |m: &Value| m["connection"] == connection.as_str() && m["state"] == "present";
+    let present_again = alive
+        .expect("itself present again", |f| {
+            (f["type"] == "member_updated" && is_me(&f["member"]))
+                || (f["type"] == "snapshot"
+                    && f["members"]
+                        .as_array()
+                        .is_some_and(|ms| ms.iter().any(is_me)))
+        })
+        .await;
+    assert_eq!(present_again["session"], "s");
+    let view = watcher_store
+        .view("s")
+        .await
+        .expect("view")
+        .expect("the session");
+    assert!(
+        view.members.iter().all(|m| m.is_present()),
+        "present again in the store: {view:?}"
+    );
+    alive.drain_ready();
+    for frame in alive.log() {
+        assert!(
+            !(frame["type"] == "member_updated"
+                && frame["member"]["connection"] == connection.as_str()
+                && frame["member"]["state"] == "reconnecting"),
+            "told that it was reconnecting while connected: {frame}"
+        );
+        assert!(
+            !about_itself(frame, &connection),
+            "told that it left: {frame}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Member records for tests that drive a store or an engine directly.
 
 use rollcall::ids::Incarnation;
-use rollcall::model::Member;
+use rollcall::model::{Member, MemberState};
 
 /// A member `connection` of user `user-<connection>`, named after its connection, held by
 /// `instance`. `joined_at` is 0: the store stamps it.
@@ -13,5 +13,7 @@ pub fn member(connection: &str, instance: &Incarnation) -> Member {
         avatar: None,
         joined_at: 0,
         instance: instance.clone(),
+        state: MemberState::Present,
+        grace: None,
     }
 }

@@ -84,6 +84,10 @@ impl RollcallProcess {
             .expect("open the process log");
         let db = self._dir.path().join("rollcall.db");
         let mut args = base_args(self.addr, &self.store, &self.name);
+        if !extra.contains(&"--resume-grace-ms") {
+            // The bound tests measure how fast a lost member is removed; grace tests set their own.
+            args.extend(["--resume-grace-ms".to_owned(), "0".to_owned()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .args(&args)

@@ -3,7 +3,9 @@
 //!
 //! It runs on its own thread with its own runtime, so it keeps working whatever the test's runtime
 //! does. [`TcpProxy::cut`] drops every open connection and refuses new ones (accepted, then closed
-//! at once); [`TcpProxy::heal`] lets connections through again.
+//! at once); [`TcpProxy::heal`] lets connections through again. [`TcpProxy::freeze`] plays a path
+//! that silently stops carrying anything (a phone that left the Wi-Fi): the open connections stay
+//! open at both ends, and no byte crosses them any more.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ pub struct TcpProxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
+    frozen: watch::Sender<u64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -30,6 +33,7 @@ impl TcpProxy {
         let addr = std_listener.local_addr().expect("proxy address");
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, generation_rx) = watch::channel(0u64);
+        let (frozen, frozen_rx) = watch::channel(0u64);
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
         let thread_cut = cut.clone();
         let thread = std::thread::spawn(move || {
@@ -40,7 +44,7 @@ impl TcpProxy {
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).expect("tokio listener");
                 tokio::select! {
-                    _ = accept_loop(listener, target, thread_cut, generation_rx) => {}
+                    _ = accept_loop(listener, target, thread_cut, generation_rx, frozen_rx) => {}
                     _ = stop_rx => {}
                 }
             });
@@ -49,6 +53,7 @@ impl TcpProxy {
             addr,
             cut,
             generation,
+            frozen,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -62,6 +67,12 @@ impl TcpProxy {
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Stops carrying bytes on every open connection, without closing any (half-open at both
+    /// ends). New connections still go through.
+    pub fn freeze(&self) {
+        self.frozen.send_modify(|g| *g += 1);
     }
 
     pub fn heal(&self) {
@@ -78,6 +89,7 @@ async fn accept_loop(
     target: SocketAddr,
     cut: Arc<AtomicBool>,
     generation: watch::Receiver<u64>,
+    frozen: watch::Receiver<u64>,
 ) {
     loop {
         let Ok((mut inbound, _)) = listener.accept().await else {
@@ -89,14 +101,22 @@ async fn accept_loop(
         }
         let mut cut_signal = generation.clone();
         cut_signal.mark_unchanged();
+        let mut freeze_signal = frozen.clone();
+        freeze_signal.mark_unchanged();
         tokio::spawn(async move {
             let Ok(mut outbound) = TcpStream::connect(target).await else {
                 return;
             };
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                _ = cut_signal.changed() => {}
+            let frozen = tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                _ = cut_signal.changed() => false,
+                _ = freeze_signal.changed() => true,
+            };
+            if frozen {
+                // Both sockets stay open and silent until the proxy is cut or dropped.
+                let _ = cut_signal.changed().await;
             }
+            drop((inbound, outbound));
         });
     }
 }

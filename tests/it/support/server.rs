@@ -33,6 +33,8 @@ pub fn test_args() -> ServeArgs {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
     args.shutdown_timeout_ms = 5_000;
+    // The bound tests measure how fast a lost member is removed; the grace tests turn it on.
+    args.resume_grace_ms = 0;
     args
 }
 

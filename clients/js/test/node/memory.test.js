@@ -41,7 +41,7 @@ describe("one instance, in-process store", () => {
       sa.members.map((m) => m.name),
       ["Ada"],
     );
-    assert.deepEqual(sa.counts, { connections: 1, users: 1 });
+    assert.deepEqual(sa.counts, { connections: 1, users: 1, reconnecting: 0 });
 
     const joinSeen = nextEvent(sa, "join", { message: "Ada sees Grace join" });
     const b = makeClient({ url: server.ws });
@@ -59,7 +59,7 @@ describe("one instance, in-process store", () => {
     );
     assert.equal(sb.leader, sa.you);
     assert.equal(sb.isLeader, false);
-    assert.deepEqual(sa.counts, { connections: 2, users: 2 });
+    assert.deepEqual(sa.counts, { connections: 2, users: 2, reconnecting: 0 });
     assert.equal(sa.version, sb.version);
 
     // A message reaches the other member, with its sender.

@@ -1,5 +1,5 @@
 // Two real rollcall instances on a private redis-server: a client whose instance is killed
-// (SIGKILL) fails over to the other one and re-joins; one whose instance stops gracefully
+// (SIGKILL) fails over to the other one and resumes as the same member; one whose instance stops gracefully
 // (SIGTERM → close 1012) reconnects at once to the next URL.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -17,7 +17,17 @@ let redis;
 /** @type {import("../support/servers.js").Rollcall} */
 let a;
 
-const instanceArgs = () => ["--redis-url", redis.url, "--lease-ms", String(LEASE_MS), "--heartbeat-ms", String(HEARTBEAT_MS)];
+// Without a resume grace: the bound of a lost member's removal is what these tests measure.
+const instanceArgs = () => [
+  "--redis-url",
+  redis.url,
+  "--lease-ms",
+  String(LEASE_MS),
+  "--heartbeat-ms",
+  String(HEARTBEAT_MS),
+  "--resume-grace-ms",
+  "0",
+];
 
 before(async () => {
   redis = await startRedis();
@@ -37,84 +47,88 @@ async function serverView(server, id) {
 }
 
 describe("two instances on one Redis", () => {
-  test("SIGKILL of B: its client reconnects to A and re-joins; A's clients see B's members leave (instance_lost) in time", async () => {
+  test("SIGKILL of B, which holds the leader: its client resumes on A as the same member; peers see no leave and no leader change; B's other member leaves (instance_lost) in time", async () => {
     const b = await startRollcall({ name: "b", args: instanceArgs() });
 
-    // On A: the leader of both sessions.
+    // On A: the leader of `doomed`.
     const stayer = makeClient({ url: a.ws });
-    const stay = await stayer.join("shared", { name: "Stay" });
     const stayDoomed = await stayer.join("doomed", { name: "Stay" });
-
-    // On B: a client that can fail over (url [B, A]) and one that cannot (url [B]).
-    const mover = makeClient({ url: [b.ws, a.ws], minReconnectDelayMs: 800, maxReconnectDelayMs: 1600 });
+    // On B: the leader of `shared`, which can fail over (url [B, A]), and one that cannot (url [B]).
+    const mover = makeClient({ url: [b.ws, a.ws], minReconnectDelayMs: 100, maxReconnectDelayMs: 300 });
     const moved = await mover.join("shared", { name: "Mover", avatar: "https://example.com/m.png" });
     const movedDoomed = await mover.join("doomed", { name: "Mover" });
+    assert.equal(mover.url, b.ws);
+    const stay = await stayer.join("shared", { name: "Stay" });
     const stranded = makeClient({ url: [b.ws] });
     const strandedSession = await stranded.join("shared", { name: "Stranded" });
-    assert.equal(mover.url, b.ws);
-
-    await waitFor(() => stay.members.length === 3, {
+    await waitFor(() => stay.members.length === 3 && movedDoomed.members.length === 2, {
       message: "the stayer on A to see both members on B",
       describe: () => stay.members.map((m) => m.name),
     });
+    assert.equal(stay.leader, moved.you, "the mover leads `shared`");
     const oldMover = moved.you;
     const oldStranded = strandedSession.you;
+    const joinedAt = moved.members.find((m) => m.connection === oldMover)?.joined_at;
 
     /** @type {Map<string, { reason: string, at: number }>} */
     const leftAt = new Map();
     stay.on("leave", (connection, reason) => leftAt.set(connection, { reason, at: Date.now() }));
-    const moverStates = [];
-    mover.on("state", (s) => moverStates.push(s));
-    const doomedEnded = nextEvent(movedDoomed, "ended", { timeoutMs: 8000, message: "the mover's `doomed` session to emit ended after its re-join" });
-    const rejoined = nextEvent(moved, "change", {
+    /** @type {Array<string | null>} */
+    const leaders = [];
+    stay.on("leader", (leader) => leaders.push(leader));
+    const doomedEnded = nextEvent(movedDoomed, "ended", { timeoutMs: 8000, message: "the mover's `doomed` session to emit ended" });
+    const resumed = nextEvent(moved, "recovered", {
       timeoutMs: 8000,
-      message: "the mover's re-join on A to replace its view",
-      predicate: (s) => s.you !== oldMover,
+      message: "the mover to resume `shared` on A",
+      predicate: (r) => r.resumed === true,
     });
 
     const t0 = Date.now();
     b.signal("SIGKILL");
-    // While the mover waits to reconnect, the session it was also in ends.
+    // While the mover reconnects, the other session it was in ends.
     await stayDoomed.end();
 
-    await rejoined;
+    await resumed;
+    const resumedAfter = Date.now() - t0;
+    console.log(`the mover resumed on A ${resumedAfter} ms after the kill`);
+    assert.ok(resumedAfter <= 1000 + LEASE_MS, `resumed after ${resumedAfter} ms`);
     assert.equal(mover.state, "connected");
     assert.equal(mover.url, a.ws, "the mover should be on A now");
-    assert.deepEqual(moverStates.slice(0, 3), ["disconnected", "connecting", "connected"]);
+    assert.equal(moved.you, oldMover, "the same member");
     const me = moved.members.find((m) => m.connection === moved.you);
-    assert.ok(me, "the re-joined view holds the mover itself");
-    assert.equal(me.name, "Mover", "re-joined with the same name");
-    assert.equal(me.avatar, "https://example.com/m.png", "re-joined with the same avatar");
+    assert.ok(me, "the view holds the mover itself");
+    assert.equal(me.name, "Mover");
+    assert.equal(me.avatar, "https://example.com/m.png");
+    assert.equal(me.joined_at, joinedAt, "same joined_at");
+    assert.equal(moved.leader, oldMover, "still the leader");
     assert.deepEqual((await doomedEnded)[0], { by: null });
     assert.equal(movedDoomed.state, "ended");
 
-    // A's clients see B's members go, with reason instance_lost, within the bound.
-    await waitFor(() => leftAt.has(oldMover) && leftAt.has(oldStranded), {
+    // B's stranded member goes, with reason instance_lost, within the bound; the mover does not.
+    await waitFor(() => leftAt.has(oldStranded), {
       timeoutMs: LOST_BOUND_MS + 1000,
-      message: "the stayer to see both of B's members leave",
+      message: "the stayer to see B's stranded member leave",
       describe: () => Object.fromEntries(leftAt),
     });
-    for (const id of [oldMover, oldStranded]) {
-      const { reason, at } = /** @type {{ reason: string, at: number }} */ (leftAt.get(id));
-      assert.equal(reason, "instance_lost");
-      const elapsed = at - t0;
-      console.log(`B's member ${id.slice(0, 8)} left A's view ${elapsed} ms after the kill (lease ${LEASE_MS} ms, tick ${HEARTBEAT_MS} ms)`);
-      assert.ok(elapsed <= LOST_BOUND_MS, `left after ${elapsed} ms, bound ${LOST_BOUND_MS} ms`);
-    }
+    const { reason, at } = /** @type {{ reason: string, at: number }} */ (leftAt.get(oldStranded));
+    assert.equal(reason, "instance_lost");
+    const elapsed = at - t0;
+    console.log(`B's stranded member left A's view ${elapsed} ms after the kill (lease ${LEASE_MS} ms, tick ${HEARTBEAT_MS} ms)`);
+    assert.ok(elapsed <= LOST_BOUND_MS, `left after ${elapsed} ms, bound ${LOST_BOUND_MS} ms`);
+    assert.ok(!leftAt.has(oldMover), "the resumed member never left");
+    assert.deepEqual(leaders, [], "no leader change in `shared`");
 
-    // The mover's view is the server's: same members, leader and version.
+    // Everyone's view is the server's: same members, leader and version.
     await waitFor(async () => JSON.stringify(viewOf(moved)) === JSON.stringify(await serverView(a, "shared")), {
       timeoutMs: 5000,
       message: "the mover's view to equal GET /api/sessions/shared on A",
       describe: () => viewOf(moved),
     });
-    assert.deepEqual(viewOf(moved), await serverView(a, "shared"));
     assert.deepEqual(viewOf(stay), await serverView(a, "shared"));
     assert.deepEqual(
       moved.members.map((m) => m.name),
-      ["Stay", "Mover"],
+      ["Mover", "Stay"],
     );
-    assert.equal(moved.leader, stay.you);
   });
 
   test("SIGTERM of B (close 1012): its client reconnects at once to the next URL, without backoff", async () => {

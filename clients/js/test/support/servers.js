@@ -191,17 +191,27 @@ function redisPing(port) {
  */
 
 /**
- * Starts the rollcall binary on a free port and waits until `/readyz` answers 200.
- * @param {{ name?: string, args?: string[], env?: Record<string, string> }} [options]
+ * Starts the rollcall binary on a free port (or on `port`, to restart an instance where its clients
+ * look for it: its instance name, `${name}-${port}`, is then the same too) and waits until
+ * `/readyz` answers 200.
+ * @param {{ name?: string, args?: string[], env?: Record<string, string>, port?: number }} [options]
  * @returns {Promise<Rollcall>}
  */
-export async function startRollcall({ name = "rc", args = [], env = {} } = {}) {
+export async function startRollcall({ name = "rc", args = [], env = {}, port: wantedPort } = {}) {
   if (!existsSync(ROLLCALL_BIN)) {
     throw new Error(`no rollcall binary at ${ROLLCALL_BIN}: run \`cargo build --bin rollcall\` or set ROLLCALL_BIN`);
   }
   let lastLog = "";
   for (let tries = 0; tries < 3; tries++) {
-    const port = await freePort();
+    if (wantedPort !== undefined) {
+      // The process that had the port may still be letting it go.
+      await waitFor(() => portIsFree(wantedPort), {
+        timeoutMs: 10000,
+        message: `port ${wantedPort} to be free for rollcall ${name}`,
+        intervalMs: 50,
+      });
+    }
+    const port = wantedPort ?? (await freePort());
     const dir = mkdtempSync(path.join(tmpdir(), "rollcall-js-"));
     const logPath = path.join(dir, "rollcall.log");
     const logFd = openSync(logPath, "a");
@@ -285,6 +295,19 @@ export async function startRollcall({ name = "rc", args = [], env = {} } = {}) {
     }
   }
   throw new Error(`rollcall ${name} could not bind a free port:\n${lastLog}`);
+}
+
+/**
+ * Whether a listener could bind `port` on the loopback address now.
+ * @param {number} port
+ * @returns {Promise<boolean>}
+ */
+function portIsFree(port) {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
 }
 
 /**

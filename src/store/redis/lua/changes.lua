@@ -1,5 +1,5 @@
 -- changes: the changes after a version, for an instance that missed some (read-only).
--- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: the version the caller has.
+-- KEYS: the session keys. ARGV[1..4]: common; ARGV[5]: the version the caller has.
 -- Returns {'ok', change JSON...} oldest first (none when the caller is current) | {'none'} when the
 -- log no longer reaches back that far (the caller then reads the whole view).
 local SINCE = tonumber(ARGV[5])

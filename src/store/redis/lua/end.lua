@@ -1,5 +1,5 @@
 -- end: the leader at the given epoch ends the session; every member is removed.
--- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: epoch.
+-- KEYS: the session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: epoch.
 -- Returns {'not_leader'} | {'ended'} | {'ok', change JSON}. The change carries session_ended,
 -- then member_left (reason ended) for every member in election order, then leader_changed(null).
 local CONNECTION, EPOCH = ARGV[5], tonumber(ARGV[6])
@@ -24,8 +24,8 @@ for i = 1, #order do
   end
   events[#events + 1] = { type = 'member_left', connection = order[i], user = user, reason = 'ended' }
 end
-redis.call('DEL', MEMBERS, ORDER, BYINST, USERS)
-redis.call('HDEL', META, 'anonymous')
+redis.call('DEL', MEMBERS, ORDER, BYINST, USERS, GRACE)
+redis.call('HDEL', META, 'anonymous', 'reconnecting')
 redis.call('HSET', META, 'ended_at', ended_at)
 elect(h, false, events)
 local msg = commit(h, events)

@@ -1,6 +1,6 @@
 -- join: adds one member, electing it leader if the session has none. Its arguments are named in
 -- join_planned.lua, which runs first.
--- KEYS: the six session keys (see session_base.lua). ARGV[1..4]: common (ditto);
+-- KEYS: the session keys (see session_base.lua). ARGV[1..4]: common (ditto);
 -- ARGV[5]: member JSON (its joined_at is replaced by Redis TIME, made strictly later than every
 -- member's so that join order is election order even within one millisecond); ARGV[6]: max members;
 -- ARGV[7]: the deadline in Redis time (ms, '' for none) after which the join must not happen.

@@ -1,6 +1,6 @@
 -- leave: removes one connection, re-electing the leader if it was the leader. Its arguments are
 -- named in leave_planned.lua, which runs first.
--- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: reason string.
+-- KEYS: the session keys. ARGV[1..4]: common; ARGV[5]: connection; ARGV[6]: reason string.
 -- ARGV[7..12]: the caller's plan (crate::store::plan), ARGV[7] '' when there is none: the header
 -- it applies to ('<version>:<epoch>:<leader>'), the member's user id ('' for an anonymous member), the version after it, the
 -- leader after it ('' for nobody), the epoch after it, and the change JSON.

@@ -1,7 +1,7 @@
 -- remove_instance: removes every member one instance has in the session (reaping, shutdown), or
 -- every one but those it still holds (an instance removing the strays listed under it), re-electing
 -- the leader if needed. Costs O(that instance's members here), via the byinst index.
--- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: incarnation; ARGV[6]: reason string;
+-- KEYS: the session keys. ARGV[1..4]: common; ARGV[5]: incarnation; ARGV[6]: reason string;
 -- ARGV[7..]: connections to keep (none: remove them all).
 -- Returns {'none'} when it had no members here to remove, else {'ok', change JSON}.
 local INSTANCE, REASON = ARGV[5], ARGV[6]

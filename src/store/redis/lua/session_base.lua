@@ -3,17 +3,20 @@
 -- and nothing more.
 --
 -- Session KEYS (all share the hash tag {s:<session>}, so one Redis Cluster slot):
---   KEYS[1] meta    hash: version, epoch, leader, ended_at, anonymous (count of anonymous members)
+--   KEYS[1] meta    hash: version, epoch, leader, ended_at, anonymous (count of present anonymous
+--                         members), reconnecting (count of reconnecting members)
 --   KEYS[2] members hash: connection -> member record (JSON of crate::model::Member)
 --   KEYS[3] order   zset: connection scored by joined_at (election order; ties by connection id)
 --   KEYS[4] byinst  zset: "<incarnation>\0<connection>", all scores 0 (lex range = one instance)
 --   KEYS[5] users   hash: user id -> number of live connections of that user
 --   KEYS[6] log     list: the last LOG_LENGTH published changes, newest first (gap repair)
+--   KEYS[7] grace   zset: reconnecting member -> when its grace runs out (Redis time, ms)
 -- Common ARGV:
 --   ARGV[1] sharded pub/sub channel of the session (SPUBLISH), ARGV[2] origin incarnation, ARGV[3] session id,
 --   ARGV[4] backstop TTL of the session keys in milliseconds. Script-specific ARGV start at 5.
 -- Scripts never build key names: they touch KEYS only.
-local META, MEMBERS, ORDER, BYINST, USERS, LOG = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local META, MEMBERS, ORDER, BYINST, USERS, LOG, GRACE =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 -- Changes kept in LOG: an instance that missed fewer than this reads them instead of every member.
 local LOG_LENGTH = 64
 -- LOG may grow this far past LOG_LENGTH before it is trimmed back, so that most changes cost one

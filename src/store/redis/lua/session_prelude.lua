@@ -7,15 +7,17 @@ local function now_ms()
 end
 
 local function header()
-  local h = redis.call('HMGET', META, 'version', 'epoch', 'leader', 'ended_at', 'anonymous')
+  local h = redis.call('HMGET', META, 'version', 'epoch', 'leader', 'ended_at', 'anonymous', 'reconnecting')
   return {
     version = tonumber(h[1]) or 0,
     epoch = tonumber(h[2]) or 0,
     leader = h[3] or false,
     ended_at = h[4] or false,
-    -- Anonymous members, kept in META: written back by commit, only when it changed.
+    -- Present anonymous members and reconnecting members, kept in META: written back by commit,
+    -- only when they changed.
     anonymous = tonumber(h[5]) or 0,
-    anonymous_changed = false,
+    reconnecting = tonumber(h[6]) or 0,
+    counts_changed = false,
   }
 end
 
@@ -30,10 +32,27 @@ local function index_member(h, m)
   redis.call('ZADD', BYINST, 0, inst_entry(m.instance, m.connection))
   if is_anonymous(m.user) then
     h.anonymous = h.anonymous + 1
-    h.anonymous_changed = true
+    h.counts_changed = true
     return false
   end
   return redis.call('HINCRBY', USERS, m.user, 1) == 1
+end
+
+local function is_reconnecting(m)
+  return m.state == 'reconnecting'
+end
+
+-- A present member stops counting among connections and users, and starts counting as
+-- reconnecting (or the other way round when `present`).
+local function count_presence(h, m, present)
+  local step = present and 1 or -1
+  h.reconnecting = h.reconnecting - step
+  h.counts_changed = true
+  if is_anonymous(m.user) then
+    h.anonymous = h.anonymous + step
+  elseif redis.call('HINCRBY', USERS, m.user, step) <= 0 then
+    redis.call('HDEL', USERS, m.user)
+  end
 end
 
 local function add_member(h, m)
@@ -44,22 +63,47 @@ end
 local function remove_member(h, m)
   redis.call('HDEL', MEMBERS, m.connection)
   redis.call('ZREM', ORDER, m.connection)
+  if is_reconnecting(m) then
+    -- Counted apart, and listed under no instance.
+    redis.call('ZREM', GRACE, m.connection)
+    h.reconnecting = h.reconnecting - 1
+    h.counts_changed = true
+    return
+  end
   redis.call('ZREM', BYINST, inst_entry(m.instance, m.connection))
   if is_anonymous(m.user) then
     h.anonymous = h.anonymous - 1
-    h.anonymous_changed = true
+    h.counts_changed = true
   elseif redis.call('HINCRBY', USERS, m.user, -1) <= 0 then
     redis.call('HDEL', USERS, m.user)
   end
 end
 
--- Keeps a live leader; otherwise (or when forced) the earliest member, or nobody, leads, with a
--- new epoch if that changes the leader.
+-- The earliest present member in election order, or the earliest reconnecting one when nobody
+-- is present (crate::rules' Successor). At most `reconnecting` members come before the first
+-- present one, so it reads no more records than there are reconnecting members.
+local function earliest(h)
+  if h.reconnecting <= 0 then
+    return redis.call('ZRANGE', ORDER, 0, 0)[1] or false
+  end
+  local first = redis.call('ZRANGE', ORDER, 0, h.reconnecting)
+  for i = 1, #first do
+    local record = redis.call('HGET', MEMBERS, first[i])
+    if record and not is_reconnecting(cjson.decode(record)) then
+      return first[i]
+    end
+  end
+  return first[1] or false
+end
+
+-- Keeps a live leader (present or reconnecting); otherwise (or when forced) the earliest present
+-- member, else the earliest reconnecting one, or nobody, leads, with a new epoch if that changes
+-- the leader.
 local function elect(h, force_earliest, events)
   if not force_earliest and h.leader and redis.call('HEXISTS', MEMBERS, h.leader) == 1 then
     return
   end
-  local first = redis.call('ZRANGE', ORDER, 0, 0)[1] or false
+  local first = earliest(h)
   if first ~= h.leader then
     h.leader = first
     h.epoch = h.epoch + 1
@@ -78,9 +122,11 @@ local function commit(h, events)
   else
     redis.call('HDEL', META, 'leader')
   end
-  if h.anonymous_changed then
+  if h.counts_changed then
     fields[#fields + 1] = 'anonymous'
     fields[#fields + 1] = h.anonymous
+    fields[#fields + 1] = 'reconnecting'
+    fields[#fields + 1] = h.reconnecting
   end
   redis.call('HSET', META, unpack(fields))
   local encoded = {}
@@ -101,7 +147,7 @@ end
 -- may be created (a session's first join, reassert, end) and by touch; the other changes only
 -- change or delete fields of keys that already carry the TTL.
 local function refresh()
-  for i = 1, 6 do
+  for i = 1, #KEYS do
     redis.call('PEXPIRE', KEYS[i], TTL)
   end
 end

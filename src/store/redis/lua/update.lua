@@ -1,5 +1,5 @@
 -- update: replaces the name and avatar of a member.
--- KEYS: the six session keys. ARGV[1..4]: common; ARGV[5]: member JSON (name and avatar used).
+-- KEYS: the session keys. ARGV[1..4]: common; ARGV[5]: member JSON (name and avatar used).
 -- Returns {'none'} when it is not a member, else {'ok', change JSON}.
 local MEMBER = ARGV[5]
 local new = cjson.decode(MEMBER)

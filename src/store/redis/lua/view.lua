@@ -1,5 +1,5 @@
 -- view: the whole session, read atomically (read-only).
--- KEYS: the six session keys. ARGV: none.
+-- KEYS: the session keys. ARGV: none.
 -- Returns {'none'} when the session has no record, else view_reply('ok').
 if redis.call('EXISTS', META) == 0 then
   return { 'none' }
