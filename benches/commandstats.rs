@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::PrivateRedis;
 use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
-use rollcall::store::{InstanceId, Registry, Sessions, Store};
+use rollcall::store::{InstanceId, Registry, Sessions, Store, Upkeep, Whose};
 
 fn stats(server: &PrivateRedis) -> BTreeMap<String, u64> {
     server.commandstats().into_iter().collect()
@@ -127,4 +127,77 @@ async fn main() {
     a.counts(&sessions).await.unwrap();
     let after = stats(&server);
     report("counts of 10 sessions", &delta(&before, &after));
+
+    // Continuity: a resume on another instance (the record moves, one member_updated), a socket
+    // lost with a grace, and the grace's end.
+    let (b, _feed_b) = RedisStore::connect(
+        &url,
+        "stats",
+        InstanceId::new("b"),
+        Duration::from_secs(5),
+        DEFAULT_SESSION_TTL,
+    )
+    .await
+    .expect("connect b");
+    b.register().await.unwrap();
+    b.resume("s", "m2", Some("u-m2")).await.unwrap();
+    a.resume("s", "m2", Some("u-m2")).await.unwrap();
+    let before = stats(&server);
+    b.resume("s", "m2", Some("u-m2")).await.unwrap();
+    let after = stats(&server);
+    report(
+        "resume (moves to another instance)",
+        &delta(&before, &after),
+    );
+    let before = stats(&server);
+    b.resume("s", "m2", Some("u-m2")).await.unwrap();
+    let after = stats(&server);
+    report("resume (held here already)", &delta(&before, &after));
+    let grace = Duration::from_millis(1);
+    let before = stats(&server);
+    b.suspend(
+        "s",
+        Whose::Connection("m2"),
+        LeaveReason::Disconnected,
+        grace,
+    )
+    .await
+    .unwrap();
+    let after = stats(&server);
+    report(
+        "suspend (socket lost, with a grace)",
+        &delta(&before, &after),
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let before = stats(&server);
+    b.expire_graces().await.unwrap();
+    let after = stats(&server);
+    report("expire_graces (one due)", &delta(&before, &after));
+
+    // Redis CPU per operation: joins into a session of 100 members, then as many resumes that
+    // move a member between two instances, each one a store step with one member_updated.
+    const N: usize = 2_000;
+    for i in 0..100 {
+        a.join("cost", member(&a, &format!("base{i}")), 100_000)
+            .await
+            .unwrap();
+    }
+    let cpu = server.main_thread_cpu_micros();
+    for i in 0..N {
+        a.join("cost", member(&a, &format!("j{i}")), 100_000)
+            .await
+            .unwrap();
+    }
+    let join_cpu = server.main_thread_cpu_micros() - cpu;
+    let cpu = server.main_thread_cpu_micros();
+    for i in 0..N {
+        let (to, user) = (if i % 2 == 0 { &b } else { &a }, "u-base0");
+        to.resume("cost", "base0", Some(user)).await.unwrap();
+    }
+    let resume_cpu = server.main_thread_cpu_micros() - cpu;
+    println!(
+        "Redis main-thread CPU per operation ({N} each, session of 100+): join {:.1} µs, resume (moving) {:.1} µs",
+        join_cpu as f64 / N as f64,
+        resume_cpu as f64 / N as f64
+    );
 }

@@ -103,6 +103,26 @@ impl PrivateRedis {
             .collect()
     }
 
+    /// CPU time the server's main thread has used, in microseconds (`INFO cpu`).
+    pub fn main_thread_cpu_micros(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query(&mut self.sync())
+            .expect("INFO cpu");
+        let seconds: f64 = info
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                matches!(
+                    name,
+                    "used_cpu_sys_main_thread" | "used_cpu_user_main_thread"
+                )
+                .then(|| value.trim().parse::<f64>().ok())?
+            })
+            .sum();
+        (seconds * 1e6) as u64
+    }
+
     pub fn reset_stats(&self) {
         let _: () = redis::cmd("CONFIG")
             .arg("RESETSTAT")

@@ -343,20 +343,50 @@ async fn a_network_switch_leaves_no_duplicate_listing_no_leave_and_no_leader_cha
     ada.join("board").await;
     let joined = grace.join("board").await;
     assert_eq!(joined["leader"], ada.connection.as_str());
-    let version = joined["version"].clone();
+    // One message Ada saw before the switch, two she misses.
+    let first = grace
+        .request_ok(
+            json!({"type": "publish", "session": "board", "data": 1}),
+            "published",
+        )
+        .await;
+    let seen = ada.expect_event("message", "board").await;
+    assert_eq!(seen["offset"], first["offset"]);
+    let version = ada.members("board").await["version"].clone();
 
     wifi.freeze();
+    for data in [2, 3] {
+        grace
+            .request_ok(
+                json!({"type": "publish", "session": "board", "data": data}),
+                "published",
+            )
+            .await;
+    }
     let switched = std::time::Instant::now();
     let mut lte = client(&server).await;
-    let resumed = lte
-        .request_ok(resume_request(&ada, "board", version), "resumed")
-        .await;
+    let request = json!({
+        "type": "resume",
+        "token": ada.welcome["resume_token"],
+        "sessions": [{"session": "board", "version": version, "offset": seen["offset"]}],
+    });
+    let resumed = lte.request_ok(request, "resumed").await;
     println!(
         "network switch: resumed {} ms after the old path froze",
         switched.elapsed().as_millis()
     );
     assert_eq!(resumed["connection"], ada.connection.as_str());
     assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());
+    assert_eq!(resumed["sessions"][0]["recovered"], true, "{resumed}");
+    // The messages she missed follow, in order, each once.
+    let missed: Vec<Value> = [lte.next_frame(WAIT).await, lte.next_frame(WAIT).await].into();
+    let data: Vec<&Value> = missed.iter().map(|m| &m["data"]).collect();
+    assert_eq!(data, [&json!(2), &json!(3)], "{missed:?}");
+    assert_eq!(missed[0]["type"], "message");
+    let offset = seen["offset"].as_u64().expect("an offset");
+    assert_eq!(missed[0]["offset"], offset + 1);
+    assert_eq!(missed[1]["offset"], offset + 2);
+    assert_eq!(missed[0]["stream"], seen["stream"]);
     // The server lets the half-open socket go at once (4001 it cannot deliver, then the close
     // handshake's deadline): only Grace's and the new socket remain.
     let supervisor = server.engine().supervisor().clone();

@@ -60,6 +60,7 @@ impl ConnectionActor {
                     client: ctx.address().recipient(),
                     socket: self.socket,
                     since: s.version,
+                    offset: s.offset,
                 })
             })
             .collect();

@@ -8,6 +8,8 @@ use actix::{ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, 
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
+use super::history::{Recovery, read_position, recover};
+use super::messages::{LatestMessage, stored_frame};
 use super::outbox::Audience;
 use super::{LocalMember, Missed, SessionActor};
 use crate::actors::{SocketId, ToClient};
@@ -16,7 +18,7 @@ use crate::model::{Change, Counts, Event, Presence};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
 use crate::rules::CountsTracker;
-use crate::store::{ResumeRuling, StoreError};
+use crate::store::{ResumeRuling, StoreError, StreamPosition};
 
 /// Carry on member `connection` on a new socket of this instance.
 #[derive(Message)]
@@ -29,6 +31,9 @@ pub struct TakeOver {
     pub socket: SocketId,
     /// The last version the client applied in this session.
     pub since: Option<u64>,
+    /// The last message offset the client applied in this session (in its current stream: a
+    /// `resume` names no stream, and a store that lost the stream lost the resume secret too).
+    pub offset: Option<u64>,
 }
 
 /// Where the session stands for a resumed member (its entry of the `resumed` reply). The
@@ -53,13 +58,15 @@ impl Handler<TakeOver> for SessionActor {
         let since = msg.since;
         let connection = msg.connection.clone();
         let user = msg.user.clone();
+        let offset = msg.offset;
+        let latest_message = self.latest_message.clone();
         let (reply, done) = oneshot::channel();
         // Like a join, it holds the actor until it is done, so changes stay in version order.
         ctx.wait(
             async move {
                 let ruling = store.resume(&session, &connection, user.as_deref()).await?;
                 if !matches!(ruling, ResumeRuling::Resumed { .. }) {
-                    return Ok((ruling, None));
+                    return Ok((ruling, None, None, None));
                 }
                 // Read back to whichever is older, the client's version or this actor's view, so
                 // that both can be brought up to date from one read.
@@ -71,10 +78,29 @@ impl Handler<TakeOver> for SessionActor {
                     },
                     None => Missed::View(store.view(&session).await?),
                 };
-                Ok::<_, StoreError>((ruling, Some(missed)))
+                // The messages it missed, read up to the actor's latest (or the store's).
+                let unknown = latest_message == LatestMessage::Unknown;
+                let position = read_position(store.as_ref(), &session, unknown).await;
+                let latest = position.clone().unwrap_or(latest_message);
+                let recovery = match (offset, latest.position()) {
+                    (Some(offset), Some(at)) => {
+                        let since = StreamPosition {
+                            stream: at.stream.clone(),
+                            offset,
+                        };
+                        Some(recover(store.as_ref(), &session, &since, Some(at)).await)
+                    }
+                    // No message in the session yet: none was missed.
+                    _ => None,
+                };
+                Ok::<_, StoreError>((ruling, Some(missed), position, recovery))
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
+                let result = result.map(|(ruling, missed, position, recovery)| {
+                    act.learn_position(position);
+                    (ruling, missed, recovery)
+                });
                 let _ = reply.send(act.finish_take_over(msg, result, known > 0, ctx));
             }),
         );
@@ -93,11 +119,11 @@ impl SessionActor {
     fn finish_take_over(
         &mut self,
         msg: TakeOver,
-        result: Result<(ResumeRuling, Option<Missed>), StoreError>,
+        result: Result<(ResumeRuling, Option<Missed>, Option<Recovery>), StoreError>,
         had_view: bool,
         ctx: &mut Context<Self>,
     ) -> Result<Option<Resumption>, ApiError> {
-        let (ruling, missed) = result?;
+        let (ruling, missed, recovery) = result?;
         let moved = match ruling {
             ResumeRuling::Gone => return Ok(None),
             ResumeRuling::OtherUser => {
@@ -157,7 +183,7 @@ impl SessionActor {
         );
         self.report_count();
         let frames = self.missed_frames(msg.since, replayed.as_deref(), presence);
-        let recovered = frames.is_some();
+        let mut recovered = frames.is_some();
         let frames = frames.unwrap_or_else(|| {
             let view = self.view_body(presence, &connection);
             vec![
@@ -170,6 +196,17 @@ impl SessionActor {
         });
         for frame in frames {
             self.deliver(frame, Audience::Only(connection.clone()), ctx);
+        }
+        // Then the messages, in order; when they cannot all be sent, none are.
+        match (recovery, self.latest_message.position().cloned()) {
+            (Some(Recovery::Messages(missed)), Some(latest)) => {
+                for message in missed.into_iter().filter(|m| m.from != connection) {
+                    let frame = stored_frame(&self.session, &latest.stream, message);
+                    self.deliver(frame, Audience::Only(connection.clone()), ctx);
+                }
+            }
+            (Some(Recovery::Lost), _) => recovered = false,
+            _ => {}
         }
         if socket_gone {
             self.lose_orphan(connection.clone(), Some(msg.socket), ctx);

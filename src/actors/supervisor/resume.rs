@@ -21,6 +21,8 @@ pub struct Resume {
     pub socket: SocketId,
     /// The last version the client applied in the session.
     pub since: Option<u64>,
+    /// The last message offset the client applied in the session.
+    pub offset: Option<u64>,
 }
 
 impl Handler<Resume> for Supervisor {
@@ -45,6 +47,7 @@ impl Handler<Resume> for Supervisor {
                     client: msg.client,
                     socket: msg.socket,
                     since: msg.since,
+                    offset: msg.offset,
                 };
                 actor.send(take_over).await.map_err(|e| {
                     ApiError::new(ErrorCode::Internal, format!("session actor: {e}"))

@@ -66,7 +66,10 @@ describe("one instance, in-process store", () => {
     const got = nextEvent(sa, "message", { message: "Ada gets Grace's message" });
     await sb.publish({ text: "hello" });
     const [message] = await got;
-    assert.deepEqual(message, { from: sb.you, user: null, data: { text: "hello" } });
+    const { offset, stream, ...rest } = message;
+    assert.deepEqual(rest, { from: sb.you, user: null, data: { text: "hello" } });
+    assert.equal(offset, 1, "the session's first message");
+    assert.equal(typeof stream, "string", "numbered in the session's stream");
 
     // A profile change shows in every view, and is confirmed to the changer too.
     const updated = nextEvent(sa, "update", { message: "Ada sees Grace's new name" });
