@@ -18,14 +18,6 @@ fn with_grace(grace_ms: u64) -> rollcall::config::ServeArgs {
     args
 }
 
-fn resume_request(old: &WsClient, session: &str) -> Value {
-    json!({
-        "type": "resume",
-        "token": old.welcome["resume_token"],
-        "sessions": [{"session": session, "version": null, "offset": null}],
-    })
-}
-
 fn state_update(frame: &Value, connection: &str, state: &str) -> bool {
     frame["type"] == "member_updated"
         && frame["member"]["connection"] == connection
@@ -65,7 +57,9 @@ async fn a_dropped_socket_leaves_its_member_reconnecting_until_a_resume_makes_it
     );
 
     let mut phone = WsClient::connect(&server.ws_url()).await;
-    let resumed = phone.request_ok(resume_request(&ada, "s"), "resumed").await;
+    let resumed = phone
+        .request_ok(ada.resume_request("s", Value::Null), "resumed")
+        .await;
     assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());
     grace
         .expect("Ada present again", |f| {
@@ -123,7 +117,7 @@ async fn a_grace_that_runs_out_removes_the_member_with_its_reason_and_hands_the_
     // Too late to resume now.
     let mut phone = WsClient::connect(&server.ws_url()).await;
     phone
-        .request_err(resume_request(&ada, "s"), "resume_failed")
+        .request_err(ada.resume_request("s", Value::Null), "resume_failed")
         .await;
 }
 
@@ -181,7 +175,9 @@ async fn a_graceful_stop_keeps_its_members_reconnecting_for_a_resume_on_another_
         .await;
     assert_eq!(lost["member"]["grace"]["reason"], "shutdown");
     let mut back = WsClient::connect(&second.ws_url()).await;
-    let resumed = back.request_ok(resume_request(&ada, "s"), "resumed").await;
+    let resumed = back
+        .request_ok(ada.resume_request("s", Value::Null), "resumed")
+        .await;
     assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());
     grace
         .expect("Ada present again", |f| {
@@ -255,7 +251,7 @@ async fn a_leader_whose_instance_was_killed_resumes_after_the_reaper_ran_and_kee
     );
     let mut back = WsClient::connect(&survivor.ws_url()).await;
     let resumed = back
-        .request_ok(resume_request(&ada, "board"), "resumed")
+        .request_ok(ada.resume_request("board", Value::Null), "resumed")
         .await;
     assert_eq!(resumed["connection"], ada.connection.as_str());
     assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());

@@ -17,14 +17,6 @@ async fn client(server: &TestServer) -> WsClient {
     WsClient::connect(&server.ws_url()).await
 }
 
-fn resume_request(old: &WsClient, session: &str, version: Value) -> Value {
-    json!({
-        "type": "resume",
-        "token": old.welcome["resume_token"],
-        "sessions": [{"session": session, "version": version, "offset": null}],
-    })
-}
-
 /// The membership events a client got (everything a peer would notice of a resume).
 fn membership_events(client: &mut WsClient) -> Vec<Value> {
     client.drain_ready();
@@ -68,7 +60,7 @@ async fn a_resume_on_the_same_instance_is_the_same_member_and_the_old_socket_get
     // Ada's phone switches networks: the old socket is still open here, the new one resumes.
     let mut phone = client(&server).await;
     let resumed = phone
-        .request_ok(resume_request(&ada, "board", version.clone()), "resumed")
+        .request_ok(ada.resume_request("board", version.clone()), "resumed")
         .await;
     assert_eq!(resumed["connection"], ada.connection.as_str(), "{resumed}");
     let entry = &resumed["sessions"][0];
@@ -121,7 +113,7 @@ async fn the_changes_a_resumed_client_missed_follow_resumed_in_order() {
 
     let mut phone = client(&server).await;
     let resumed = phone
-        .request_ok(resume_request(&ada, "s", json!(version)), "resumed")
+        .request_ok(ada.resume_request("s", json!(version)), "resumed")
         .await;
     assert_eq!(resumed["sessions"][0]["recovered"], true, "{resumed}");
     assert_eq!(resumed["sessions"][0]["version"], version + 3);
@@ -170,7 +162,7 @@ async fn a_client_the_log_cannot_bring_up_to_date_gets_a_snapshot_and_recovered_
     }
     let mut phone = client(&server).await;
     let resumed = phone
-        .request_ok(resume_request(&ada, "s", json!(1)), "resumed")
+        .request_ok(ada.resume_request("s", json!(1)), "resumed")
         .await;
     assert_eq!(resumed["sessions"][0]["recovered"], false, "{resumed}");
     let snapshot = phone.next_frame(WAIT).await;
@@ -184,7 +176,7 @@ async fn a_client_the_log_cannot_bring_up_to_date_gets_a_snapshot_and_recovered_
     // A client that claims to be ahead of the store (the store lost the session) too.
     let mut again = client(&server).await;
     let resumed = again
-        .request_ok(resume_request(&ada, "s", json!(1_000_000)), "resumed")
+        .request_ok(ada.resume_request("s", json!(1_000_000)), "resumed")
         .await;
     assert_eq!(resumed["sessions"][0]["recovered"], false, "{resumed}");
     assert_eq!(again.next_frame(WAIT).await["type"], "snapshot");
@@ -205,7 +197,7 @@ async fn a_resume_on_another_instance_moves_the_member_with_one_member_updated()
 
     let mut phone = client(&second).await;
     let resumed = phone
-        .request_ok(resume_request(&ada, "s", version.clone()), "resumed")
+        .request_ok(ada.resume_request("s", version.clone()), "resumed")
         .await;
     let entry = &resumed["sessions"][0];
     assert_eq!(entry["leader"], ada.connection.as_str(), "{resumed}");
@@ -266,7 +258,7 @@ async fn forged_foreign_late_and_left_resumes_are_refused_and_touch_nothing() {
     // Not the first request.
     let mut late = client(&server).await;
     late.request_ok(json!({"type": "ping"}), "pong").await;
-    late.request_err(resume_request(&ada, "s", version.clone()), "resume_failed")
+    late.request_err(ada.resume_request("s", version.clone()), "resume_failed")
         .await;
     // A connection that left.
     let mut bob = client(&server).await;
@@ -275,7 +267,7 @@ async fn forged_foreign_late_and_left_resumes_are_refused_and_touch_nothing() {
     let version = grace.members("s").await["version"].clone();
     let mut phone = client(&server).await;
     phone
-        .request_err(resume_request(&bob, "s", version.clone()), "resume_failed")
+        .request_err(bob.resume_request("s", version.clone()), "resume_failed")
         .await;
     assert_eq!(
         grace.members("s").await["version"],
@@ -297,7 +289,7 @@ async fn forged_foreign_late_and_left_resumes_are_refused_and_touch_nothing() {
     let mut phone = client(&server).await;
     phone
         .request_err(
-            resume_request(&ended_member, "ends", json!(null)),
+            ended_member.resume_request("ends", json!(null)),
             "resume_failed",
         )
         .await;
@@ -315,16 +307,16 @@ async fn a_signed_in_member_is_resumed_only_by_the_same_user() {
     let version = alice.members("s").await["version"].clone();
     let mut mallory = WsClient::connect(&url("mallory")).await;
     mallory
-        .request_err(resume_request(&alice, "s", version.clone()), "forbidden")
+        .request_err(alice.resume_request("s", version.clone()), "forbidden")
         .await;
     let mut anonymous = client(&server).await;
     anonymous
-        .request_err(resume_request(&alice, "s", version.clone()), "forbidden")
+        .request_err(alice.resume_request("s", version.clone()), "forbidden")
         .await;
     assert!(!alice.is_closed());
     let mut phone = WsClient::connect(&url("alice")).await;
     let resumed = phone
-        .request_ok(resume_request(&alice, "s", version), "resumed")
+        .request_ok(alice.resume_request("s", version), "resumed")
         .await;
     assert_eq!(resumed["connection"], alice.connection.as_str());
 }

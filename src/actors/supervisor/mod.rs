@@ -437,34 +437,52 @@ impl Handler<Join> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Joined, ApiError>>;
 
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
-        let (actor, subscribed) = match self.actor_for(&msg.session, ctx) {
+        let join = JoinLocal {
+            member: msg.member,
+            client: msg.client,
+            socket: msg.socket,
+            reply: msg.reply,
+            presence: msg.presence,
+        };
+        let asked = self.ask_session(msg.session, join, Result::is_ok, ctx);
+        Box::pin(asked.map(|result, _, _| result.map(|(view, actor)| Joined { view, actor })))
+    }
+}
+
+impl Supervisor {
+    /// Sends `request` to the session actor of `session` (started, and subscribed, when there is
+    /// none) and answers with its reply and the actor's address. A session actor that a refused
+    /// request (`succeeded` false) leaves without a local member is retired.
+    pub(super) fn ask_session<M, T>(
+        &mut self,
+        session: SessionId,
+        request: M,
+        succeeded: fn(&Result<T, ApiError>) -> bool,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<(T, Addr<SessionActor>), ApiError>>
+    where
+        M: Message<Result = Result<T, ApiError>> + Send + 'static,
+        SessionActor: Handler<M>,
+        T: Send + 'static,
+    {
+        let (actor, subscribed) = match self.actor_for(&session, ctx) {
             Ok(routed) => routed,
             Err(refused) => return Box::pin(actix::fut::ready(Err(refused))),
         };
-        let session = msg.session.clone();
         let addr = actor.clone();
         Box::pin(
             async move {
                 if let Some(subscribed) = subscribed {
                     subscribed.await?;
                 }
-                actor
-                    .send(JoinLocal {
-                        member: msg.member,
-                        client: msg.client,
-                        socket: msg.socket,
-                        reply: msg.reply,
-                        presence: msg.presence,
-                    })
-                    .await
-                    .map_err(|e| {
-                        ApiError::new(ErrorCode::Internal, format!("session actor: {e}"))
-                    })?
+                actor.send(request).await.map_err(|e| {
+                    ApiError::new(ErrorCode::Internal, format!("session actor: {e}"))
+                })?
             }
             .into_actor(self)
             .map(move |result, act, _ctx| {
-                act.arrived(&session, result.is_ok());
-                result.map(|view| Joined { view, actor: addr })
+                act.arrived(&session, succeeded(&result));
+                result.map(|value| (value, addr))
             }),
         )
     }

@@ -1,13 +1,12 @@
 //! Routing a `resume` to the session actors of the sessions it names, as joins are routed.
 
-use actix::WrapFuture;
 use actix::{ActorFutureExt, Addr, Context, Handler, Message, Recipient, ResponseActFuture};
 
 use super::Supervisor;
 use crate::actors::session::{Resumption, SessionActor, TakeOver};
 use crate::actors::{SocketId, ToClient};
 use crate::ids::{ConnectionId, SessionId};
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::error::ApiError;
 
 /// Carry on member `connection` of `session` on a socket of this instance. `None` when it is no
 /// member there any more.
@@ -30,33 +29,19 @@ impl Handler<Resume> for Supervisor {
         ResponseActFuture<Self, Result<Option<(Resumption, Addr<SessionActor>)>, ApiError>>;
 
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> Self::Result {
-        let (actor, subscribed) = match self.actor_for(&msg.session, ctx) {
-            Ok(routed) => routed,
-            Err(refused) => return Box::pin(actix::fut::ready(Err(refused))),
+        let take_over = TakeOver {
+            connection: msg.connection,
+            user: msg.user,
+            client: msg.client,
+            socket: msg.socket,
+            since: msg.since,
+            offset: msg.offset,
         };
-        let session = msg.session.clone();
-        let addr = actor.clone();
+        let resumed = |r: &Result<Option<Resumption>, ApiError>| matches!(r, Ok(Some(_)));
+        let asked = self.ask_session(msg.session, take_over, resumed, ctx);
         Box::pin(
-            async move {
-                if let Some(subscribed) = subscribed {
-                    subscribed.await?;
-                }
-                let take_over = TakeOver {
-                    connection: msg.connection,
-                    user: msg.user,
-                    client: msg.client,
-                    socket: msg.socket,
-                    since: msg.since,
-                    offset: msg.offset,
-                };
-                actor.send(take_over).await.map_err(|e| {
-                    ApiError::new(ErrorCode::Internal, format!("session actor: {e}"))
-                })?
-            }
-            .into_actor(self)
-            .map(move |result, act, _ctx| {
-                act.arrived(&session, matches!(result, Ok(Some(_))));
-                result.map(|resumed| resumed.map(|r| (r, addr)))
+            asked.map(|result, _, _| {
+                result.map(|(resumption, actor)| resumption.map(|r| (r, actor)))
             }),
         )
     }

@@ -271,6 +271,16 @@ impl WsClient {
             .await
     }
 
+    /// The `resume` request that carries this client's connection on over another socket, in
+    /// `session`, from `version` (the last one applied; `null` for unknown).
+    pub fn resume_request(&self, session: &str, version: Value) -> Value {
+        serde_json::json!({
+            "type": "resume",
+            "token": self.welcome["resume_token"],
+            "sessions": [{"session": session, "version": version, "offset": null}],
+        })
+    }
+
     /// Stops reading and writing: the server's pings go unanswered from now on.
     pub fn freeze(&self) {
         let _ = self.tx.send(Command::Freeze);

@@ -23,12 +23,7 @@ end
 if #gone == 0 then
   return { 'none', next_deadline() }
 end
-table.sort(gone, function(a, b)
-  if a.joined_at ~= b.joined_at then
-    return a.joined_at < b.joined_at
-  end
-  return a.connection < b.connection
-end)
+sort_by_election(gone)
 local h = header()
 local events = {}
 for i = 1, #gone do

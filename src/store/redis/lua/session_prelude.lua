@@ -79,6 +79,16 @@ local function remove_member(h, m)
   end
 end
 
+-- Sorts member records in election order: earliest joined_at first, ties by connection id.
+local function sort_by_election(members)
+  table.sort(members, function(a, b)
+    if a.joined_at ~= b.joined_at then
+      return a.joined_at < b.joined_at
+    end
+    return a.connection < b.connection
+  end)
+end
+
 -- The earliest present member in election order, or the earliest reconnecting one when nobody
 -- is present (crate::rules' Successor). At most `reconnecting` members come before the first
 -- present one, so it reads no more records than there are reconnecting members.
