@@ -407,3 +407,26 @@ async fn a_network_switch_leaves_no_duplicate_listing_no_leave_and_no_leader_cha
         "no leave, join or leader change at the peer"
     );
 }
+
+/// An instance with no member of the session yet still replays from the change log: the first
+/// client that resumes there gets the changes it missed, not a snapshot.
+#[actix_rt::test]
+async fn a_resume_on_an_instance_new_to_the_session_replays_from_the_log() {
+    let backend = MemoryBackend::new(Duration::from_secs(3));
+    let first = TestServer::start_on_backend(test_args(), &backend).await;
+    let second = TestServer::start_on_backend(test_args(), &backend).await;
+    let mut ada = client(&first).await;
+    let joined = ada.join("s").await;
+    let version = joined["version"].clone();
+    ada.freeze();
+    let mut grace = client(&first).await;
+    grace.join("s").await;
+    let mut phone = client(&second).await;
+    let resumed = phone
+        .request_ok(ada.resume_request("s", version.clone()), "resumed")
+        .await;
+    assert_eq!(resumed["sessions"][0]["recovered"], true, "{resumed}");
+    let replayed = phone.next_frame(WAIT).await;
+    assert_eq!(replayed["type"], "member_joined", "{replayed}");
+    assert_eq!(replayed["member"]["connection"], grace.connection.as_str());
+}

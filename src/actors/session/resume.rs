@@ -66,14 +66,26 @@ impl Handler<TakeOver> for SessionActor {
             async move {
                 let ruling = store.resume(&session, &connection, user.as_deref()).await?;
                 if !matches!(ruling, ResumeRuling::Resumed { .. }) {
-                    return Ok((ruling, None, None, None));
+                    return Ok((ruling, None, None, None, None));
                 }
+                // An actor without a view yet reads the whole view; the client's missed changes
+                // may still be in the log (read first, so the view is at least as recent).
+                let replay = match (known, since) {
+                    (0, Some(since)) => store.changes_since(&session, since).await?,
+                    _ => None,
+                };
                 // Read back to whichever is older, the client's version or this actor's view, so
-                // that both can be brought up to date from one read.
+                // that both can be brought up to date from one read. When the log no longer
+                // reaches the client's version, the actor still catches up from the log (its
+                // other members see no snapshot), and only the resumed client gets one.
                 let from = (known > 0).then(|| since.map_or(known, |since| since.min(known)));
                 let missed = match from {
                     Some(from) => match store.changes_since(&session, from).await? {
                         Some(changes) => Missed::Changes(changes),
+                        None if from < known => match store.changes_since(&session, known).await? {
+                            Some(changes) => Missed::Changes(changes),
+                            None => Missed::View(store.view(&session).await?),
+                        },
                         None => Missed::View(store.view(&session).await?),
                     },
                     None => Missed::View(store.view(&session).await?),
@@ -93,13 +105,13 @@ impl Handler<TakeOver> for SessionActor {
                     // No message in the session yet: none was missed.
                     _ => None,
                 };
-                Ok::<_, StoreError>((ruling, Some(missed), position, recovery))
+                Ok::<_, StoreError>((ruling, Some(missed), position, recovery, replay))
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
-                let result = result.map(|(ruling, missed, position, recovery)| {
+                let result = result.map(|(ruling, missed, position, recovery, replay)| {
                     act.learn_position(position);
-                    (ruling, missed, recovery)
+                    (ruling, missed, recovery, replay)
                 });
                 let _ = reply.send(act.finish_take_over(msg, result, known > 0, ctx));
             }),
@@ -115,15 +127,25 @@ impl Handler<TakeOver> for SessionActor {
     }
 }
 
+/// What the store said to a claim: the ruling, and, when the member was resumed, what the actor
+/// and the client missed (changes or the view, the messages, the client's own replay when the
+/// actor had to read the whole view).
+type Claimed = (
+    ResumeRuling,
+    Option<Missed>,
+    Option<Recovery>,
+    Option<Vec<Change>>,
+);
+
 impl SessionActor {
     fn finish_take_over(
         &mut self,
         msg: TakeOver,
-        result: Result<(ResumeRuling, Option<Missed>, Option<Recovery>), StoreError>,
+        result: Result<Claimed, StoreError>,
         had_view: bool,
         ctx: &mut Context<Self>,
     ) -> Result<Option<Resumption>, ApiError> {
-        let (ruling, missed, recovery) = result?;
+        let (ruling, missed, recovery, replay) = result?;
         let moved = match ruling {
             ResumeRuling::Gone => return Ok(None),
             ResumeRuling::OtherUser => {
@@ -146,7 +168,7 @@ impl SessionActor {
             Some(Missed::View(Some(view))) if !had_view => {
                 self.view = view;
                 self.counts = CountsTracker::of(&self.view.members);
-                None
+                replay
             }
             Some(missed) => {
                 self.take_missed(missed, ctx);
