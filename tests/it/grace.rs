@@ -79,6 +79,26 @@ async fn a_dropped_socket_leaves_its_member_reconnecting_until_a_resume_makes_it
 }
 
 #[actix_rt::test]
+async fn a_client_silent_past_the_timeout_is_reconnecting_with_reason_timeout() {
+    let mut args = with_grace(10_000);
+    args.client_ping_ms = 100;
+    args.client_timeout_ms = 300;
+    let server = TestServer::start(args).await;
+    let mut ada = WsClient::connect(&server.ws_url()).await;
+    let mut grace = WsClient::connect(&server.ws_url()).await;
+    ada.join("s").await;
+    grace.join("s").await;
+    ada.freeze();
+    let lost = grace
+        .expect("Ada reconnecting", |f| {
+            state_update(f, &ada.connection, "reconnecting")
+        })
+        .await;
+    assert_eq!(lost["member"]["grace"]["reason"], "timeout", "{lost}");
+    assert_eq!(departures(&mut grace), Vec::<Value>::new());
+}
+
+#[actix_rt::test]
 async fn a_grace_that_runs_out_removes_the_member_with_its_reason_and_hands_the_lead_over() {
     let mut args = with_grace(300);
     args.heartbeat_ms = 100;
@@ -226,7 +246,7 @@ const KILLED_BOUND: Duration = Duration::from_millis(3_000 + 1_000 + 2_000);
 async fn a_leader_whose_instance_was_killed_resumes_after_the_reaper_ran_and_keeps_the_lead() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let grace_ms = ["--resume-grace-ms", "30000"];
+    let grace_ms = ["--resume-grace-ms", "3000"];
     let mut doomed = RollcallProcess::start(&url, "grace-doomed", &grace_ms).await;
     let survivor = RollcallProcess::start(&url, "grace-survivor", &grace_ms).await;
     let mut ada = WsClient::connect(&doomed.ws_url()).await;
@@ -262,6 +282,20 @@ async fn a_leader_whose_instance_was_killed_resumes_after_the_reaper_ran_and_kee
         .await;
     let members = grace.members("board").await;
     assert_eq!(members["leader"], ada.connection.as_str(), "still leads");
+    // Past the lease, one tick, the grace the lost member would have had and two more ticks:
+    // nothing changes.
+    let settled = Duration::from_millis(3_000 + 1_000 + 3_000 + 2_000);
+    tokio::time::sleep(settled.saturating_sub(killed.elapsed())).await;
+    let later = grace.members("board").await;
+    assert_eq!(
+        later["members"], members["members"],
+        "the same members, all present"
+    );
+    assert_eq!(
+        later["leader"],
+        ada.connection.as_str(),
+        "still leads after the grace"
+    );
     assert_eq!(
         departures(&mut grace),
         Vec::<Value>::new(),
