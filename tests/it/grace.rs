@@ -18,6 +18,33 @@ fn with_grace(grace_ms: u64) -> rollcall::config::ServeArgs {
     args
 }
 
+/// Ada (who leads, on `ada_url`) and Grace (on `grace_url`), both members of `session`.
+async fn ada_and_grace(ada_url: &str, grace_url: &str, session: &str) -> (WsClient, WsClient) {
+    let mut ada = WsClient::connect(ada_url).await;
+    let mut grace = WsClient::connect(grace_url).await;
+    let joined = ada.join(session).await;
+    assert_eq!(joined["leader"], ada.connection.as_str(), "Ada leads");
+    grace.join(session).await;
+    (ada, grace)
+}
+
+/// Waits until `watcher` is told that `member` is in `state`; that `member_updated`.
+async fn await_state(watcher: &mut WsClient, member: &str, state: &str) -> Value {
+    await_state_within(watcher, member, state, WAIT).await
+}
+
+async fn await_state_within(
+    watcher: &mut WsClient,
+    member: &str,
+    state: &str,
+    within: Duration,
+) -> Value {
+    let what = format!("{member} {state}");
+    watcher
+        .expect_within(&what, |f| state_update(f, member, state), within)
+        .await
+}
+
 fn state_update(frame: &Value, connection: &str, state: &str) -> bool {
     frame["type"] == "member_updated"
         && frame["member"]["connection"] == connection
@@ -38,16 +65,9 @@ fn departures(client: &mut WsClient) -> Vec<Value> {
 #[actix_rt::test]
 async fn a_dropped_socket_leaves_its_member_reconnecting_until_a_resume_makes_it_present_again() {
     let server = TestServer::start(with_grace(10_000)).await;
-    let mut ada = WsClient::connect(&server.ws_url()).await;
-    let mut grace = WsClient::connect(&server.ws_url()).await;
-    ada.join("s").await;
-    grace.join("s").await;
+    let (ada, mut grace) = ada_and_grace(&server.ws_url(), &server.ws_url(), "s").await;
     ada.abort();
-    let lost = grace
-        .expect("Ada reconnecting", |f| {
-            state_update(f, &ada.connection, "reconnecting")
-        })
-        .await;
+    let lost = await_state(&mut grace, &ada.connection, "reconnecting").await;
     assert_eq!(lost["member"]["grace"]["reason"], "disconnected", "{lost}");
     let members = grace.members("s").await;
     assert_eq!(members["leader"], ada.connection.as_str(), "keeps the lead");
@@ -61,11 +81,7 @@ async fn a_dropped_socket_leaves_its_member_reconnecting_until_a_resume_makes_it
         .request_ok(ada.resume_request("s", Value::Null), "resumed")
         .await;
     assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());
-    grace
-        .expect("Ada present again", |f| {
-            state_update(f, &ada.connection, "present")
-        })
-        .await;
+    await_state(&mut grace, &ada.connection, "present").await;
     let members = grace.members("s").await;
     assert_eq!(
         members["counts"],
@@ -84,16 +100,9 @@ async fn a_client_silent_past_the_timeout_is_reconnecting_with_reason_timeout() 
     args.client_ping_ms = 100;
     args.client_timeout_ms = 300;
     let server = TestServer::start(args).await;
-    let mut ada = WsClient::connect(&server.ws_url()).await;
-    let mut grace = WsClient::connect(&server.ws_url()).await;
-    ada.join("s").await;
-    grace.join("s").await;
+    let (ada, mut grace) = ada_and_grace(&server.ws_url(), &server.ws_url(), "s").await;
     ada.freeze();
-    let lost = grace
-        .expect("Ada reconnecting", |f| {
-            state_update(f, &ada.connection, "reconnecting")
-        })
-        .await;
+    let lost = await_state(&mut grace, &ada.connection, "reconnecting").await;
     assert_eq!(lost["member"]["grace"]["reason"], "timeout", "{lost}");
     assert_eq!(departures(&mut grace), Vec::<Value>::new());
 }
@@ -104,16 +113,9 @@ async fn a_grace_that_runs_out_removes_the_member_with_its_reason_and_hands_the_
     args.heartbeat_ms = 100;
     args.lease_ms = 1_000;
     let server = TestServer::start(args).await;
-    let mut ada = WsClient::connect(&server.ws_url()).await;
-    let mut grace = WsClient::connect(&server.ws_url()).await;
-    ada.join("s").await;
-    grace.join("s").await;
+    let (ada, mut grace) = ada_and_grace(&server.ws_url(), &server.ws_url(), "s").await;
     ada.abort();
-    grace
-        .expect("Ada reconnecting", |f| {
-            state_update(f, &ada.connection, "reconnecting")
-        })
-        .await;
+    await_state(&mut grace, &ada.connection, "reconnecting").await;
     let lost_at = Instant::now();
     let left = grace.expect_event("member_left", "s").await;
     let waited = lost_at.elapsed();
@@ -180,30 +182,19 @@ async fn a_graceful_stop_keeps_its_members_reconnecting_for_a_resume_on_another_
     let grace_ms = ["--resume-grace-ms", "30000"];
     let mut first = RollcallProcess::start(&url, "grace-stopping", &grace_ms).await;
     let second = RollcallProcess::start(&url, "grace-staying", &grace_ms).await;
-    let mut ada = WsClient::connect(&first.ws_url()).await;
-    let mut grace = WsClient::connect(&second.ws_url()).await;
-    ada.join("s").await;
-    grace.join("s").await;
+    let (mut ada, mut grace) = ada_and_grace(&first.ws_url(), &second.ws_url(), "s").await;
     let status = first.terminate(WAIT * 2);
     assert!(status.success(), "a graceful stop: {status:?}");
     let (code, _) = ada.closed_with(WAIT).await.expect("a close frame");
     assert_eq!(code, 1012);
-    let lost = grace
-        .expect("Ada reconnecting", |f| {
-            state_update(f, &ada.connection, "reconnecting")
-        })
-        .await;
+    let lost = await_state(&mut grace, &ada.connection, "reconnecting").await;
     assert_eq!(lost["member"]["grace"]["reason"], "shutdown");
     let mut back = WsClient::connect(&second.ws_url()).await;
     let resumed = back
         .request_ok(ada.resume_request("s", Value::Null), "resumed")
         .await;
     assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());
-    grace
-        .expect("Ada present again", |f| {
-            state_update(f, &ada.connection, "present")
-        })
-        .await;
+    await_state(&mut grace, &ada.connection, "present").await;
     assert_eq!(departures(&mut grace), Vec::<Value>::new());
 }
 
@@ -212,16 +203,9 @@ async fn an_in_process_store_that_stops_ends_every_membership_reconnecting_ones_
     let server_args = with_grace(60_000);
     let mut server = TestServer::start(server_args).await;
     let backend_view = server.engine().store().clone();
-    let mut ada = WsClient::connect(&server.ws_url()).await;
-    let mut grace = WsClient::connect(&server.ws_url()).await;
-    ada.join("s").await;
-    grace.join("s").await;
+    let (ada, mut grace) = ada_and_grace(&server.ws_url(), &server.ws_url(), "s").await;
     ada.abort();
-    grace
-        .expect("Ada reconnecting", |f| {
-            state_update(f, &ada.connection, "reconnecting")
-        })
-        .await;
+    await_state(&mut grace, &ada.connection, "reconnecting").await;
     server.shutdown().await;
     grace.closed_with(WAIT).await;
     let left: Vec<String> = grace
@@ -249,21 +233,11 @@ async fn a_leader_whose_instance_was_killed_resumes_after_the_reaper_ran_and_kee
     let grace_ms = ["--resume-grace-ms", "3000"];
     let mut doomed = RollcallProcess::start(&url, "grace-doomed", &grace_ms).await;
     let survivor = RollcallProcess::start(&url, "grace-survivor", &grace_ms).await;
-    let mut ada = WsClient::connect(&doomed.ws_url()).await;
-    let mut grace = WsClient::connect(&survivor.ws_url()).await;
-    let joined = ada.join("board").await;
-    grace.join("board").await;
-    assert_eq!(joined["leader"], ada.connection.as_str());
+    let (ada, mut grace) = ada_and_grace(&doomed.ws_url(), &survivor.ws_url(), "board").await;
 
     doomed.kill9();
     let killed = Instant::now();
-    let lost = grace
-        .expect_within(
-            "Ada reconnecting after the reaper ran",
-            |f| state_update(f, &ada.connection, "reconnecting"),
-            KILLED_BOUND,
-        )
-        .await;
+    let lost = await_state_within(&mut grace, &ada.connection, "reconnecting", KILLED_BOUND).await;
     assert_eq!(lost["member"]["grace"]["reason"], "instance_lost", "{lost}");
     println!(
         "a killed instance's member was reconnecting {} ms after the kill",
@@ -275,11 +249,7 @@ async fn a_leader_whose_instance_was_killed_resumes_after_the_reaper_ran_and_kee
         .await;
     assert_eq!(resumed["connection"], ada.connection.as_str());
     assert_eq!(resumed["sessions"][0]["leader"], ada.connection.as_str());
-    grace
-        .expect("Ada present again", |f| {
-            state_update(f, &ada.connection, "present")
-        })
-        .await;
+    await_state(&mut grace, &ada.connection, "present").await;
     let members = grace.members("board").await;
     assert_eq!(members["leader"], ada.connection.as_str(), "still leads");
     // Past the lease, one tick, the grace the lost member would have had and two more ticks:
