@@ -1,6 +1,6 @@
 //! The timers, on tokio's paused clock: the reaper and the in-process store's leases, the outbox's
-//! batch window, `counts` pacing, the client timeout, the rate limiter and the persistence retry
-//! backoff. Each test moves the clock with `tokio::time::advance` to just before a boundary, checks
+//! batch window, `counts` pacing, the client timeout, the rate limiter, the persistence retry
+//! backoff and the resume grace (with a manual store clock). Each test moves the clock with `tokio::time::advance` to just before a boundary, checks
 //! that nothing happened, then to the boundary, and checks that it did. Nothing sleeps.
 //!
 //! With time paused, tokio moves the clock by itself whenever the runtime has nothing to run (to
@@ -792,4 +792,67 @@ async fn a_failed_flush_is_retried_after_backoff_min_doubling_up_to_backoff_max(
     );
     let rows = db.participants("kept").expect("read the rows");
     assert_eq!(rows.len(), 1, "written once: {rows:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The resume grace.
+
+/// Grace 2 s, heartbeat 1 s: a member whose socket was lost at +0 is `reconnecting` until its
+/// deadline (+2 s on the store's clock); the heartbeat at +2 s, one millisecond of store time
+/// before it, leaves it alone, and the heartbeat after the deadline removes it with its reason
+/// (`disconnected`) and hands the lead over in the same change.
+#[actix_rt::test(system = "PausedSystem")]
+async fn a_lost_member_leaves_at_the_first_heartbeat_after_its_grace_ran_out() {
+    const START_MS: i64 = 1_000_000;
+    let wall = rollcall::clock::WallClock::manual(START_MS);
+    let backend = MemoryBackend::with_clock(Duration::from_secs(7_200), wall.clone());
+    let engine = engine_on(
+        &backend,
+        &settings("grace", |s| {
+            s.supervisor.heartbeat = ms(1_000);
+            s.supervisor.resume_grace = ms(2_000);
+        }),
+    )
+    .await;
+    let t0 = Instant::now();
+    let mut lost = Client::new("lost");
+    let mut stays = Client::new("stays");
+    lost.join(&engine, "s", Presence::Full).await;
+    stays.join(&engine, "s", Presence::Full).await;
+    stays.take();
+    let socket_lost = rollcall::actors::session::Lost(Leave {
+        connection: lost.connection.clone().into(),
+        reason: LeaveReason::Disconnected,
+        socket: None,
+    });
+    lost.actor()
+        .send(socket_lost)
+        .await
+        .expect("the session actor answers")
+        .expect("the loss is written");
+    let writes = stays.next_writes("the member reconnecting").await;
+    let updated = &writes[0][0];
+    assert_eq!(updated["type"], "member_updated", "{updated}");
+    assert_eq!(updated["member"]["state"], "reconnecting");
+    assert_eq!(updated["member"]["grace"]["until"], START_MS + 2_000);
+
+    // The heartbeat at +2 s, with the store's clock 1 ms short of the deadline.
+    wall.set(START_MS + 1_999);
+    advance_to(t0 + ms(2_000)).await;
+    assert_eq!(
+        stays.take(),
+        Vec::<Vec<Value>>::new(),
+        "not yet: the grace runs"
+    );
+    // The next heartbeat, the deadline passed.
+    wall.set(START_MS + 2_000);
+    advance_to(t0 + ms(3_000)).await;
+    let writes = stays.next_writes("the grace's end").await;
+    let frames: Vec<&Value> = writes.iter().flatten().collect();
+    assert_eq!(frames[0]["type"], "member_left", "{frames:?}");
+    assert_eq!(frames[0]["connection"], lost.connection.as_str());
+    assert_eq!(frames[0]["reason"], "disconnected");
+    assert_eq!(frames[1]["type"], "leader_changed");
+    assert_eq!(frames[1]["leader"], stays.connection.as_str());
+    assert_eq!(frames[0]["version"], frames[1]["version"], "one change");
 }
