@@ -5,7 +5,15 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { closeAll, makeClient, viewOf } from "../support/clients.js";
-import { getJson, killAll, nextEvent, startRedis, startRollcall, waitFor } from "../support/servers.js";
+import {
+  getJson,
+  instanceArgs as redisInstanceArgs,
+  killAll,
+  nextEvent,
+  startRedis,
+  startRollcall,
+  waitFor,
+} from "../support/servers.js";
 
 const LEASE_MS = 2000;
 const HEARTBEAT_MS = 500;
@@ -18,16 +26,8 @@ let redis;
 let a;
 
 // Without a resume grace: the bound of a lost member's removal is what these tests measure.
-const instanceArgs = () => [
-  "--redis-url",
-  redis.url,
-  "--lease-ms",
-  String(LEASE_MS),
-  "--heartbeat-ms",
-  String(HEARTBEAT_MS),
-  "--resume-grace-ms",
-  "0",
-];
+const instanceArgs = () =>
+  redisInstanceArgs(redis.url, { leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS, graceMs: 0 });
 
 before(async () => {
   redis = await startRedis();

@@ -10,7 +10,14 @@ import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
 import { closeAll, makeClient, viewOf } from "../support/clients.js";
-import { getJson, killAll, startRedis, startRollcall, waitFor } from "../support/servers.js";
+import {
+  getJson,
+  instanceArgs as redisInstanceArgs,
+  killAll,
+  startRedis,
+  startRollcall,
+  waitFor,
+} from "../support/servers.js";
 
 const LEASE_MS = 2000;
 const HEARTBEAT_MS = 500;
@@ -24,14 +31,7 @@ const ROLL_TIMEOUT_MS = 15000;
 let redis;
 
 // The default resume grace (10 s): members of a stopping instance stay, reconnecting, for a resume.
-const instanceArgs = () => [
-  "--redis-url",
-  redis.url,
-  "--lease-ms",
-  String(LEASE_MS),
-  "--heartbeat-ms",
-  String(HEARTBEAT_MS),
-];
+const instanceArgs = () => redisInstanceArgs(redis.url, { leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS });
 
 before(async () => {
   redis = await startRedis();

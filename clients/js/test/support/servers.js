@@ -133,6 +133,19 @@ export async function getJson(url, headers = {}) {
 }
 
 /** A private, empty redis-server on a free port that persists nothing. */
+/**
+ * The arguments of an instance on the shared Redis at `redisUrl`, with the given liveness and,
+ * when `graceMs` is given, resume grace (else the server's default).
+ * @param {string} redisUrl
+ * @param {{ leaseMs: number, heartbeatMs: number, graceMs?: number }} timing
+ * @returns {string[]}
+ */
+export function instanceArgs(redisUrl, { leaseMs, heartbeatMs, graceMs }) {
+  const args = ["--redis-url", redisUrl, "--lease-ms", String(leaseMs), "--heartbeat-ms", String(heartbeatMs)];
+  if (graceMs !== undefined) args.push("--resume-grace-ms", String(graceMs));
+  return args;
+}
+
 export async function startRedis() {
   const which = spawnSync("redis-server", ["--version"]);
   if (which.error) throw new Error("redis-server is not installed (Debian: apt-get install redis-server)");
