@@ -13,6 +13,7 @@
 pub mod history;
 pub mod instrumented;
 pub mod memory;
+pub mod outbox;
 pub mod plan;
 pub mod reaping;
 pub mod redis;
@@ -28,6 +29,7 @@ use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 pub use crate::rules::ResumeRuling;
 pub use history::{History, HistoryPage, HistorySettings, StoredMessage, StreamPosition};
+pub use outbox::{Directory, Outbox, OutboxEntry, PendingSession, SessionPage};
 use plan::Plan;
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
