@@ -143,6 +143,8 @@ pub struct RedisStore {
     history: Mutex<crate::store::HistorySettings>,
     /// Whether changes are kept in their session's outbox ([`outbox`]).
     outbox_on: std::sync::atomic::AtomicBool,
+    /// Sessions this instance marked in the directory lately, and when ([`outbox`]).
+    marked: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -216,6 +218,7 @@ impl RedisStore {
             store_clock: deadline::StoreClock::default(),
             history: Mutex::new(crate::store::HistorySettings::default()),
             outbox_on: std::sync::atomic::AtomicBool::new(false),
+            marked: Mutex::new(std::collections::HashMap::new()),
             feed_tasks,
         };
         Ok((store, feed_rx))

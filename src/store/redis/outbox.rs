@@ -4,8 +4,9 @@
 //! very script that makes the change (`keep_for_delivery` in `lua/session_base.lua`), so no script
 //! crosses slots and the outbox is spread over the shards exactly as the sessions are. The
 //! directory (`P:{g}:directory`, `P:{g}:marks`) says where to look: an instance marks a session
-//! there before it changes it ([`RedisStore::mark`]), and a session leaves it only when it has
-//! neither members nor entries and was not marked for [`MARK_MARGIN`].
+//! there before a change that may give it members ([`RedisStore::mark`]), and a session leaves it
+//! only when it has neither members nor entries and was not marked for [`MARK_MARGIN`]. Every
+//! other change is made in a session with members, which is in the directory already.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use async_trait::async_trait;
 use futures_util::future::try_join_all;
 
 use super::reply::{array, int, reply_error, text};
-use super::{RedisStore, Result};
+use super::{RedisStore, Result, lock};
 use crate::model::Counts;
 use crate::store::outbox::MARK_MARGIN;
 use crate::store::{
@@ -24,6 +25,8 @@ use crate::store::{
 
 /// Directory entries read per command while looking for pending entries or live sessions.
 const SCAN_CHUNK: usize = 500;
+/// Sessions an instance remembers marking before it forgets those marked long ago.
+const MARKS_REMEMBERED: usize = 10_000;
 /// Marks older than [`MARK_MARGIN`] checked per [`Directory::tidy_directory`].
 const TIDY_CHUNK: usize = 200;
 
@@ -32,24 +35,40 @@ impl RedisStore {
         self.outbox_on.load(Ordering::Relaxed)
     }
 
-    /// Marks `session` in the directory before a change: always before a change that may add
-    /// members (`adds_members`), which makes a session live; before every change while the outbox
-    /// is on, which may leave entries to deliver.
-    pub(super) async fn mark(&self, session: &str, adds_members: bool) -> Result<()> {
-        if !adds_members && !self.keeps_outbox() {
-            return Ok(());
+    /// Marks `session` in the directory before a change that may give it members (a join, a
+    /// re-assertion): a session with members, or with outbox entries, is never taken out, so only
+    /// a vacated session becoming live again needs a mark. An instance marks a session at most
+    /// once per half [`MARK_MARGIN`]: the mark it made is still too young to be tidied away.
+    pub(super) async fn mark(&self, session: &str) -> Result<()> {
+        let now = std::time::Instant::now();
+        {
+            let mut marked = lock(&self.marked);
+            if marked
+                .get(session)
+                .is_some_and(|at| now.duration_since(*at) < MARK_MARGIN / 2)
+            {
+                return Ok(());
+            }
+            if marked.len() >= MARKS_REMEMBERED {
+                marked.retain(|_, at| now.duration_since(*at) < MARK_MARGIN / 2);
+            }
         }
-        let [sessions, marks] = self.keys.directory();
+        let [directory, marks] = self.keys.directory();
         let mut pipe = ::redis::pipe();
-        pipe.cmd("ZADD").arg(&sessions).arg(0).arg(session).ignore();
+        pipe.cmd("ZADD")
+            .arg(&directory)
+            .arg(0)
+            .arg(session)
+            .ignore();
         pipe.cmd("ZADD")
             .arg(&marks)
             .arg(self.store_clock.store_now_ms())
             .arg(session)
             .ignore();
-        self.record("mark", &[sessions, marks]);
+        self.record("mark", &[directory, marks]);
         let mut conn = self.conn.clone();
         super::within(pipe.query_async::<()>(&mut conn)).await??;
+        lock(&self.marked).insert(session.to_owned(), now);
         Ok(())
     }
 
