@@ -140,9 +140,15 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Largest WebSocket frame accepted, in bytes; larger frames close the connection with 1009.
-    #[arg(long, env = "ROLLCALL_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
-    pub max_frame_bytes: usize,
+    /// Largest WebSocket message accepted, in bytes, whole or reassembled from fragments; a larger
+    /// one closes the connection with 1009. `--max-frame-bytes` is its former name.
+    #[arg(
+        long,
+        alias = "max-frame-bytes",
+        env = "ROLLCALL_MAX_MESSAGE_BYTES",
+        default_value_t = 64 * 1024
+    )]
+    pub max_message_bytes: usize,
     /// Sessions one connection may be in at once.
     #[arg(
         long,
@@ -292,7 +298,7 @@ mod tests {
         assert_eq!(args.client_timeout_ms, 15000);
         assert_eq!(args.resume_grace_ms, 10000);
         assert_eq!(args.key_prefix, "rollcall");
-        assert_eq!(args.max_frame_bytes, 65536);
+        assert_eq!(args.max_message_bytes, 65536);
         assert_eq!(args.max_sessions_per_connection, 8);
         assert_eq!(args.max_publish_bytes, 16384);
         assert!(args.redis_url.is_none());

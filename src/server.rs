@@ -172,7 +172,7 @@ pub async fn start_http_with(
     Liveness::from_args(args)?;
     let state = AppState {
         engine: engine.clone(),
-        max_frame_bytes: args.max_frame_bytes,
+        max_message_bytes: args.max_message_bytes,
         allowed_origins: Arc::new(
             args.allowed_origins
                 .iter()

@@ -21,6 +21,9 @@ pub enum HttpError {
     /// No such resource (a code no WebSocket reply uses).
     #[error("{0}")]
     NotFound(String),
+    /// A WebSocket handshake for a version other than 13: 426 naming the one spoken here.
+    #[error("this server speaks WebSocket version 13 only")]
+    UnsupportedWebSocketVersion,
 }
 
 impl HttpError {
@@ -33,6 +36,7 @@ impl HttpError {
             HttpError::Api(e) => e.code.as_str(),
             HttpError::Unauthorized(e) => e.code(),
             HttpError::NotFound(_) => "not_found",
+            HttpError::UnsupportedWebSocketVersion => "bad_request",
         }
     }
 }
@@ -50,6 +54,7 @@ impl ResponseError for HttpError {
             },
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::UnsupportedWebSocketVersion => StatusCode::UPGRADE_REQUIRED,
         }
     }
 
@@ -59,8 +64,14 @@ impl ResponseError for HttpError {
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let HttpError::Unauthorized(_) = self {
-            response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            HttpError::Unauthorized(_) => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+            }
+            HttpError::UnsupportedWebSocketVersion => {
+                response.insert_header(("Sec-WebSocket-Version", "13"));
+            }
+            _ => {}
         }
         response.json(json!({"error": {"code": self.code(), "message": message}}))
     }

@@ -17,7 +17,7 @@ use crate::persistence::Persistence;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
-    pub max_frame_bytes: usize,
+    pub max_message_bytes: usize,
     /// Origins allowed to open a WebSocket; empty = any.
     pub allowed_origins: Arc<Vec<String>>,
     /// Checks sign-in tokens (WebSocket upgrade and `/api/*`).

@@ -8,6 +8,7 @@ mod support;
 
 mod actors;
 mod auth;
+mod autobahn;
 mod batched_changes;
 mod concurrency;
 mod config_checks;
@@ -29,3 +30,4 @@ mod sockets;
 mod store_conformance;
 mod ws_lifecycle;
 mod ws_protocol;
+mod ws_rfc6455;

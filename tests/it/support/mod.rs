@@ -7,6 +7,7 @@ pub mod members;
 pub mod probe;
 pub mod process;
 pub mod proxy;
+pub mod raw_ws;
 pub mod redis;
 pub mod server;
 pub mod stand_in;
