@@ -13,6 +13,7 @@
 pub mod history;
 pub mod instrumented;
 pub mod memory;
+pub mod operator;
 pub mod plan;
 pub mod reaping;
 pub mod redis;
@@ -28,6 +29,7 @@ use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 pub use crate::rules::ResumeRuling;
 pub use history::{History, HistoryPage, HistorySettings, StoredMessage, StreamPosition};
+pub use operator::{KickTarget, Operator};
 use plan::Plan;
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
@@ -157,7 +159,8 @@ pub enum BroadcastBody {
     /// A `message`; `stream` and `offset` are its place in the session's stream
     /// ([`history`]), absent only from an instance that predates message history.
     Message {
-        from: ConnectionId,
+        /// `None` for a message of the application's backend (server API).
+        from: Option<ConnectionId>,
         user: Option<String>,
         data: Value,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,7 +192,9 @@ pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
 /// parts below (and [`History`]), each implemented by the in-process and the Redis store and held
 /// to the same conformance suite.
 #[async_trait]
-pub trait Store: Sessions + Broker + History + Registry + Upkeep + Send + Sync + 'static {
+pub trait Store:
+    Sessions + Broker + History + Operator + Registry + Upkeep + Send + Sync + 'static
+{
     fn kind(&self) -> &'static str;
     fn instance(&self) -> &InstanceId;
 }

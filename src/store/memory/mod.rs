@@ -240,6 +240,7 @@ impl MemoryStore {
 
 mod broker;
 mod history;
+mod operator;
 mod registry;
 mod sessions;
 mod upkeep;

@@ -6,7 +6,8 @@
 //! Join and leave put their planned fast path (`lua/*_planned.lua`) between the
 //! base and the prelude, so that a written plan returns before the prelude's functions are made.
 //! The message history scripts (`lua/publish.lua`, `lua/history.lua`) stand alone: they touch only
-//! a session's stream and history keys. Each file in `lua/` starts with a comment that says what
+//! a session's stream and history keys; the server API's publish (`lua/server_publish.lua`) puts a
+//! guard on the session's members before the publish script. Each file in `lua/` starts with a comment that says what
 //! it does and what it returns.
 
 use ::redis::Script;
@@ -67,6 +68,9 @@ pub(super) struct Scripts {
     pub claim: Script,
     pub publish: Script,
     pub history: Script,
+    /// The server API ([`crate::store::Operator`]).
+    pub kick: Script,
+    pub server_publish: Script,
 }
 
 impl Scripts {
@@ -95,6 +99,11 @@ impl Scripts {
             claim: global_script!("claim.lua"),
             publish: global_script!("publish.lua"),
             history: global_script!("history.lua"),
+            kick: session_script!("kick.lua"),
+            server_publish: Script::new(concat!(
+                include_str!("lua/server_publish.lua"),
+                include_str!("lua/publish.lua")
+            )),
         }
     }
 }
