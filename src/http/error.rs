@@ -21,6 +21,9 @@ pub enum HttpError {
     /// No such resource (a code no WebSocket reply uses).
     #[error("{0}")]
     NotFound(String),
+    /// The server API's key is missing or wrong: 401 (no bearer challenge: a token never helps).
+    #[error("{0}")]
+    ApiKey(String),
 }
 
 impl HttpError {
@@ -33,6 +36,7 @@ impl HttpError {
             HttpError::Api(e) => e.code.as_str(),
             HttpError::Unauthorized(e) => e.code(),
             HttpError::NotFound(_) => "not_found",
+            HttpError::ApiKey(_) => "unauthorized",
         }
     }
 }
@@ -45,10 +49,11 @@ impl ResponseError for HttpError {
                     StatusCode::BAD_REQUEST
                 }
                 ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Unauthorized(_) | HttpError::ApiKey(_) => StatusCode::UNAUTHORIZED,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
         }
     }
