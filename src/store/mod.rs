@@ -14,6 +14,7 @@ pub mod history;
 pub mod instrumented;
 pub mod memory;
 pub mod operator;
+pub mod outbox;
 pub mod plan;
 pub mod reaping;
 pub mod redis;
@@ -30,6 +31,7 @@ use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 pub use crate::rules::ResumeRuling;
 pub use history::{History, HistoryPage, HistorySettings, StoredMessage, StreamPosition};
 pub use operator::{KickTarget, Operator};
+pub use outbox::{Directory, Outbox, OutboxEntry, PendingSession, SessionPage};
 use plan::Plan;
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.
@@ -193,7 +195,17 @@ pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
 /// to the same conformance suite.
 #[async_trait]
 pub trait Store:
-    Sessions + Broker + History + Operator + Registry + Upkeep + Send + Sync + 'static
+    Sessions
+        + Broker
+        + History
+        + Operator
+        + Registry
+        + Upkeep
+        + Outbox
+        + Directory
+        + Send
+        + Sync
+        + 'static
 {
     fn kind(&self) -> &'static str;
     fn instance(&self) -> &InstanceId;

@@ -50,6 +50,7 @@ impl RedisStore {
             _ => no_plan(&mut call),
         }
         // The session is in this instance's session set already: `subscribe` put it there.
+        self.mark(session, true).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Planned => match plan {
@@ -97,6 +98,7 @@ impl RedisStore {
             }
             _ => no_plan(&mut call),
         }
+        self.mark(session, false).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Planned => match plan {
@@ -159,6 +161,8 @@ impl RedisStore {
             call.arg(change);
         }
         call.arg(format!("[{}]", changes.join(",")));
+        self.mark(session, !self.deadline_of(plans).is_empty())
+            .await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Planned => Ok(PlansWritten::All),

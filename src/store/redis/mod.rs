@@ -51,6 +51,7 @@ mod history;
 pub mod keys;
 mod membership;
 mod operator;
+mod outbox;
 mod registry;
 mod reply;
 mod scripts;
@@ -141,6 +142,8 @@ pub struct RedisStore {
     store_clock: deadline::StoreClock,
     /// What this instance keeps of the messages it publishes ([`history`]).
     history: Mutex<crate::store::HistorySettings>,
+    /// Whether changes are kept in their session's outbox ([`outbox`]).
+    outbox_on: std::sync::atomic::AtomicBool,
     feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -213,6 +216,7 @@ impl RedisStore {
             released: Mutex::new(Vec::new()),
             store_clock: deadline::StoreClock::default(),
             history: Mutex::new(crate::store::HistorySettings::default()),
+            outbox_on: std::sync::atomic::AtomicBool::new(false),
             feed_tasks,
         };
         Ok((store, feed_rx))
@@ -258,7 +262,10 @@ impl RedisStore {
         script: &'a Script,
         session: &str,
     ) -> ::redis::ScriptInvocation<'a> {
-        let keys = self.keys.session(session);
+        let mut keys = self.keys.session(session).to_vec();
+        if self.keeps_outbox() {
+            keys.push(self.keys.outbox(session));
+        }
         self.record(name, &keys);
         let mut call = script.prepare_invoke();
         for key in &keys {

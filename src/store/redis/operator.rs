@@ -57,6 +57,7 @@ impl Operator for RedisStore {
         };
         let mut call = self.session_call("kick", &self.scripts.kick, session);
         call.arg(kind).arg(id).arg(detail.unwrap_or(""));
+        self.mark(session, false).await?;
         Ok(optional_change("kick", self.invoke(&call).await?)?)
     }
 
@@ -64,6 +65,7 @@ impl Operator for RedisStore {
         let mut call = self.session_call("end", &self.scripts.end, session);
         // No connection: the backend ends it (see lua/end.lua).
         call.arg("").arg(0);
+        self.mark(session, false).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::None | ScriptStatus::Ended => Ok(None),

@@ -68,6 +68,8 @@ pub(super) struct Scripts {
     pub claim: Script,
     pub publish: Script,
     pub history: Script,
+    pub deliverer: Script,
+    pub untrack: Script,
     /// The server API ([`crate::store::Operator`]).
     pub kick: Script,
     pub server_publish: Script,
@@ -99,6 +101,8 @@ impl Scripts {
             claim: global_script!("claim.lua"),
             publish: global_script!("publish.lua"),
             history: global_script!("history.lua"),
+            deliverer: global_script!("deliverer.lua"),
+            untrack: global_script!("untrack.lua"),
             kick: session_script!("kick.lua"),
             server_publish: Script::new(concat!(
                 include_str!("lua/server_publish.lua"),

@@ -62,6 +62,7 @@ impl Sessions for RedisStore {
     async fn update_member(&self, session: &str, member: Member) -> StoreResult<Option<Change>> {
         let mut call = self.session_call("update", &self.scripts.update, session);
         call.arg(member_json(&member)?);
+        self.mark(session, false).await?;
         let reply = self.invoke(&call).await?;
         Ok(optional_change("update", reply)?)
     }
@@ -76,6 +77,7 @@ impl Sessions for RedisStore {
         call.arg(connection)
             .arg(user.unwrap_or(""))
             .arg(self.store_clock.deadline());
+        self.mark(session, false).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::None => Ok(ResumeRuling::Gone),
@@ -101,6 +103,7 @@ impl Sessions for RedisStore {
     async fn end(&self, session: &str, connection: &str, epoch: u64) -> StoreResult<Change> {
         let mut call = self.session_call("end", &self.scripts.end, session);
         call.arg(connection).arg(epoch);
+        self.mark(session, false).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::NotLeader => Err(StoreError::NotLeader),

@@ -23,6 +23,7 @@ impl Upkeep for RedisStore {
     ) -> StoreResult<Option<Change>> {
         let mut call = self.session_call("remove_instance", &self.scripts.remove_instance, session);
         call.arg(dead).arg(reason.as_str());
+        self.mark(session, false).await?;
         let reply = self.invoke(&call).await?;
         Ok(optional_change("remove_instance", reply)?)
     }
@@ -51,6 +52,7 @@ impl Upkeep for RedisStore {
         for connection in keep {
             call.arg(connection.as_str());
         }
+        self.mark(session, false).await?;
         let reply = self.invoke(&call).await?;
         Ok(optional_change("remove_instance", reply)?)
     }
@@ -66,6 +68,7 @@ impl Upkeep for RedisStore {
         for member in &members {
             call.arg(member_json(member)?);
         }
+        self.mark(session, true).await?;
         // Another slot: its own command, sent at the same time (see the module doc of `redis`).
         let (reply, listed) = join(
             self.invoke(&call),
@@ -110,6 +113,7 @@ impl Upkeep for RedisStore {
             .arg(who)
             .arg(reason.as_str())
             .arg(grace.as_millis() as u64);
+        self.mark(session, false).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::None => {
@@ -130,6 +134,7 @@ impl Upkeep for RedisStore {
     async fn end_graces(&self, session: &str) -> StoreResult<Option<Change>> {
         let mut call = self.session_call("expire", &self.scripts.expire, session);
         call.arg("all");
+        self.mark(session, false).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Ok => Ok(Some(change_of(items.get(2))?)),
@@ -155,6 +160,7 @@ impl Upkeep for RedisStore {
         let mut changes = Vec::new();
         for (session, entries) in by_session {
             let call = self.session_call("expire", &self.scripts.expire, &session);
+            self.mark(&session, false).await?;
             let items = array(self.invoke(&call).await?)?;
             let next = items.get(1).and_then(text).unwrap_or_default();
             match status(&items)? {

@@ -1,0 +1,114 @@
+//! The outbox and the directory: what the application's backend hears and asks about sessions.
+//!
+//! Webhooks must never lose a change, not even when the instance that made it dies a moment later.
+//! So the store keeps every change, in the same atomic step that makes it, in the session's
+//! outbox; a delivering instance ([`crate::webhooks`]) reads the outboxes, posts what it read, and
+//! acknowledges it only once the receiver has answered. Whatever instance dies, the entries stay
+//! in the store until some live instance has delivered them.
+//!
+//! Finding the outboxes with entries, and listing live sessions for the server API, both need an
+//! index of sessions; the [`Directory`] keeps it. A store marks a session in it *before* it
+//! changes the session, so a session with members or with undelivered entries is always in the
+//! index; a mark is only taken away once the session has neither and has not been marked for
+//! [`MARK_MARGIN`], far longer than any change takes between its mark and its write.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{Broadcast, BroadcastBody, StoreResult};
+use crate::model::{Change, Counts};
+
+/// How long after its last mark a vacated session may leave the index.
+pub const MARK_MARGIN: Duration = Duration::from_secs(60);
+
+/// One atomic step's changes of one session, as the outbox keeps them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// When the step ran: store time, milliseconds since the Unix epoch.
+    pub at: i64,
+    /// How many members (present or reconnecting) the session had after the last change.
+    pub members: u64,
+    /// The changes, oldest first, consecutive versions.
+    pub changes: Vec<Change>,
+}
+
+/// A session's oldest undelivered entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingSession {
+    pub session: String,
+    pub entries: Vec<OutboxEntry>,
+}
+
+/// One page of live sessions, in session id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionPage {
+    pub sessions: Vec<(String, Counts)>,
+    /// Where the next page starts; `None` on the last page.
+    pub cursor: Option<String>,
+}
+
+/// The changes kept for the backend, until a deliverer acknowledges them.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// From now on (`on`) every change this instance makes is also kept in its session's outbox.
+    /// Every instance sharing a store must be configured alike.
+    fn keep_outbox(&self, on: bool);
+
+    /// Up to `sessions` sessions with undelivered entries, each with its oldest entries (at most
+    /// `per_session`), the sessions with the oldest marks first.
+    async fn pending(
+        &self,
+        sessions: usize,
+        per_session: usize,
+    ) -> StoreResult<Vec<PendingSession>>;
+
+    /// Removes the `entries` oldest entries of `session`'s outbox: delivered, or dropped.
+    async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()>;
+
+    /// Takes or renews the right to deliver, for `ttl`: true while this instance holds it. One
+    /// deliverer at a time keeps every session's events in order.
+    async fn hold_delivery(&self, ttl: Duration) -> StoreResult<bool>;
+}
+
+/// The index of live sessions (and of sessions whose outbox still has entries).
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Live sessions (with at least one member) after `cursor`, at most `limit` of them. Every
+    /// session live while a client pages through is listed exactly once.
+    async fn live_sessions(&self, cursor: Option<&str>, limit: usize) -> StoreResult<SessionPage>;
+
+    /// Takes out of the index sessions without members and without undelivered entries whose
+    /// last mark is older than [`MARK_MARGIN`]; returns how many it took out.
+    async fn tidy_directory(&self) -> StoreResult<usize>;
+}
+
+/// An outbox entry as a Lua script writes it: `{"at","members","changes":[Broadcast...]}`.
+#[derive(Deserialize)]
+struct StoredEntry {
+    at: i64,
+    members: u64,
+    changes: Vec<Broadcast>,
+}
+
+impl OutboxEntry {
+    /// Reads an entry in the stored form the Redis scripts write.
+    pub fn from_stored(json: &[u8]) -> Result<OutboxEntry, String> {
+        let stored: StoredEntry =
+            serde_json::from_slice(json).map_err(|e| format!("outbox entry: {e}"))?;
+        let changes = stored
+            .changes
+            .into_iter()
+            .map(|broadcast| match broadcast.body {
+                BroadcastBody::Change(change) => Ok(change),
+                _ => Err("outbox entry: a broadcast that is not a change".to_owned()),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(OutboxEntry {
+            at: stored.at,
+            members: stored.members,
+            changes,
+        })
+    }
+}
