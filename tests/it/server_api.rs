@@ -314,3 +314,54 @@ async fn presence_reads_several_sessions_at_once_on_redis() {
     assert_eq!(sessions["p2"]["leader"], json!(c.connection));
     assert_eq!(sessions["p3"], Value::Null, "no live session");
 }
+
+#[actix_rt::test]
+async fn live_sessions_are_listed_page_by_page() {
+    let server = server().await;
+    let mut clients = Vec::new();
+    for session in ["l1", "l2", "l3"] {
+        clients.push(member(&server, session).await);
+    }
+    clients.push(member(&server, "l2").await);
+    let mut quiet = member(&server, "l4").await;
+    quiet.leave("l4").await;
+    let get = |path: String| {
+        let addr = server.addr;
+        async move {
+            let response = reqwest::Client::new()
+                .get(format!("http://{addr}{path}"))
+                .header("X-Api-Key", KEY)
+                .send()
+                .await
+                .expect("an answer");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let mut listed = Vec::new();
+    let mut path = "/api/server/sessions?limit=2".to_owned();
+    loop {
+        let (status, page) = get(path.clone()).await;
+        assert_eq!(status, 200, "{page}");
+        for entry in page["sessions"].as_array().expect("a list") {
+            listed.push((entry["session"].clone(), entry["counts"]["connections"].clone()));
+        }
+        match page["cursor"].as_str() {
+            Some(cursor) => path = format!("/api/server/sessions?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        listed,
+        [
+            (json!("l1"), json!(1)),
+            (json!("l2"), json!(2)),
+            (json!("l3"), json!(1))
+        ],
+        "every live session once, none without members"
+    );
+    for bad in ["?limit=0", "?limit=1001", "?limit=x", "?cursor=a%20b", "?page=2"] {
+        let (status, answer) = get(format!("/api/server/sessions{bad}")).await;
+        assert_eq!((status, error_code(&answer)), (400, "bad_request"), "{bad}: {answer}");
+    }
+}

@@ -32,13 +32,17 @@ pub const MAX_PRESENCE_SESSIONS: usize = 100;
 pub const MAX_KICK_REASON: usize = 128;
 /// Longest connection or user id a kick names, in characters.
 pub const MAX_KICK_ID: usize = 128;
+/// Default and largest page of the list of live sessions.
+pub const LIST_DEFAULT_LIMIT: usize = 100;
+pub const LIST_MAX_LIMIT: usize = 1000;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/server/sessions/{id}/publish", web::post().to(publish))
         .route("/api/server/sessions/{id}/kick", web::post().to(kick))
         .route("/api/server/sessions/{id}/end", web::post().to(end))
-        .route("/api/server/presence", web::post().to(presence));
+        .route("/api/server/presence", web::post().to(presence))
+        .route("/api/server/sessions", web::get().to(list));
 }
 
 /// The key check, then the session id of the path.
@@ -239,4 +243,45 @@ async fn presence(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "sessions": answer })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A page of the live sessions (at least one member), in session id order; `cursor` (the last
+/// session of the page before) continues a listing, and is null on the last page.
+async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    state.api_keys.check(&req)?;
+    let query = web::Query::<ListQuery>::from_query(req.query_string())
+        .map_err(|e| bad_request(format!("bad query: {e}")))?
+        .into_inner();
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => LIST_DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=LIST_MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            return Err(bad_request(format!(
+                "`limit` must be an integer from 1 to {LIST_MAX_LIMIT}"
+            )));
+        }
+    };
+    if let Some(cursor) = &query.cursor {
+        validate::session_id(cursor)
+            .map_err(|_| bad_request("`cursor` is not one this server gave"))?;
+    }
+    let page = state
+        .engine
+        .store()
+        .live_sessions(query.cursor.as_deref(), limit)
+        .await
+        .map_err(ApiError::from)?;
+    let sessions: Vec<Value> = page
+        .sessions
+        .into_iter()
+        .map(|(session, counts)| json!({"session": session, "counts": counts}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"sessions": sessions, "cursor": page.cursor})))
 }
