@@ -487,7 +487,10 @@ fn a_kick_removes_a_connection_or_every_connection_of_a_user_and_hands_over_in_t
     );
     assert_eq!(user.version, 8);
     let reconnecting_one = kick(&v, KickTarget::Connection("c"), None);
-    assert!(reconnecting_one.is_some(), "a reconnecting member is kicked too");
+    assert!(
+        reconnecting_one.is_some(),
+        "a reconnecting member is kicked too"
+    );
     assert_eq!(kick(&v, KickTarget::Connection("z"), None), None);
     assert_eq!(kick(&v, KickTarget::User("nobody"), None), None);
 }

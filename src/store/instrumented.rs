@@ -169,7 +169,11 @@ impl Operator for Instrumented {
         session: &str,
         data: &Value,
     ) -> StoreResult<Option<StreamPosition>> {
-        timed("publish_as_server", self.inner.publish_as_server(session, data)).await
+        timed(
+            "publish_as_server",
+            self.inner.publish_as_server(session, data),
+        )
+        .await
     }
 
     async fn kick(

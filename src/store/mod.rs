@@ -196,16 +196,16 @@ pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
 #[async_trait]
 pub trait Store:
     Sessions
-        + Broker
-        + History
-        + Operator
-        + Registry
-        + Upkeep
-        + Outbox
-        + Directory
-        + Send
-        + Sync
-        + 'static
+    + Broker
+    + History
+    + Operator
+    + Registry
+    + Upkeep
+    + Outbox
+    + Directory
+    + Send
+    + Sync
+    + 'static
 {
     fn kind(&self) -> &'static str;
     fn instance(&self) -> &InstanceId;

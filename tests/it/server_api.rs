@@ -53,7 +53,11 @@ async fn the_api_is_off_without_a_key_and_otherwise_needs_one_of_the_keys() {
     }
     for key in [None, Some("wrong"), Some("ol"), Some("")] {
         let (status, answer) = http_post(on.addr, presence, key, body.clone()).await;
-        assert_eq!((status, error_code(&answer)), (401, "unauthorized"), "{key:?}");
+        assert_eq!(
+            (status, error_code(&answer)),
+            (401, "unauthorized"),
+            "{key:?}"
+        );
     }
     // A user's token is no key, whatever header it comes in.
     let user_token = token("jwt-secret", "u1", None);
@@ -79,22 +83,71 @@ async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
         http_post(addr, path, Some(KEY), body).await
     };
     let cases = [
-        ("/api/server/sessions/s/publish", "not json", 400, "bad_request"),
+        (
+            "/api/server/sessions/s/publish",
+            "not json",
+            400,
+            "bad_request",
+        ),
         ("/api/server/sessions/s/publish", "{}", 400, "bad_request"),
-        ("/api/server/sessions/s/publish", r#"{"data":1,"x":2}"#, 400, "bad_request"),
-        ("/api/server/sessions/s/kick", r#"{"connection":"c","user":"u"}"#, 400, "bad_request"),
+        (
+            "/api/server/sessions/s/publish",
+            r#"{"data":1,"x":2}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/server/sessions/s/kick",
+            r#"{"connection":"c","user":"u"}"#,
+            400,
+            "bad_request",
+        ),
         ("/api/server/sessions/s/kick", r#"{}"#, 400, "bad_request"),
-        ("/api/server/sessions/s/kick", r#"{"connection":"c","why":"x"}"#, 400, "bad_request"),
-        ("/api/server/sessions/s/kick", r#"{"connection":""}"#, 400, "bad_request"),
-        ("/api/server/sessions/s/end", r#"{"now":true}"#, 400, "bad_request"),
+        (
+            "/api/server/sessions/s/kick",
+            r#"{"connection":"c","why":"x"}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/server/sessions/s/kick",
+            r#"{"connection":""}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/server/sessions/s/end",
+            r#"{"now":true}"#,
+            400,
+            "bad_request",
+        ),
         ("/api/server/sessions/s/end", "", 400, "bad_request"),
-        ("/api/server/sessions/s%20x/end", "{}", 400, "invalid_session"),
-        ("/api/server/presence", r#"{"sessions":["ok","not ok"]}"#, 400, "invalid_session"),
-        ("/api/server/presence", r#"{"sessions":"s"}"#, 400, "bad_request"),
+        (
+            "/api/server/sessions/s%20x/end",
+            "{}",
+            400,
+            "invalid_session",
+        ),
+        (
+            "/api/server/presence",
+            r#"{"sessions":["ok","not ok"]}"#,
+            400,
+            "invalid_session",
+        ),
+        (
+            "/api/server/presence",
+            r#"{"sessions":"s"}"#,
+            400,
+            "bad_request",
+        ),
     ];
     for (path, body, status, code) in cases {
         let (got, answer) = raw(path, body).await;
-        assert_eq!((got, error_code(&answer)), (status, code), "{path} {body}: {answer}");
+        assert_eq!(
+            (got, error_code(&answer)),
+            (status, code),
+            "{path} {body}: {answer}"
+        );
         assert!(answer["error"]["message"].is_string(), "{answer}");
     }
     let long = "x".repeat(129);
@@ -111,13 +164,21 @@ async fn bad_input_is_refused_with_a_json_error_and_changes_nothing() {
         json!({"connection": "not-a-member"}),
     )
     .await;
-    assert_eq!((status, error_code(&answer)), (404, "not_found"), "{answer}");
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "not_found"),
+        "{answer}"
+    );
     let big = "x".repeat(16 * 1024);
     let (status, answer) = post(addr, "/api/server/sessions/s/publish", json!({"data": big})).await;
     assert_eq!((status, error_code(&answer)), (413, "payload_too_large"));
     let many: Vec<String> = (0..101).map(|i| format!("s{i}")).collect();
     let (status, answer) = post(addr, "/api/server/presence", json!({"sessions": many})).await;
-    assert_eq!((status, error_code(&answer)), (400, "bad_request"), "{answer}");
+    assert_eq!(
+        (status, error_code(&answer)),
+        (400, "bad_request"),
+        "{answer}"
+    );
     let after = a.members("s").await;
     assert_eq!(after["version"], before, "nothing changed");
     assert_eq!(after["members"].as_array().map(Vec::len), Some(1));
@@ -144,7 +205,10 @@ async fn a_publish_reaches_every_member_from_null_and_is_kept_in_history() {
         assert_eq!(message["from"], Value::Null);
         assert_eq!(message["user"], Value::Null);
         assert_eq!(message["data"], json!({"notice": "hello"}));
-        assert_eq!((&message["offset"], &message["stream"]), (&json!(1), &stream));
+        assert_eq!(
+            (&message["offset"], &message["stream"]),
+            (&json!(1), &stream)
+        );
     }
     let history = a
         .request_ok(json!({"type": "history", "session": "s"}), "history")
@@ -152,7 +216,12 @@ async fn a_publish_reaches_every_member_from_null_and_is_kept_in_history() {
     let kept = &history["messages"][0];
     assert_eq!(
         (&kept["offset"], &kept["from"], &kept["user"], &kept["data"]),
-        (&json!(1), &Value::Null, &Value::Null, &json!({"notice": "hello"}))
+        (
+            &json!(1),
+            &Value::Null,
+            &Value::Null,
+            &json!({"notice": "hello"})
+        )
     );
     let (status, answer) = post(
         server.addr,
@@ -185,15 +254,19 @@ async fn a_kick_through_one_instance_reaches_the_socket_on_the_other() {
     )
     .await;
     assert_eq!((status, &answer), (200, &json!({"removed": 1})));
-    let frame = kicked
-        .expect("kicked", |f| f["type"] == "kicked")
-        .await;
-    assert_eq!(frame, json!({"type": "kicked", "session": "s", "reason": "spam"}));
+    let frame = kicked.expect("kicked", |f| f["type"] == "kicked").await;
+    assert_eq!(
+        frame,
+        json!({"type": "kicked", "session": "s", "reason": "spam"})
+    );
     kicked
         .request_err(json!({"type": "members", "session": "s"}), "not_member")
         .await;
     kicked.members("other").await;
-    assert!(kicked.pending_of("member_left").is_empty(), "no member_left of its own");
+    assert!(
+        kicked.pending_of("member_left").is_empty(),
+        "no member_left of its own"
+    );
     let new_leader = json!(peer.connection);
     for client in [&mut peer, &mut neighbour] {
         let left = client.expect_event("member_left", "s").await;
@@ -212,7 +285,10 @@ async fn a_kick_through_one_instance_reaches_the_socket_on_the_other() {
     .await;
     assert_eq!(status, 200);
     let message = neighbour.expect_event("message", "s").await;
-    assert_eq!((&message["from"], &message["data"]), (&Value::Null, &json!("after the kick")));
+    assert_eq!(
+        (&message["from"], &message["data"]),
+        (&Value::Null, &json!("after the kick"))
+    );
     peer.expect_event("message", "s").await;
     // Its socket drops; a resume into s finds nothing (its other session comes back).
     kicked.abort();
@@ -230,7 +306,11 @@ async fn a_kick_through_one_instance_reaches_the_socket_on_the_other() {
         json!({"connection": kicked.connection}),
     )
     .await;
-    assert_eq!((status, error_code(&answer)), (404, "not_found"), "{answer}");
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "not_found"),
+        "{answer}"
+    );
 }
 
 #[actix_rt::test]
@@ -239,7 +319,13 @@ async fn a_kick_by_user_removes_every_connection_of_that_user() {
     args.api_key = vec![KEY.into()];
     args.jwt_secret = Some("jwt-secret".into());
     let server = TestServer::start(args).await;
-    let url = |user: &str| format!("{}?token={}", server.ws_url(), token("jwt-secret", user, None));
+    let url = |user: &str| {
+        format!(
+            "{}?token={}",
+            server.ws_url(),
+            token("jwt-secret", user, None)
+        )
+    };
     let mut tab1 = WsClient::connect(&url("u1")).await;
     let mut tab2 = WsClient::connect(&url("u1")).await;
     let mut other = WsClient::connect(&url("u2")).await;
@@ -335,7 +421,10 @@ async fn live_sessions_are_listed_page_by_page() {
                 .await
                 .expect("an answer");
             let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     let mut listed = Vec::new();
@@ -344,7 +433,10 @@ async fn live_sessions_are_listed_page_by_page() {
         let (status, page) = get(path.clone()).await;
         assert_eq!(status, 200, "{page}");
         for entry in page["sessions"].as_array().expect("a list") {
-            listed.push((entry["session"].clone(), entry["counts"]["connections"].clone()));
+            listed.push((
+                entry["session"].clone(),
+                entry["counts"]["connections"].clone(),
+            ));
         }
         match page["cursor"].as_str() {
             Some(cursor) => path = format!("/api/server/sessions?limit=2&cursor={cursor}"),
@@ -360,8 +452,18 @@ async fn live_sessions_are_listed_page_by_page() {
         ],
         "every live session once, none without members"
     );
-    for bad in ["?limit=0", "?limit=1001", "?limit=x", "?cursor=a%20b", "?page=2"] {
+    for bad in [
+        "?limit=0",
+        "?limit=1001",
+        "?limit=x",
+        "?cursor=a%20b",
+        "?page=2",
+    ] {
         let (status, answer) = get(format!("/api/server/sessions{bad}")).await;
-        assert_eq!((status, error_code(&answer)), (400, "bad_request"), "{bad}: {answer}");
+        assert_eq!(
+            (status, error_code(&answer)),
+            (400, "bad_request"),
+            "{bad}: {answer}"
+        );
     }
 }

@@ -18,9 +18,7 @@ use ::redis::{Pipeline, ServerErrorKind, Value};
 
 use super::conn::Conn;
 use super::history::position_of;
-use super::reply::{
-    ScriptStatus, array, change_of, optional_change, status, unexpected, view_of,
-};
+use super::reply::{ScriptStatus, array, change_of, optional_change, status, unexpected, view_of};
 use super::{RedisStore, RedisStoreError, Result, within};
 use crate::model::{Change, SessionView};
 use crate::store::{KickTarget, Operator, StoreResult, StreamPosition};
@@ -112,7 +110,10 @@ impl RedisStore {
         for session in sessions {
             let keys = self.keys.session(session);
             self.record("view", &keys);
-            let command = pipeline.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+            let command = pipeline
+                .cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(keys.len());
             for key in &keys {
                 command.arg(key);
             }
@@ -124,9 +125,7 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         let replies: Vec<Value> = within(pipeline.query_async(&mut conn)).await??;
-        let unknown = |v: &Value| {
-            matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript))
-        };
+        let unknown = |v: &Value| matches!(v, Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript));
         let replies = if replies.iter().any(unknown) {
             within(script.prepare_invoke().load_async(&mut conn)).await??;
             within(pipeline.query_async(&mut conn)).await??

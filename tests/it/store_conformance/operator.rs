@@ -99,7 +99,10 @@ pub async fn the_backend_kicks_a_connection_or_every_connection_of_a_user<H: Har
     assert_eq!(by_user.version, 6);
     assert_eq!(
         by_user.events,
-        vec![kicked("m3", Some("u1"), None), kicked("m4", Some("u1"), None)],
+        vec![
+            kicked("m3", Some("u1"), None),
+            kicked("m4", Some("u1"), None)
+        ],
         "in election order, no reason text, the leader stays"
     );
     let view = a.view("s").await.unwrap().unwrap();
@@ -123,11 +126,7 @@ pub async fn the_backend_ends_a_live_session_with_by_null<H: Harness>() {
     assert_eq!(a.end_by_server("never").await.unwrap(), None, "no record");
     join(&a, "s", member(&a, "m1", Some("u1"))).await;
     join(&b, "s", member(&b, "m2", None)).await;
-    let change = a
-        .end_by_server("s")
-        .await
-        .unwrap()
-        .expect("a live session");
+    let change = a.end_by_server("s").await.unwrap().expect("a live session");
     assert_eq!(
         change,
         Change {
@@ -186,7 +185,10 @@ pub async fn the_backend_publishes_to_a_live_session_only<H: Harness>() {
         other => panic!("expected the message, got {other:?}"),
     }
     let second = b.publish("s", "m1", None, &json!(2)).await.unwrap();
-    assert_eq!((second.stream.as_str(), second.offset), (first.stream.as_str(), 2));
+    assert_eq!(
+        (second.stream.as_str(), second.offset),
+        (first.stream.as_str(), 2)
+    );
     let page = b.history("s", None, 10).await.unwrap();
     let kept: Vec<_> = page
         .messages
