@@ -32,7 +32,10 @@ impl Operator for RedisStore {
     ) -> StoreResult<Option<StreamPosition>> {
         let keys = self.keys.history(session);
         let members = self.keys.session(session)[1].clone();
-        self.record("server_publish", &[&keys[..], &[members.clone()]].concat());
+        self.record(
+            "server_publish",
+            &[&keys[..], std::slice::from_ref(&members)].concat(),
+        );
         let script = &self.scripts.server_publish;
         let mut call = self.publish_call(script, &keys, session, None, None, data)?;
         call.key(&members);
@@ -68,7 +71,7 @@ impl Operator for RedisStore {
         match status(&items)? {
             ScriptStatus::None | ScriptStatus::Ended => Ok(None),
             ScriptStatus::Ok => Ok(Some(change_of(items.get(1))?)),
-            other => Err(RedisStoreError::from(unexpected("end", other)).into()),
+            other => Err(unexpected("end", other).into()),
         }
     }
 
