@@ -84,6 +84,15 @@ pub struct ServeArgs {
     /// HS256 secret of sign-in tokens; unset = every connection anonymous, `/api/*` open.
     #[arg(long, env = "ROLLCALL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Keys of the server API (`/api/server/*`, header `X-Api-Key`), comma-separated so that a
+    /// key can be rotated; unset = the server API is off (404).
+    #[arg(
+        long,
+        env = "ROLLCALL_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_key: Vec<String>,
     /// Accept connections without a token (`--allow-anonymous false` refuses them with 401).
     #[arg(
         long,
@@ -304,6 +313,7 @@ mod tests {
         assert!(args.redis_url.is_none());
         assert!(args.redis_cluster_urls.is_empty());
         assert!(args.jwt_secret.is_none());
+        assert!(args.api_key.is_empty(), "the server API is off");
         assert!(args.allow_anonymous);
         assert_eq!(args.workers, None, "one worker per core");
         assert_eq!(args.history(), HistorySettings::default());

@@ -185,6 +185,7 @@ pub async fn start_http_with(
             args.allow_anonymous,
         )),
         persistence: persistence.clone(),
+        api_keys: Arc::new(http::server_api::ApiKeys::new(&args.api_key)),
     };
     let server = HttpServer::new(move || {
         App::new()

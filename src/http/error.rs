@@ -24,6 +24,9 @@ pub enum HttpError {
     /// A WebSocket handshake for a version other than 13: 426 naming the one spoken here.
     #[error("this server speaks WebSocket version 13 only")]
     UnsupportedWebSocketVersion,
+    /// The server API's key is missing or wrong: 401 (no bearer challenge: a token never helps).
+    #[error("{0}")]
+    ApiKey(String),
 }
 
 impl HttpError {
@@ -37,6 +40,7 @@ impl HttpError {
             HttpError::Unauthorized(e) => e.code(),
             HttpError::NotFound(_) => "not_found",
             HttpError::UnsupportedWebSocketVersion => "bad_request",
+            HttpError::ApiKey(_) => "unauthorized",
         }
     }
 }
@@ -49,10 +53,11 @@ impl ResponseError for HttpError {
                     StatusCode::BAD_REQUEST
                 }
                 ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Unauthorized(_) | HttpError::ApiKey(_) => StatusCode::UNAUTHORIZED,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::UnsupportedWebSocketVersion => StatusCode::UPGRADE_REQUIRED,
         }

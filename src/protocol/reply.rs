@@ -90,7 +90,8 @@ pub enum ServerMessage {
     },
     Message {
         session: SessionId,
-        from: ConnectionId,
+        /// The publishing member; null for a message of the application's backend (server API).
+        from: Option<ConnectionId>,
         user: Option<String>,
         data: Value,
         /// Its place in the session's stream (absent only for a message from an instance that
@@ -102,7 +103,15 @@ pub enum ServerMessage {
     },
     SessionEnded {
         session: SessionId,
-        by: ConnectionId,
+        /// The leader that ended it; null when the application's backend did (server API).
+        by: Option<ConnectionId>,
+    },
+    /// The application's backend removed this connection from `session` (server API `kick`):
+    /// it is no longer a member there; its socket and its other sessions stay.
+    Kicked {
+        session: SessionId,
+        /// The reason the backend gave, if any.
+        reason: Option<String>,
     },
     ProfileUpdated {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,7 +193,7 @@ impl ServerMessage {
     /// A `message` event, at `position` in its session's stream when it has one.
     pub fn message(
         session: &SessionId,
-        from: ConnectionId,
+        from: Option<ConnectionId>,
         user: Option<String>,
         data: Value,
         position: Option<&StreamPosition>,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::ApiError;
 use super::{history, validate};
 use crate::ids::SessionId;
 use crate::model::Presence;
@@ -253,24 +253,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
         }
         RawRequest::Publish { session, data } => {
             let session = validate::session(session)?;
-            if validate::json_depth(&data) > validate::MAX_DATA_DEPTH {
-                return Err(ApiError::bad_request(format!(
-                    "publish data nests deeper than {} levels",
-                    validate::MAX_DATA_DEPTH
-                )));
-            }
-            let size = serde_json::to_vec(&data)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
-            if size > limits.max_publish_bytes {
-                return Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "publish data is {size} bytes serialized; the limit is {}",
-                        limits.max_publish_bytes
-                    ),
-                ));
-            }
+            validate::publish_data(&data, limits.max_publish_bytes)?;
             Request::Publish { session, data }
         }
         RawRequest::Members { session } => {
@@ -329,6 +312,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::error::ErrorCode;
 
     const LIMITS: ParseLimits = ParseLimits {
         max_publish_bytes: 16 * 1024,

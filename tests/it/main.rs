@@ -26,6 +26,7 @@ mod planned_changes;
 mod protocol_properties;
 mod redis_store;
 mod resume;
+mod server_api;
 mod sockets;
 mod store_conformance;
 mod ws_lifecycle;
