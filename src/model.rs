@@ -63,16 +63,19 @@ pub enum LeaveReason {
     InstanceLost,
     Shutdown,
     Ended,
+    /// Removed by the application's backend (the server API's `kick`).
+    Kicked,
 }
 
 impl LeaveReason {
-    pub const ALL: [LeaveReason; 6] = [
+    pub const ALL: [LeaveReason; 7] = [
         LeaveReason::Left,
         LeaveReason::Disconnected,
         LeaveReason::Timeout,
         LeaveReason::InstanceLost,
         LeaveReason::Shutdown,
         LeaveReason::Ended,
+        LeaveReason::Kicked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +86,7 @@ impl LeaveReason {
             LeaveReason::InstanceLost => "instance_lost",
             LeaveReason::Shutdown => "shutdown",
             LeaveReason::Ended => "ended",
+            LeaveReason::Kicked => "kicked",
         }
     }
 }

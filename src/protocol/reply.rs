@@ -104,6 +104,13 @@ pub enum ServerMessage {
         session: SessionId,
         by: ConnectionId,
     },
+    /// This connection was removed from `session` (a refreshed token no longer allows it): it is
+    /// no longer a member there; its socket and its other sessions stay.
+    Kicked {
+        session: SessionId,
+        /// Why, if said.
+        reason: Option<String>,
+    },
     ProfileUpdated {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
@@ -132,6 +139,18 @@ pub enum ServerMessage {
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+    },
+    /// Sent 30 s before the connection's token expires: answer with `refresh`.
+    TokenExpiring {
+        /// The token's `exp`, in milliseconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// Reply to `refresh`: the connection carries on under the new token.
+    Refreshed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The new token's `exp`, in milliseconds since the Unix epoch.
+        expires_at: u64,
     },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
