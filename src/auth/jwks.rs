@@ -137,18 +137,29 @@ impl Jwks {
             }
             return found;
         }
-        self.fetch().await;
+        self.refetch().await;
         matching(&self.current(), kid, alg)
     }
 
-    /// Fetches the keys now, unless a fetch started within the last [`REFETCH_INTERVAL`] (or is
-    /// running: then this waits for it). True when this call replaced the keys.
+    /// Fetches the keys now (at start-up), waiting for a fetch already running. Not counted by the
+    /// rate limit of unknown `kid`s. True when the keys were replaced.
     pub async fn fetch(&self) -> bool {
+        let _one_at_a_time = self.last_fetch.lock().await;
+        self.fetch_now().await
+    }
+
+    /// Fetches the keys again, unless another fetch of this kind started within the last
+    /// [`REFETCH_INTERVAL`] (or is running: then this waits for it).
+    async fn refetch(&self) -> bool {
         let mut last = self.last_fetch.lock().await;
         if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
             return false;
         }
         *last = Some(Instant::now());
+        self.fetch_now().await
+    }
+
+    async fn fetch_now(&self) -> bool {
         let fetched = self.source.fetch().await.and_then(|body| parse(&body));
         match fetched {
             Ok(keys) => {
@@ -176,7 +187,7 @@ impl Jwks {
         };
         let this = self.clone();
         runtime.spawn(async move {
-            this.fetch().await;
+            this.refetch().await;
         });
     }
 }
@@ -258,11 +269,15 @@ mod tests {
         stand.serve(&["a"]);
         let jwks = Jwks::new(stand.clone());
         let ed = Algorithm::EdDSA;
+        assert!(jwks.fetch().await);
         assert_eq!(jwks.candidates(Some("a"), ed).await.len(), 1);
-        assert_eq!(stand.fetches(), 1, "the first token fetches");
+        assert_eq!(
+            stand.fetches(),
+            1,
+            "the start-up fetch; a known kid does not fetch"
+        );
         // The provider rotates to "b": the first token naming it fetches at once...
         stand.serve(&["a", "b"]);
-        tokio::time::advance(REFETCH_INTERVAL).await;
         assert_eq!(jwks.candidates(Some("b"), ed).await.len(), 1);
         assert_eq!(stand.fetches(), 2);
         // ...but a flood of unknown kids fetches once per interval, not once per token.
@@ -297,13 +312,25 @@ mod tests {
         let stand = Stand::default();
         stand.serve(&["a"]);
         let jwks = Jwks::new(stand.clone());
-        assert!(jwks.fetch().await);
+        assert!(jwks.fetch().await, "the start-up fetch");
         stand.down();
-        tokio::time::advance(MAX_AGE + REFETCH_INTERVAL).await;
-        // Old keys: still served, and a background refresh tries (and fails).
+        tokio::time::advance(MAX_AGE).await;
+        // Old keys: still served at once; a background refresh tries, and fails.
         assert_eq!(jwks.candidates(Some("a"), Algorithm::EdDSA).await.len(), 1);
-        tokio::task::yield_now().await;
-        assert!(!jwks.fetch().await, "the endpoint is down");
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(stand.fetches(), 2, "the background refresh ran");
         assert_eq!(jwks.candidates(Some("a"), Algorithm::EdDSA).await.len(), 1);
+        assert!(
+            jwks.candidates(Some("b"), Algorithm::EdDSA)
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            stand.fetches(),
+            2,
+            "an unknown kid right after: rate limited"
+        );
     }
 }
