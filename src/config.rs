@@ -81,7 +81,8 @@ pub struct ServeArgs {
     /// Participation records: `postgres://…` or `sqlite://PATH`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
-    /// HS256 secret of sign-in tokens; unset = every connection anonymous, `/api/*` open.
+    /// HS256 secret of sign-in tokens. With no secret, public key or JWKS every connection is
+    /// anonymous and `/api/*` is open.
     #[arg(long, env = "ROLLCALL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// Keys of the server API (`/api/server/*`, header `X-Api-Key`), comma-separated so that a
@@ -93,6 +94,27 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_key: Vec<String>,
+    /// JWKS endpoint of an identity provider whose tokens (RS256/384/512, ES256/384, EdDSA) sign
+    /// users in; fetched, cached, and fetched again for an unknown `kid` at most once per 10 s.
+    #[arg(long, env = "ROLLCALL_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// PEM file of an identity provider's public key (RSA, P-256, P-384 or Ed25519).
+    #[arg(long, env = "ROLLCALL_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// Required `iss` of every token; unset = not checked.
+    #[arg(long, env = "ROLLCALL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of every token; unset = a token with an `aud` claim is refused.
+    #[arg(long, env = "ROLLCALL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on a token's `exp` and `nbf`, in seconds (at most 60).
+    #[arg(
+        long,
+        env = "ROLLCALL_JWT_LEEWAY_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=60),
+    )]
+    pub jwt_leeway_secs: u64,
     /// Accept connections without a token (`--allow-anonymous false` refuses them with 401).
     #[arg(
         long,

@@ -21,7 +21,7 @@ pub async fn upgrade(
             "this origin may not open a WebSocket here",
         ));
     }
-    let identity = state.auth.identify(&req)?;
+    let identity = state.auth.identify(&req).await?;
     let permit = state
         .engine
         .admission()

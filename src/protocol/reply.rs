@@ -106,11 +106,12 @@ pub enum ServerMessage {
         /// The leader that ended it; null when the application's backend did (server API).
         by: Option<ConnectionId>,
     },
-    /// The application's backend removed this connection from `session` (server API `kick`):
-    /// it is no longer a member there; its socket and its other sessions stay.
+    /// This connection was removed from `session`, by the application's backend (server API
+    /// `kick`) or because a refreshed token no longer allows it: it is no longer a member there;
+    /// its socket and its other sessions stay.
     Kicked {
         session: SessionId,
-        /// The reason the backend gave, if any.
+        /// Why, if said.
         reason: Option<String>,
     },
     ProfileUpdated {
@@ -141,6 +142,18 @@ pub enum ServerMessage {
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+    },
+    /// Sent 30 s before the connection's token expires: answer with `refresh`.
+    TokenExpiring {
+        /// The token's `exp`, in milliseconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// Reply to `refresh`: the connection carries on under the new token.
+    Refreshed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The new token's `exp`, in milliseconds since the Unix epoch.
+        expires_at: u64,
     },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]

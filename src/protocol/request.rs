@@ -69,6 +69,10 @@ pub enum Request {
         token: String,
         sessions: Vec<ResumeSession>,
     },
+    /// Carry on under a new sign-in token (answers `token_expiring`).
+    Refresh {
+        token: String,
+    },
 }
 
 /// A session a `resume` carries on, with what the client last applied there.
@@ -86,6 +90,9 @@ pub struct ResumeSession {
 /// Most sessions one `resume` may name (a connection is in at most `--max-sessions-per-connection`;
 /// the rest are ignored by the server, but the frame itself stays small).
 pub const MAX_RESUME_SESSIONS: usize = 64;
+
+/// Longest sign-in token a `refresh` may carry, in bytes.
+pub const MAX_SIGN_IN_TOKEN_BYTES: usize = 16 * 1024;
 
 /// A frame that failed, with the id to echo if the frame had a usable one.
 #[derive(Debug)]
@@ -147,6 +154,9 @@ enum RawRequest {
         token: String,
         #[serde(default)]
         sessions: Vec<RawResumeSession>,
+    },
+    Refresh {
+        token: String,
     },
 }
 
@@ -276,6 +286,14 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
                 since,
                 limit: history::page_limit(limit)?,
             }
+        }
+        RawRequest::Refresh { token } => {
+            if token.is_empty() || token.len() > MAX_SIGN_IN_TOKEN_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "token must be 1 to {MAX_SIGN_IN_TOKEN_BYTES} bytes"
+                )));
+            }
+            Request::Refresh { token }
         }
         RawRequest::Resume { token, sessions } => {
             if token.is_empty() || token.len() > crate::resume::MAX_TOKEN_CHARS {

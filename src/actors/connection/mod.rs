@@ -18,6 +18,9 @@ mod fragments;
 mod messages;
 mod requests;
 mod resume;
+mod token;
+
+pub use token::{CLOSE_TOKEN_EXPIRED, TokenTerm, WARN_BEFORE, token_schedule};
 
 use fragments::{Assembled, FragmentError, Reassembly};
 
@@ -54,6 +57,8 @@ pub struct Identity {
     pub name: Option<String>,
     /// Sessions this connection may join; `None` means any.
     pub sessions: Option<Vec<String>>,
+    /// The term of the token that signed the connection in (`None`: anonymous).
+    pub token: Option<TokenTerm>,
 }
 
 /// Per-connection settings.
@@ -106,6 +111,8 @@ pub struct ConnectionActor {
     fragments: Reassembly,
     /// `rollcall_frames_out_total`, looked up once: a fan-out counts on every connection.
     frames_out: ::metrics::Counter,
+    /// The `token_expiring` and 4003 timers of a signed-in connection.
+    token_timers: token::Timers,
 }
 
 /// How far a close started by the server has got: the actor stops, and its memberships end, once
@@ -151,6 +158,7 @@ impl ConnectionActor {
             closing: Closing::Open,
             fragments: Reassembly::new(settings.max_message_bytes),
             frames_out: ::metrics::counter!(metrics::FRAMES_OUT),
+            token_timers: token::Timers::default(),
         }
     }
 
@@ -360,6 +368,7 @@ impl Actor for ConnectionActor {
             }
         });
         self.check_liveness_in(self.settings.client_timeout, ctx);
+        self.arm_token_timers(ctx);
         tracing::debug!(connection = %self.id, user = ?self.identity.user, "connected");
     }
 

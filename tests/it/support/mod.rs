@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod db;
+pub mod idp;
 pub mod members;
 pub mod probe;
 pub mod process;
