@@ -173,9 +173,10 @@ pub async fn start_http_with(
 ) -> Result<RunningServer, ServerError> {
     crate::metrics::install();
     let auth = Arc::new(Authenticator::from_settings(check_auth(args)?));
-    if let Some(jwks) = auth.jwks().cloned() {
-        // Fetched at once, so that the first sign-in does not wait for it.
-        actix_rt::spawn(async move { jwks.fetch().await });
+    if let Some(jwks) = auth.jwks() {
+        // Fetched before the first sign-in can ask (bounded by the fetch's own timeout; an
+        // endpoint that is down is asked again by the first token it must verify).
+        jwks.fetch().await;
     }
     Liveness::from_args(args)?;
     let state = AppState {

@@ -18,6 +18,7 @@ mod hostile_input;
 mod idle_memory;
 mod idp;
 mod large_sessions;
+mod leave_ordering;
 mod limits;
 mod multi_instance;
 mod no_ghosts;
