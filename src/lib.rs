@@ -36,3 +36,4 @@ pub mod resume;
 pub mod rules;
 pub mod server;
 pub mod store;
+pub mod webhooks;
