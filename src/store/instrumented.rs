@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use super::plan::Plan;
 use super::{
-    Broker, Floor, History, HistoryPage, HistorySettings, InstanceId, JoinOutcome, LeaseStatus,
-    PlansWritten, Registry, ResumeRuling, Sessions, Store, StoreResult, StreamPosition, Upkeep,
-    Whose,
+    Broker, Directory, Floor, History, HistoryPage, HistorySettings, InstanceId, JoinOutcome,
+    LeaseStatus, Outbox, PendingSession, PlansWritten, Registry, ResumeRuling, SessionPage,
+    Sessions, Store, StoreResult, StreamPosition, Upkeep, Whose,
 };
 use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
@@ -256,5 +256,43 @@ impl Upkeep for Instrumented {
 
     async fn expire_graces(&self) -> StoreResult<Vec<(String, Change)>> {
         timed("expire_graces", self.inner.expire_graces()).await
+    }
+}
+
+#[async_trait]
+impl Outbox for Instrumented {
+    fn keep_outbox(&self, on: bool) {
+        self.inner.keep_outbox(on);
+    }
+
+    async fn pending(
+        &self,
+        sessions: usize,
+        per_session: usize,
+    ) -> StoreResult<Vec<PendingSession>> {
+        timed("outbox_pending", self.inner.pending(sessions, per_session)).await
+    }
+
+    async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()> {
+        timed(
+            "outbox_acknowledge",
+            self.inner.acknowledge(session, entries),
+        )
+        .await
+    }
+
+    async fn hold_delivery(&self, ttl: std::time::Duration) -> StoreResult<bool> {
+        timed("hold_delivery", self.inner.hold_delivery(ttl)).await
+    }
+}
+
+#[async_trait]
+impl Directory for Instrumented {
+    async fn live_sessions(&self, cursor: Option<&str>, limit: usize) -> StoreResult<SessionPage> {
+        timed("live_sessions", self.inner.live_sessions(cursor, limit)).await
+    }
+
+    async fn tidy_directory(&self) -> StoreResult<usize> {
+        timed("tidy_directory", self.inner.tidy_directory()).await
     }
 }

@@ -191,7 +191,9 @@ pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
 /// parts below (and [`History`]), each implemented by the in-process and the Redis store and held
 /// to the same conformance suite.
 #[async_trait]
-pub trait Store: Sessions + Broker + History + Registry + Upkeep + Send + Sync + 'static {
+pub trait Store:
+    Sessions + Broker + History + Registry + Upkeep + Outbox + Directory + Send + Sync + 'static
+{
     fn kind(&self) -> &'static str;
     fn instance(&self) -> &InstanceId;
 }

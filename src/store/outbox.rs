@@ -58,8 +58,11 @@ pub trait Outbox: Send + Sync {
 
     /// Up to `sessions` sessions with undelivered entries, each with its oldest entries (at most
     /// `per_session`), the sessions with the oldest marks first.
-    async fn pending(&self, sessions: usize, per_session: usize)
-    -> StoreResult<Vec<PendingSession>>;
+    async fn pending(
+        &self,
+        sessions: usize,
+        per_session: usize,
+    ) -> StoreResult<Vec<PendingSession>>;
 
     /// Removes the `entries` oldest entries of `session`'s outbox: delivered, or dropped.
     async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()>;

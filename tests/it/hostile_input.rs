@@ -408,7 +408,8 @@ fn the_key_check_sees_through_ids_that_imitate_a_valid_key() {
     }
 }
 
-/// Every key, instance session set and channel in Redis names only valid session ids.
+/// Every key, instance session set, directory entry and channel in Redis names only valid
+/// session ids.
 fn assert_redis_holds_only_valid_sessions(redis: &RedisServer) -> Vec<String> {
     let keys = redis_strings(redis, &["KEYS", "*"]);
     let valid: BTreeSet<&str> = VALID.into_iter().collect();
@@ -425,13 +426,16 @@ fn assert_redis_holds_only_valid_sessions(redis: &RedisServer) -> Vec<String> {
                 "a key outside the documented layout: {key:?}"
             );
         }
-        if key.ends_with(":sessions") {
-            for member in redis_strings(redis, &["SMEMBERS", key]) {
-                assert!(
-                    valid.contains(member.as_str()),
-                    "instance set {key} lists an invalid session {member:?}"
-                );
-            }
+        let listed = match key.rsplit(':').next() {
+            Some("sessions") => redis_strings(redis, &["SMEMBERS", key]),
+            Some("directory" | "marks") => redis_strings(redis, &["ZRANGE", key, "0", "-1"]),
+            _ => Vec::new(),
+        };
+        for member in listed {
+            assert!(
+                valid.contains(member.as_str()),
+                "{key} lists an invalid session {member:?}"
+            );
         }
     }
     for channel in redis_strings(redis, &["PUBSUB", "CHANNELS", "*"]) {

@@ -9,7 +9,8 @@ use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::slots::{crc16, slot};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
-    Broker, FeedEvent, Floor, History, InstanceId, LeaseStatus, Registry, Sessions, Store, Upkeep,
+    Broker, Directory, FeedEvent, Floor, History, InstanceId, LeaseStatus, Outbox, Registry,
+    Sessions, Store, Upkeep,
 };
 
 use crate::support::redis::RedisServer;
@@ -115,14 +116,32 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
         .await
         .unwrap();
     a.forget_instance(&dead).await.unwrap();
+    // The outbox and the directory (webhooks, the server API's list).
+    a.keep_outbox(true);
+    a.join("s4", member(&a, "c5"), 10).await.unwrap();
+    let pending = a.pending(10, 10).await.unwrap();
+    assert!(
+        pending.iter().any(|p| p.session == "s4"),
+        "s4's join is kept"
+    );
+    a.acknowledge("s4", 1).await.unwrap();
+    a.hold_delivery(Duration::from_secs(1)).await.unwrap();
+    a.live_sessions(None, 10).await.unwrap();
+    a.tidy_directory().await.unwrap();
     a.deregister().await.unwrap();
 
     let mut calls = a.recorded_script_keys();
     calls.extend(b.recorded_script_keys());
     let scripts: BTreeSet<&str> = calls.iter().map(|(name, _)| *name).collect();
     let mut all = vec![
+        "acknowledge",
         "changes",
         "claim",
+        "deliverer",
+        "directory",
+        "mark",
+        "marks",
+        "outbox",
         "counts",
         "deregister",
         "end",

@@ -20,11 +20,16 @@ use crate::support::cluster::{self, RedisCluster};
 use crate::support::redis::RedisServer;
 
 mod history;
+mod outbox;
 use history::{
     a_store_that_lost_its_data_starts_a_new_stream, history_keeps_the_latest_size_messages,
     history_pages_after_since, history_size_zero_keeps_nothing_but_still_numbers,
     messages_expire_and_a_silent_stream_is_forgotten,
     offsets_grow_by_one_and_history_gives_the_messages_back,
+};
+use outbox::{
+    every_change_is_kept_until_acknowledged, live_sessions_are_paged_exactly_once,
+    one_deliverer_at_a_time, reaped_members_are_kept_for_delivery,
 };
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -1194,4 +1199,8 @@ conformance!(
     history_size_zero_keeps_nothing_but_still_numbers,
     messages_expire_and_a_silent_stream_is_forgotten,
     a_store_that_lost_its_data_starts_a_new_stream,
+    every_change_is_kept_until_acknowledged,
+    reaped_members_are_kept_for_delivery,
+    one_deliverer_at_a_time,
+    live_sessions_are_paged_exactly_once,
 );

@@ -260,13 +260,12 @@ impl Supervisor {
         self.ticks += 1;
         let store = self.store.clone();
         let grace = self.settings.resume_grace;
-        let touch: Vec<SessionId> = if self
+        let now_and_then = self
             .ticks
-            .is_multiple_of(self.settings.touch_every_ticks.max(1))
-        {
-            self.sessions.keys().cloned().collect()
-        } else {
-            Vec::new()
+            .is_multiple_of(self.settings.touch_every_ticks.max(1));
+        let touch: Vec<SessionId> = match now_and_then {
+            true => self.sessions.keys().cloned().collect(),
+            false => Vec::new(),
         };
         let orphans = std::mem::take(&mut self.orphans);
         let releases = self.subscriptions.retry_releases();
@@ -300,6 +299,9 @@ impl Supervisor {
                         }
                     }
                     releases.await;
+                    if now_and_then && let Err(e) = store.tidy_directory().await {
+                        tracing::debug!(error = %e, "directory tidy failed; will retry");
+                    }
                 } else {
                     unconfirmed = orphans;
                 }

@@ -47,6 +47,8 @@ struct State {
     subscribers: HashMap<String, HashMap<String, mpsc::UnboundedSender<FeedEvent>>>,
     /// Each session's message stream and kept messages ([`history`]).
     histories: HashMap<String, history::MessageLog>,
+    /// Changes kept for the backend's webhooks ([`outbox`]).
+    outbox: outbox::OutboxState,
 }
 
 struct InstanceState {
@@ -127,11 +129,13 @@ impl MemoryBackend {
     pub fn reset(&self) {
         let mut state = self.lock();
         let subscribers = std::mem::take(&mut state.subscribers);
+        let keep_outbox = state.outbox.on;
         *state = State {
             generation: state.generation + 1,
             subscribers,
             ..State::default()
         };
+        state.outbox.on = keep_outbox;
     }
 
     /// Member count of every session, for tests that check nothing is left behind.
@@ -226,6 +230,7 @@ impl MemoryStore {
             let present = Self::still_has_members(state, &instance, session);
             Self::track(state, &instance, session, present);
         }
+        self.keep_for_delivery(state, session, &change);
         self.publish_change(state, session, &change);
         change
     }
@@ -240,6 +245,7 @@ impl MemoryStore {
 
 mod broker;
 mod history;
+mod outbox;
 mod registry;
 mod sessions;
 mod upkeep;

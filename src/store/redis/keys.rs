@@ -14,12 +14,16 @@
 //! | `P:{s:<id>}:log` | list | the last 64 published changes, newest first, consecutive versions (gap repair without reading every member) |
 //! | `P:{s:<id>}:stream` | hash | the session's message stream ([`crate::store::history`]): `id` (random, new whenever the stream starts afresh), `offset` (the latest message's), `until` (when it and the history expire, Redis ms); expires between `--history-ttl-ms` and twice that after the last message |
 //! | `P:{s:<id>}:history` | list | the latest `--history-size` messages (and up to 16 more before a trim), newest first, consecutive offsets ending at the stream's `offset`: JSON of [`crate::store::StoredMessage`]; same expiry as the stream |
+//! | `P:{s:<id>}:outbox` | list | while webhooks are on: each step's changes kept for the backend, oldest first, until delivered ([`crate::store::outbox`]) |
 //! | `P:{i:<incarnation>}:sessions` | set | sessions in which the instance has (or had) members |
 //! | `P:{i:<incarnation>}:claim` | string | who reaps this (dead) instance, with a short TTL |
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |
 //! | `P:{g}:names` | hash | instance name → current incarnation |
 //! | `P:{g}:generation` | string | random token set once; a change means Redis lost its data |
 //! | `P:{g}:grace` | zset | `<session>\0<tag>` scored by a grace deadline in that session: where to look for reconnecting members whose grace ran out (written before the session's own deadline, so never missing one) |
+//! | `P:{g}:directory` | zset | every session that has members or undelivered outbox entries, score 0 (lex order: the server API's pages) |
+//! | `P:{g}:marks` | zset | the same sessions, scored by when a change was last about to be made in them (Redis time, ms): written before the change, so a session is never missing while it changes |
+//! | `P:{g}:deliverer` | string | the incarnation that delivers webhooks now, with a short TTL |
 //! | `P:{g}:resume-secret` | string | random secret set once, that every instance signs resume tokens with ([`crate::resume`]) |
 //! | `P:{<tag>}:shard` | string | on a cluster, one per master (`<tag>` hashes to a slot it owns): random token set once; a change means that shard lost its data ([`super::shards`]) |
 //!
@@ -83,6 +87,23 @@ impl KeyLayout {
     /// The generation token of the cluster shard whose master owns the slot of `tag`.
     pub fn shard_token(&self, tag: &str) -> String {
         format!("{}:{{{tag}}}:shard", self.prefix)
+    }
+
+    /// A session's outbox ([`crate::store::outbox`]): the eighth session key, passed while the
+    /// outbox is on.
+    pub fn outbox(&self, session: &str) -> String {
+        format!("{}:{{s:{session}}}:outbox", self.prefix)
+    }
+
+    /// The directory of sessions: lex-ordered and mark-scored (one slot).
+    pub fn directory(&self) -> [String; 2] {
+        let p = &self.prefix;
+        ["directory", "marks"].map(|k| format!("{p}:{{g}}:{k}"))
+    }
+
+    /// Who delivers webhooks.
+    pub fn deliverer(&self) -> String {
+        format!("{}:{{g}}:deliverer", self.prefix)
     }
 
     /// The index of sessions with grace deadlines.

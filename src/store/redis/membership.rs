@@ -50,6 +50,7 @@ impl RedisStore {
             _ => no_plan(&mut call),
         }
         // The session is in this instance's session set already: `subscribe` put it there.
+        self.mark(session).await?;
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Planned => match plan {
@@ -159,6 +160,9 @@ impl RedisStore {
             call.arg(change);
         }
         call.arg(format!("[{}]", changes.join(",")));
+        if !self.deadline_of(plans).is_empty() {
+            self.mark(session).await?;
+        }
         let items = array(self.invoke(&call).await?)?;
         match status(&items)? {
             ScriptStatus::Planned => Ok(PlansWritten::All),

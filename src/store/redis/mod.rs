@@ -50,6 +50,7 @@ mod feed;
 mod history;
 pub mod keys;
 mod membership;
+mod outbox;
 mod registry;
 mod reply;
 mod scripts;
@@ -140,6 +141,10 @@ pub struct RedisStore {
     store_clock: deadline::StoreClock,
     /// What this instance keeps of the messages it publishes ([`history`]).
     history: Mutex<crate::store::HistorySettings>,
+    /// Whether changes are kept in their session's outbox ([`outbox`]).
+    outbox_on: std::sync::atomic::AtomicBool,
+    /// Sessions this instance marked in the directory lately, and when ([`outbox`]).
+    marked: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -212,6 +217,8 @@ impl RedisStore {
             released: Mutex::new(Vec::new()),
             store_clock: deadline::StoreClock::default(),
             history: Mutex::new(crate::store::HistorySettings::default()),
+            outbox_on: std::sync::atomic::AtomicBool::new(false),
+            marked: Mutex::new(std::collections::HashMap::new()),
             feed_tasks,
         };
         Ok((store, feed_rx))
@@ -257,7 +264,10 @@ impl RedisStore {
         script: &'a Script,
         session: &str,
     ) -> ::redis::ScriptInvocation<'a> {
-        let keys = self.keys.session(session);
+        let mut keys = self.keys.session(session).to_vec();
+        if self.keeps_outbox() {
+            keys.push(self.keys.outbox(session));
+        }
         self.record(name, &keys);
         let mut call = script.prepare_invoke();
         for key in &keys {

@@ -62,7 +62,12 @@ impl Registry for RedisStore {
         match status(&items)? {
             ScriptStatus::Held => Ok(LeaseStatus::Held),
             ScriptStatus::Lost => Ok(LeaseStatus::WasLost),
-            ScriptStatus::Reset => Ok(LeaseStatus::StoreReset),
+            ScriptStatus::Reset => {
+                // The directory went with the rest (it lives beside the generation key): every
+                // session must be marked again.
+                lock(&self.marked).clear();
+                Ok(LeaseStatus::StoreReset)
+            }
             other => Err(unexpected("renew", other).into()),
         }
     }

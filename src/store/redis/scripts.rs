@@ -67,6 +67,8 @@ pub(super) struct Scripts {
     pub claim: Script,
     pub publish: Script,
     pub history: Script,
+    pub deliverer: Script,
+    pub untrack: Script,
 }
 
 impl Scripts {
@@ -95,6 +97,8 @@ impl Scripts {
             claim: global_script!("claim.lua"),
             publish: global_script!("publish.lua"),
             history: global_script!("history.lua"),
+            deliverer: global_script!("deliverer.lua"),
+            untrack: global_script!("untrack.lua"),
         }
     }
 }

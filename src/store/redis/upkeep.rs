@@ -66,6 +66,7 @@ impl Upkeep for RedisStore {
         for member in &members {
             call.arg(member_json(member)?);
         }
+        self.mark(session).await?;
         // Another slot: its own command, sent at the same time (see the module doc of `redis`).
         let (reply, listed) = join(
             self.invoke(&call),

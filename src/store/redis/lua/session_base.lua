@@ -11,6 +11,8 @@
 --   KEYS[5] users   hash: user id -> number of live connections of that user
 --   KEYS[6] log     list: the last LOG_LENGTH published changes, newest first (gap repair)
 --   KEYS[7] grace   zset: reconnecting member -> when its grace runs out (Redis time, ms)
+--   KEYS[8] outbox  list: steps kept for the backend's webhooks, oldest first (crate::store::outbox);
+--                         passed only while the outbox is on
 -- Common ARGV:
 --   ARGV[1] sharded pub/sub channel of the session (SPUBLISH), ARGV[2] origin incarnation, ARGV[3] session id,
 --   ARGV[4] backstop TTL of the session keys in milliseconds. Script-specific ARGV start at 5.
@@ -22,7 +24,13 @@ local LOG_LENGTH = 64
 -- LOG may grow this far past LOG_LENGTH before it is trimmed back, so that most changes cost one
 -- LPUSH and no LTRIM; reads never reach back further than LOG_LENGTH.
 local LOG_SLACK = 16
+local OUTBOX = KEYS[8]
 local CHANNEL, ORIGIN, SESSION, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
 local function inst_entry(instance, connection)
   return instance .. '\0' .. connection
@@ -40,10 +48,25 @@ local function keep_log(logged, pushed)
   end
 end
 
--- Publishes a change JSON (a crate::store::Broadcast) and keeps it in LOG.
+-- Keeps one step's changes for the backend while the outbox is on: `changes` is the JSON array of
+-- their broadcasts, oldest first. The entry is crate::store::outbox's stored form.
+local function keep_for_delivery(changes)
+  if not OUTBOX then
+    return
+  end
+  local entry = '{"at":' .. now_ms() .. ',"members":' .. redis.call('HLEN', MEMBERS)
+    .. ',"changes":' .. changes .. '}'
+  if redis.call('RPUSH', OUTBOX, entry) == 1 then
+    redis.call('PEXPIRE', OUTBOX, TTL)
+  end
+end
+
+-- Publishes a change JSON (a crate::store::Broadcast), keeps it in LOG and, for the backend, in
+-- OUTBOX.
 local function publish(msg)
   redis.call('SPUBLISH', CHANNEL, msg)
   keep_log(redis.call('LPUSH', LOG, msg), 1)
+  keep_for_delivery('[' .. msg .. ']')
 end
 
 -- Writes the header a plan leaves: its version and epoch, and its leader ('' for nobody).
@@ -62,8 +85,7 @@ local function too_late(deadline)
   if deadline == '' then
     return false
   end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(deadline)
+  return now_ms() > tonumber(deadline)
 end
 
 -- Whether the session's header is still the one a plan was made from: `basis` is

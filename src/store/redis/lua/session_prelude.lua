@@ -1,11 +1,6 @@
 -- Shared prelude of every session script, after session_base.lua (and, in join and leave, after
 -- their planned fast path): the header, membership indexes, election, and commit.
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 local function header()
   local h = redis.call('HMGET', META, 'version', 'epoch', 'leader', 'ended_at', 'anonymous', 'reconnecting')
   return {

@@ -12,6 +12,7 @@
 -- connection count); C change JSONs, oldest first; and the batch's message, the JSON array of those
 -- changes (built by the caller: made here, its bytes would be copied and hashed twice more).
 -- A member both added and removed by the batch is in neither list; its changes still are.
+-- The batch is one step of the outbox too (when it is on).
 -- Returns {'planned'}, or {'moved'} (and writes nothing) when the header is another, or {'late'}
 -- (and writes nothing) past the deadline.
 local BASIS, VERSION, EPOCH, LEADER, ANONYMOUS = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -59,4 +60,5 @@ local last = at + CHANGES - 1
 -- One message for the batch, which the feed splits again; the log keeps each change.
 redis.call('SPUBLISH', CHANNEL, ARGV[last + 1])
 keep_log(redis.call('LPUSH', LOG, unpack(ARGV, at, last)), CHANGES)
+keep_for_delivery(ARGV[last + 1])
 return { 'planned' }
