@@ -27,5 +27,6 @@ mod redis_store;
 mod resume;
 mod sockets;
 mod store_conformance;
+mod webhooks;
 mod ws_lifecycle;
 mod ws_protocol;
