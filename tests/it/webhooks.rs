@@ -143,7 +143,7 @@ async fn killing_the_instance_that_made_the_changes_then_the_deliverer_loses_no_
     receiver.set_down(true);
     let flags = process_flags(&receiver, "rollcall");
     let flags = as_strs(&flags);
-    let mut processes = vec![
+    let mut processes = [
         RollcallProcess::start(&redis.url(), "hook-a", &flags).await,
         RollcallProcess::start(&redis.url(), "hook-b", &flags).await,
         RollcallProcess::start(&redis.url(), "hook-c", &flags).await,
