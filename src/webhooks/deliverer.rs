@@ -84,9 +84,10 @@ pub struct DeliveryCounts {
 }
 
 impl DeliveryCounts {
-    fn add(counter: &AtomicU64, name: &'static str, events: usize) {
+    /// Adds `events` to `counter`; returns them, for the metric.
+    fn add(counter: &AtomicU64, events: usize) -> u64 {
         counter.fetch_add(events as u64, Ordering::Relaxed);
-        metrics::counter!(name).increment(events as u64);
+        events as u64
     }
 }
 
@@ -175,7 +176,8 @@ impl Steps {
                     current.failures += 1;
                     let delay = self.settings.backoff(current.failures);
                     let events = current.batch.events.len();
-                    DeliveryCounts::add(&self.counts.retried, WEBHOOK_EVENTS_RETRIED, events);
+                    metrics::counter!(WEBHOOK_EVENTS_RETRIED)
+                        .increment(DeliveryCounts::add(&self.counts.retried, events));
                     tracing::warn!(
                         events = current.batch.events.len(),
                         failures = current.failures,
@@ -204,7 +206,8 @@ impl Steps {
             metrics::histogram!(WEBHOOK_LATENCY_SECONDS).record(latency);
         }
         let events = current.batch.events.len();
-        DeliveryCounts::add(&self.counts.delivered, WEBHOOK_EVENTS_DELIVERED, events);
+        metrics::counter!(WEBHOOK_EVENTS_DELIVERED)
+            .increment(DeliveryCounts::add(&self.counts.delivered, events));
         Outcome::Delivered(current.batch)
     }
 
@@ -233,7 +236,8 @@ impl Steps {
                 .acknowledge(&expired.session, expired.entries)
                 .await
                 .map_err(ReadOutcome::Store)?;
-            DeliveryCounts::add(&self.counts.dropped, WEBHOOK_EVENTS_DROPPED, expired.events);
+            metrics::counter!(WEBHOOK_EVENTS_DROPPED)
+                .increment(DeliveryCounts::add(&self.counts.dropped, expired.events));
             tracing::warn!(
                 session = %expired.session,
                 events = expired.events,
