@@ -100,6 +100,7 @@ fn left(session: &str, user: &str) -> RecordChange {
                 connection: "c".into(),
                 user: Some(user.to_owned()),
                 reason: LeaveReason::Left,
+                detail: None,
             }],
         },
     }

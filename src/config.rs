@@ -82,9 +82,40 @@ pub struct ServeArgs {
     /// Participation records: `postgres://…` or `sqlite://PATH`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
-    /// HS256 secret of sign-in tokens; unset = every connection anonymous, `/api/*` open.
+    /// HS256 secret of sign-in tokens. With no secret, public key or JWKS every connection is
+    /// anonymous and `/api/*` is open.
     #[arg(long, env = "ROLLCALL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Keys of the server API (`/api/server/*`, header `X-Api-Key`), comma-separated so that a
+    /// key can be rotated; unset = the server API is off (404).
+    #[arg(
+        long,
+        env = "ROLLCALL_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_key: Vec<String>,
+    /// JWKS endpoint of an identity provider whose tokens (RS256/384/512, ES256/384, EdDSA) sign
+    /// users in; fetched, cached, and fetched again for an unknown `kid` at most once per 10 s.
+    #[arg(long, env = "ROLLCALL_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// PEM file of an identity provider's public key (RSA, P-256, P-384 or Ed25519).
+    #[arg(long, env = "ROLLCALL_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// Required `iss` of every token; unset = not checked.
+    #[arg(long, env = "ROLLCALL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of every token; unset = a token with an `aud` claim is refused.
+    #[arg(long, env = "ROLLCALL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on a token's `exp` and `nbf`, in seconds (at most 60).
+    #[arg(
+        long,
+        env = "ROLLCALL_JWT_LEEWAY_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=60),
+    )]
+    pub jwt_leeway_secs: u64,
     /// Accept connections without a token (`--allow-anonymous false` refuses them with 401).
     #[arg(
         long,
@@ -141,9 +172,15 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Largest WebSocket frame accepted, in bytes; larger frames close the connection with 1009.
-    #[arg(long, env = "ROLLCALL_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
-    pub max_frame_bytes: usize,
+    /// Largest WebSocket message accepted, in bytes, whole or reassembled from fragments; a larger
+    /// one closes the connection with 1009. `--max-frame-bytes` is its former name.
+    #[arg(
+        long,
+        alias = "max-frame-bytes",
+        env = "ROLLCALL_MAX_MESSAGE_BYTES",
+        default_value_t = 64 * 1024
+    )]
+    pub max_message_bytes: usize,
     /// Sessions one connection may be in at once.
     #[arg(
         long,
@@ -355,12 +392,13 @@ mod tests {
         assert_eq!(args.client_timeout_ms, 15000);
         assert_eq!(args.resume_grace_ms, 10000);
         assert_eq!(args.key_prefix, "rollcall");
-        assert_eq!(args.max_frame_bytes, 65536);
+        assert_eq!(args.max_message_bytes, 65536);
         assert_eq!(args.max_sessions_per_connection, 8);
         assert_eq!(args.max_publish_bytes, 16384);
         assert!(args.redis_url.is_none());
         assert!(args.redis_cluster_urls.is_empty());
         assert!(args.jwt_secret.is_none());
+        assert!(args.api_key.is_empty(), "the server API is off");
         assert!(args.allow_anonymous);
         assert_eq!(args.workers, None, "one worker per core");
         assert_eq!(args.history(), HistorySettings::default());

@@ -29,7 +29,7 @@ use crate::store::{Feed, HistorySettings, InstanceId, Store, StoreError};
 pub struct EngineSettings {
     pub instance_name: String,
     pub lease: Duration,
-    pub max_frame_bytes: usize,
+    pub max_message_bytes: usize,
     /// Open WebSocket connections admitted at most (`--max-connections`).
     pub max_connections: usize,
     pub supervisor: SupervisorSettings,
@@ -43,7 +43,7 @@ impl EngineSettings {
         let instance_name = args.instance_name();
         EngineSettings {
             lease: args.lease(),
-            max_frame_bytes: args.max_frame_bytes,
+            max_message_bytes: args.max_message_bytes,
             max_connections: args.max_connections,
             supervisor: SupervisorSettings {
                 heartbeat: args.heartbeat(),
@@ -64,6 +64,7 @@ impl EngineSettings {
                     max_publish_bytes: args.max_publish_bytes,
                 },
                 max_sessions: args.max_sessions_per_connection,
+                max_message_bytes: args.max_message_bytes,
                 rate: RateSettings {
                     per_second: args.rate_limit_per_second,
                     burst: args.rate_limit_burst,

@@ -63,16 +63,19 @@ pub enum LeaveReason {
     InstanceLost,
     Shutdown,
     Ended,
+    /// Removed by the application's backend (the server API's `kick`).
+    Kicked,
 }
 
 impl LeaveReason {
-    pub const ALL: [LeaveReason; 6] = [
+    pub const ALL: [LeaveReason; 7] = [
         LeaveReason::Left,
         LeaveReason::Disconnected,
         LeaveReason::Timeout,
         LeaveReason::InstanceLost,
         LeaveReason::Shutdown,
         LeaveReason::Ended,
+        LeaveReason::Kicked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +86,7 @@ impl LeaveReason {
             LeaveReason::InstanceLost => "instance_lost",
             LeaveReason::Shutdown => "shutdown",
             LeaveReason::Ended => "ended",
+            LeaveReason::Kicked => "kicked",
         }
     }
 }
@@ -146,6 +150,10 @@ pub enum Event {
         /// The member's user id, so the participation record can be closed without a lookup.
         user: Option<String>,
         reason: LeaveReason,
+        /// Why, in the words of whoever removed it: the reason text of a kick, which the
+        /// instance holding the member's socket sends it in `kicked`. Absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
     MemberUpdated {
         member: Member,
@@ -155,7 +163,8 @@ pub enum Event {
         epoch: u64,
     },
     SessionEnded {
-        by: ConnectionId,
+        /// The leader that ended it; `None` when the application's backend did (server API).
+        by: Option<ConnectionId>,
     },
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actix_web::{App, HttpServer, web};
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthSettings, Authenticator};
 use crate::config::ServeArgs;
 use crate::engine::{Engine, EngineSettings};
 use crate::http::{self, AppState};
@@ -173,16 +173,20 @@ pub async fn start(args: &ServeArgs) -> Result<RunningServer, ServerError> {
     start_http_with(engine, Some(persistence), args).await
 }
 
-/// Refuses a configuration that would lock everyone out.
-fn check_auth(args: &ServeArgs) -> Result<(), ServerError> {
-    if !args.allow_anonymous && args.jwt_secret.is_none() {
+/// Reads the sign-in settings, refusing a configuration that cannot run or would lock everyone
+/// out.
+fn check_auth(args: &ServeArgs) -> Result<AuthSettings, ServerError> {
+    let settings = AuthSettings::from_args(args).map_err(|e| ServerError::Config(e.to_string()))?;
+    let verifies =
+        settings.secret.is_some() || settings.public_key.is_some() || settings.jwks.is_some();
+    if !args.allow_anonymous && !verifies {
         return Err(ServerError::Config(
-            "--allow-anonymous=false needs --jwt-secret (ROLLCALL_JWT_SECRET): without a secret \
-             every connection is anonymous"
+            "--allow-anonymous=false needs --jwt-secret (ROLLCALL_JWT_SECRET), \
+             --jwt-public-key-file or --jwt-jwks-url: without one every connection is anonymous"
                 .into(),
         ));
     }
-    Ok(())
+    Ok(settings)
 }
 
 /// The webhook settings, or the configuration error that names the flags.
@@ -204,12 +208,16 @@ pub async fn start_http_with(
     args: &ServeArgs,
 ) -> Result<RunningServer, ServerError> {
     crate::metrics::install();
-    check_auth(args)?;
+    let auth = Arc::new(Authenticator::from_settings(check_auth(args)?));
+    if let Some(jwks) = auth.jwks().cloned() {
+        // Fetched at once, so that the first sign-in does not wait for it.
+        actix_rt::spawn(async move { jwks.fetch().await });
+    }
     Liveness::from_args(args)?;
     let hooks = check_webhooks(args)?;
     let state = AppState {
         engine: engine.clone(),
-        max_frame_bytes: args.max_frame_bytes,
+        max_message_bytes: args.max_message_bytes,
         allowed_origins: Arc::new(
             args.allowed_origins
                 .iter()
@@ -217,11 +225,9 @@ pub async fn start_http_with(
                 .filter(|o| !o.is_empty())
                 .collect(),
         ),
-        auth: Arc::new(Authenticator::new(
-            args.jwt_secret.as_deref(),
-            args.allow_anonymous,
-        )),
+        auth,
         persistence: persistence.clone(),
+        api_keys: Arc::new(http::server_api::ApiKeys::new(&args.api_key)),
     };
     let server = HttpServer::new(move || {
         App::new()

@@ -6,6 +6,8 @@
 //! - `idle`: many idle connections, each in a session; the server's resident memory per connection.
 //! - `bigroom`: one session filled to 10,000 members, most in presence mode `counts`; what a join
 //!   costs Redis at the start and at the end, latencies, frames per member (see [`bigroom`]).
+//! - `kick`: kicks through one instance's server API of members whose sockets are on another
+//!   instance, one at a time: the latency to the `kicked` frame (see [`kick`]).
 //!
 //! Every run is bounded in time and count, prints progress each second and a summary at the end.
 //! Point it only at servers on this machine, started with a rate limit that lets a load client
@@ -33,6 +35,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[path = "load/bigroom.rs"]
 mod bigroom;
+#[path = "load/kick.rs"]
+mod kick;
 
 #[derive(Parser)]
 #[command(name = "rollcall-load", about = "Load generator for rollcall")]
@@ -96,6 +100,18 @@ enum Scenario {
         #[arg(long = "server-pid")]
         server_pids: Vec<u32>,
     },
+    /// Kicks members one at a time through one instance's server API while their sockets are on
+    /// the last `--url`: the time from the HTTP request to the `kicked` frame at the client.
+    Kick {
+        /// `host:port` of the instance whose server API makes the kicks.
+        #[arg(long)]
+        api: String,
+        /// A server API key of the instances (`--api-key`).
+        #[arg(long, env = "ROLLCALL_API_KEY")]
+        api_key: String,
+        #[arg(long, default_value_t = 500)]
+        kicks: usize,
+    },
 }
 
 type Ws =
@@ -104,6 +120,8 @@ type Ws =
 struct Client {
     ws: Ws,
     next_id: u64,
+    /// This connection's id, from `welcome`.
+    connection: String,
 }
 
 impl Client {
@@ -120,7 +138,15 @@ impl Client {
         if welcome["type"] != "welcome" {
             bail!("expected welcome, got {welcome}");
         }
-        Ok(Client { ws, next_id: 0 })
+        let connection = welcome["connection"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Client {
+            ws,
+            next_id: 0,
+            connection,
+        })
     }
 
     /// Sends a request and waits for its reply, skipping events.
@@ -222,6 +248,14 @@ async fn main() -> anyhow::Result<()> {
                 server_pids,
             };
             bigroom::run(&cli.urls, plan).await
+        }
+        Scenario::Kick {
+            api,
+            api_key,
+            kicks,
+        } => {
+            let url = cli.urls.last().context("no --url")?;
+            kick::run(url, &api, &api_key, kicks).await
         }
     }
 }

@@ -3,7 +3,8 @@
 //! When a JWT secret is configured every `/api/*` route needs a bearer token (401 without a valid
 //! one). Access rule of `/api/sessions/{id}`: a token whose `sessions` claim is present may read
 //! only the sessions it lists (403 for the others); a token without the claim may read any session.
-//! `/api/me/sessions` only ever shows the token user's own rows.
+//! `/api/me/sessions` only ever shows the token user's own rows, and of a scoped token only those
+//! of the sessions it lists.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -80,7 +81,7 @@ pub async fn session(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let claims: Option<Claims> = state.auth.api_claims(&req)?;
+    let claims: Option<Claims> = state.auth.api_claims(&req).await?;
     let id = path.into_inner();
     validate::session_id(&id)?;
     if let Some(allowed) = claims.as_ref().and_then(|c| c.sessions.as_ref())
@@ -155,7 +156,7 @@ pub async fn my_sessions(
     query: web::Query<MySessionsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let Some(claims) = state.auth.api_claims(&req)? else {
+    let Some(claims) = state.auth.api_claims(&req).await? else {
         return Err(HttpError::Unauthorized(AuthError::Invalid(
             "sign-in is not configured on this server (no --jwt-secret), so there is no \
              current user"
@@ -163,6 +164,8 @@ pub async fn my_sessions(
         )));
     };
     let user = claims.sub;
+    // A token scoped to some sessions sees only those (none for an empty list).
+    let scope = claims.sessions;
     let limit = match query.limit.as_deref().map(str::parse::<i64>) {
         None => MY_SESSIONS_DEFAULT_LIMIT,
         Some(Ok(n)) if n >= 1 => n.min(MY_SESSIONS_MAX_LIMIT),
@@ -180,7 +183,7 @@ pub async fn my_sessions(
         ));
     };
     let rows = persistence
-        .read(move |db| db.participations(&user, limit))
+        .read(move |db| db.participations(&user, scope.as_deref(), limit))
         .await
         .map_err(|e| HttpError::api(ErrorCode::Unavailable, e.to_string()))?;
     let ids: Vec<String> = rows.iter().map(|r| r.session.clone()).collect();

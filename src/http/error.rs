@@ -21,6 +21,12 @@ pub enum HttpError {
     /// No such resource (a code no WebSocket reply uses).
     #[error("{0}")]
     NotFound(String),
+    /// A WebSocket handshake for a version other than 13: 426 naming the one spoken here.
+    #[error("this server speaks WebSocket version 13 only")]
+    UnsupportedWebSocketVersion,
+    /// The server API's key is missing or wrong: 401 (no bearer challenge: a token never helps).
+    #[error("{0}")]
+    ApiKey(String),
 }
 
 impl HttpError {
@@ -33,6 +39,8 @@ impl HttpError {
             HttpError::Api(e) => e.code.as_str(),
             HttpError::Unauthorized(e) => e.code(),
             HttpError::NotFound(_) => "not_found",
+            HttpError::UnsupportedWebSocketVersion => "bad_request",
+            HttpError::ApiKey(_) => "unauthorized",
         }
     }
 }
@@ -45,11 +53,13 @@ impl ResponseError for HttpError {
                     StatusCode::BAD_REQUEST
                 }
                 ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Unauthorized(_) | HttpError::ApiKey(_) => StatusCode::UNAUTHORIZED,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::UnsupportedWebSocketVersion => StatusCode::UPGRADE_REQUIRED,
         }
     }
 
@@ -59,8 +69,14 @@ impl ResponseError for HttpError {
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let HttpError::Unauthorized(_) = self {
-            response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            HttpError::Unauthorized(_) => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+            }
+            HttpError::UnsupportedWebSocketVersion => {
+                response.insert_header(("Sec-WebSocket-Version", "13"));
+            }
+            _ => {}
         }
         response.json(json!({"error": {"code": self.code(), "message": message}}))
     }

@@ -14,13 +14,14 @@ pub async fn upgrade(
     stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
+    check_version(&req)?;
     if !origin_allowed(&req, &state.allowed_origins) {
         return Err(HttpError::api(
             ErrorCode::Forbidden,
             "this origin may not open a WebSocket here",
         ));
     }
-    let identity = state.auth.identify(&req)?;
+    let identity = state.auth.identify(&req).await?;
     let permit = state
         .engine
         .admission()
@@ -33,10 +34,19 @@ pub async fn upgrade(
         permit,
     );
     let started = ws::WsResponseBuilder::new(actor, &req, stream)
-        .frame_size(state.max_frame_bytes)
+        .frame_size(state.max_message_bytes)
         .start();
     // A failed upgrade drops the actor, and with it the permit.
     Ok(started.unwrap_or_else(|e| e.error_response()))
+}
+
+/// A handshake for another WebSocket version than 13 (RFC 6455 §4.4) is refused with 426. A request
+/// without the header is left to the handshake, which refuses it as malformed.
+fn check_version(req: &HttpRequest) -> Result<(), HttpError> {
+    match req.headers().get("sec-websocket-version") {
+        Some(version) if version.as_bytes() != b"13" => Err(HttpError::UnsupportedWebSocketVersion),
+        _ => Ok(()),
+    }
 }
 
 /// With an allow-list, the `Origin` header must name one of its entries (browsers always send it

@@ -214,6 +214,7 @@ mod tests {
                 connection: connection.into(),
                 user: user.map(str::to_owned),
                 reason: LeaveReason::InstanceLost,
+                detail: None,
             }],
         }
     }
@@ -264,7 +265,9 @@ mod tests {
                 version: 3,
                 leader: None,
                 epoch: 2,
-                events: vec![Event::SessionEnded { by: "c".into() }],
+                events: vec![Event::SessionEnded {
+                    by: Some("c".into()),
+                }],
             },
             t(9_000),
         );

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     Internal,
     /// The `resume` could not be honoured (unknown, forged or expired token, or not the first request).
     ResumeFailed,
+    /// A `refresh` token that does not verify (expired, wrongly signed, malformed).
+    InvalidToken,
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::InvalidToken => "invalid_token",
         }
     }
 }

@@ -90,7 +90,8 @@ pub enum ServerMessage {
     },
     Message {
         session: SessionId,
-        from: ConnectionId,
+        /// The publishing member; null for a message of the application's backend (server API).
+        from: Option<ConnectionId>,
         user: Option<String>,
         data: Value,
         /// Its place in the session's stream (absent only for a message from an instance that
@@ -102,7 +103,16 @@ pub enum ServerMessage {
     },
     SessionEnded {
         session: SessionId,
-        by: ConnectionId,
+        /// The leader that ended it; null when the application's backend did (server API).
+        by: Option<ConnectionId>,
+    },
+    /// This connection was removed from `session`, by the application's backend (server API
+    /// `kick`) or because a refreshed token no longer allows it: it is no longer a member there;
+    /// its socket and its other sessions stay.
+    Kicked {
+        session: SessionId,
+        /// Why, if said.
+        reason: Option<String>,
     },
     ProfileUpdated {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,6 +142,18 @@ pub enum ServerMessage {
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+    },
+    /// Sent 30 s before the connection's token expires: answer with `refresh`.
+    TokenExpiring {
+        /// The token's `exp`, in milliseconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// Reply to `refresh`: the connection carries on under the new token.
+    Refreshed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The new token's `exp`, in milliseconds since the Unix epoch.
+        expires_at: u64,
     },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,7 +206,7 @@ impl ServerMessage {
     /// A `message` event, at `position` in its session's stream when it has one.
     pub fn message(
         session: &SessionId,
-        from: ConnectionId,
+        from: Option<ConnectionId>,
         user: Option<String>,
         data: Value,
         position: Option<&StreamPosition>,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{ApiError, ErrorCode};
+use super::error::ApiError;
 use super::{history, validate};
 use crate::ids::SessionId;
 use crate::model::Presence;
@@ -69,6 +69,10 @@ pub enum Request {
         token: String,
         sessions: Vec<ResumeSession>,
     },
+    /// Carry on under a new sign-in token (answers `token_expiring`).
+    Refresh {
+        token: String,
+    },
 }
 
 /// A session a `resume` carries on, with what the client last applied there.
@@ -86,6 +90,9 @@ pub struct ResumeSession {
 /// Most sessions one `resume` may name (a connection is in at most `--max-sessions-per-connection`;
 /// the rest are ignored by the server, but the frame itself stays small).
 pub const MAX_RESUME_SESSIONS: usize = 64;
+
+/// Longest sign-in token a `refresh` may carry, in bytes.
+pub const MAX_SIGN_IN_TOKEN_BYTES: usize = 16 * 1024;
 
 /// A frame that failed, with the id to echo if the frame had a usable one.
 #[derive(Debug)]
@@ -147,6 +154,9 @@ enum RawRequest {
         token: String,
         #[serde(default)]
         sessions: Vec<RawResumeSession>,
+    },
+    Refresh {
+        token: String,
     },
 }
 
@@ -253,24 +263,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
         }
         RawRequest::Publish { session, data } => {
             let session = validate::session(session)?;
-            if validate::json_depth(&data) > validate::MAX_DATA_DEPTH {
-                return Err(ApiError::bad_request(format!(
-                    "publish data nests deeper than {} levels",
-                    validate::MAX_DATA_DEPTH
-                )));
-            }
-            let size = serde_json::to_vec(&data)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
-            if size > limits.max_publish_bytes {
-                return Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "publish data is {size} bytes serialized; the limit is {}",
-                        limits.max_publish_bytes
-                    ),
-                ));
-            }
+            validate::publish_data(&data, limits.max_publish_bytes)?;
             Request::Publish { session, data }
         }
         RawRequest::Members { session } => {
@@ -293,6 +286,14 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
                 since,
                 limit: history::page_limit(limit)?,
             }
+        }
+        RawRequest::Refresh { token } => {
+            if token.is_empty() || token.len() > MAX_SIGN_IN_TOKEN_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "token must be 1 to {MAX_SIGN_IN_TOKEN_BYTES} bytes"
+                )));
+            }
+            Request::Refresh { token }
         }
         RawRequest::Resume { token, sessions } => {
             if token.is_empty() || token.len() > crate::resume::MAX_TOKEN_CHARS {
@@ -329,6 +330,7 @@ fn validate_request(raw: RawRequest, limits: ParseLimits) -> Result<Request, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::error::ErrorCode;
 
     const LIMITS: ParseLimits = ParseLimits {
         max_publish_bytes: 16 * 1024,

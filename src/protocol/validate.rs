@@ -28,6 +28,24 @@ pub fn json_depth(value: &serde_json::Value) -> usize {
     deepest
 }
 
+/// `publish` data (a member's, or the server API's): at most [`MAX_DATA_DEPTH`] levels deep and
+/// `max_bytes` serialized.
+pub fn publish_data(data: &serde_json::Value, max_bytes: usize) -> Result<(), ApiError> {
+    if json_depth(data) > MAX_DATA_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "publish data nests deeper than {MAX_DATA_DEPTH} levels"
+        )));
+    }
+    let size = serde_json::to_vec(data).map_or(usize::MAX, |v| v.len());
+    if size > max_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("publish data is {size} bytes serialized; the limit is {max_bytes}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Session ids: 1–128 chars of `[A-Za-z0-9_-]`.
 /// `raw` as a [`SessionId`], if it is a valid one.
 pub fn session(raw: String) -> Result<SessionId, ApiError> {

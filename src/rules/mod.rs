@@ -174,6 +174,7 @@ fn remove_each(
                 connection: m.connection.clone(),
                 user: m.user.clone(),
                 reason,
+                detail: None,
             });
         } else {
             next.consider(m);
@@ -301,18 +302,66 @@ pub fn end(roster: &impl Roster, by: &str, epoch: u64) -> Result<Change, Refusal
     if roster.ended() {
         return Err(Refusal::Ended);
     }
-    let mut header = roster.header();
+    let header = roster.header();
     if header.leader.as_deref() != Some(by) || header.epoch != epoch {
         return Err(Refusal::NotLeader);
     }
-    let mut events = vec![Event::SessionEnded { by: by.into() }];
+    Ok(finish(roster, header, Some(by)))
+}
+
+/// The application's backend ends the session (the server API): as a leader's [`end`], with no
+/// leader to check and `by` null. `None` when the session is not live (ended, or no member).
+pub fn close(roster: &impl Roster) -> Option<Change> {
+    if roster.ended() || roster.count() == 0 {
+        return None;
+    }
+    Some(finish(roster, roster.header(), None))
+}
+
+/// `session_ended` by `by`, then every member leaves (reason `ended`) in election order, and
+/// nobody leads.
+fn finish(roster: &impl Roster, mut header: Header, by: Option<&str>) -> Change {
+    let mut events = vec![Event::SessionEnded {
+        by: by.map(ConnectionId::from),
+    }];
     events.extend(roster.members().map(|m| Event::MemberLeft {
         connection: m.connection.clone(),
         user: m.user.clone(),
         reason: LeaveReason::Ended,
+        detail: None,
     }));
     elect(&mut header, None, &mut events);
-    Ok(commit(header, events))
+    commit(header, events)
+}
+
+/// Whom a kick removes: one connection, or every connection of one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KickTarget<'a> {
+    Connection(&'a str),
+    User(&'a str),
+}
+
+impl KickTarget<'_> {
+    /// Whether `member` is one of those it names.
+    pub fn picks(&self, member: &Member) -> bool {
+        match self {
+            KickTarget::Connection(connection) => member.connection == *connection,
+            KickTarget::User(user) => member.user.as_deref() == Some(*user),
+        }
+    }
+}
+
+/// The application's backend removes the members `target` names, present or reconnecting, in one
+/// change: each leaves with reason `kicked` and `detail` (the kick's reason text), and leadership
+/// moves as in [`remove`]. `None` when it names no member.
+pub fn kick(roster: &impl Roster, target: KickTarget<'_>, detail: Option<&str>) -> Option<Change> {
+    let mut change = remove(roster, |m| target.picks(m), LeaveReason::Kicked)?;
+    for event in &mut change.events {
+        if let Event::MemberLeft { detail: d, .. } = event {
+            *d = detail.map(str::to_owned);
+        }
+    }
+    Some(change)
 }
 
 /// A member's new name and avatar; `None` when it is not a member.

@@ -79,6 +79,7 @@ fn the_leaders_leave_hands_over_to_the_earliest_remaining_member() {
                 connection: ConnectionId::new("a"),
                 user: Some("al".into()),
                 reason: LeaveReason::Left,
+                detail: None,
             },
             leader(Some("b"), 4),
         ]
@@ -154,7 +155,12 @@ fn only_the_leader_at_its_epoch_ends_a_session_and_everyone_leaves() {
     assert_eq!(end(&v, "a", 2), Err(Refusal::NotLeader), "stale epoch");
     let change = end(&v, "a", 3).expect("the leader ends it");
     assert_eq!(change.events.len(), 4);
-    assert_eq!(change.events[0], Event::SessionEnded { by: "a".into() });
+    assert_eq!(
+        change.events[0],
+        Event::SessionEnded {
+            by: Some("a".into())
+        }
+    );
     assert_eq!(change.events[3], leader(None, 4));
     let mut ended = v.clone();
     ended.ended_at = Some(1);
@@ -372,6 +378,7 @@ fn a_grace_that_ran_out_removes_the_member_with_its_reason_and_hands_over() {
                 connection: ConnectionId::new("a"),
                 user: None,
                 reason: LeaveReason::Timeout,
+                detail: None,
             },
             leader(Some("c"), 4),
         ]
@@ -419,4 +426,71 @@ fn a_reasserted_member_that_others_marked_reconnecting_is_present_again() {
             leader(Some("a"), 4),
         ]
     );
+}
+
+#[test]
+fn the_backend_ends_a_live_session_as_a_leader_would_with_by_null() {
+    let v = view(vec![member("a", 100, None), member("b", 200, Some("bo"))]);
+    let change = close(&v).expect("a live session");
+    assert_eq!(change.events[0], Event::SessionEnded { by: None });
+    let leader_end = end(&v, "a", 3).expect("the leader ends it");
+    assert_eq!(
+        change.events[1..],
+        leader_end.events[1..],
+        "the same leaves and hand-off"
+    );
+    assert_eq!((change.version, change.epoch), (8, 4));
+    let mut ended = v.clone();
+    ended.ended_at = Some(1);
+    assert_eq!(close(&ended), None, "ended: not live");
+    assert_eq!(close(&view(vec![])), None, "no member: not live");
+}
+
+#[test]
+fn a_kick_removes_a_connection_or_every_connection_of_a_user_and_hands_over_in_the_same_change() {
+    let v = view(vec![
+        member("a", 100, Some("al")),
+        member("b", 200, Some("bo")),
+        reconnecting("c", 300, 5_000),
+        member("d", 400, Some("al")),
+    ]);
+    let one = kick(&v, KickTarget::Connection("b"), None).expect("b is a member");
+    assert_eq!(
+        one.events,
+        vec![Event::MemberLeft {
+            connection: ConnectionId::new("b"),
+            user: Some("bo".into()),
+            reason: LeaveReason::Kicked,
+            detail: None,
+        }],
+        "the leader stays"
+    );
+    let user = kick(&v, KickTarget::User("al"), Some("spam")).expect("al has two connections");
+    let left: Vec<_> = user
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MemberLeft {
+                connection,
+                reason: LeaveReason::Kicked,
+                detail: Some(detail),
+                ..
+            } if detail == "spam" => Some(connection.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(left, ["a", "d"], "each with the reason, in election order");
+    assert_eq!(
+        user.events.last(),
+        Some(&leader(Some("b"), 4)),
+        "the leader was kicked: the next present member leads, in the same change"
+    );
+    assert_eq!(user.version, 8);
+    let reconnecting_one = kick(&v, KickTarget::Connection("c"), None);
+    assert!(
+        reconnecting_one.is_some(),
+        "a reconnecting member is kicked too"
+    );
+    assert_eq!(kick(&v, KickTarget::Connection("z"), None), None);
+    assert_eq!(kick(&v, KickTarget::User("nobody"), None), None);
 }

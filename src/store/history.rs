@@ -76,7 +76,8 @@ pub struct StreamPosition {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredMessage {
     pub offset: u64,
-    pub from: ConnectionId,
+    /// The publishing member; `None` for a message of the application's backend (server API).
+    pub from: Option<ConnectionId>,
     pub user: Option<String>,
     pub data: Value,
     /// When the store numbered it, in milliseconds since the Unix epoch (the store's clock: Redis
@@ -156,7 +157,7 @@ mod tests {
     fn message(offset: u64) -> StoredMessage {
         StoredMessage {
             offset,
-            from: "c".into(),
+            from: Some("c".into()),
             user: None,
             data: Value::Null,
             at: 0,

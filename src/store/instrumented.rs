@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::plan::Plan;
 use super::{
     Broker, Directory, Floor, History, HistoryPage, HistorySettings, InstanceId, JoinOutcome,
-    LeaseStatus, Outbox, PendingSession, PlansWritten, Registry, ResumeRuling, SessionPage,
-    Sessions, Store, StoreResult, StreamPosition, Upkeep, Whose,
+    KickTarget, LeaseStatus, Operator, Outbox, PendingSession, PlansWritten, Registry,
+    ResumeRuling, SessionPage, Sessions, Store, StoreResult, StreamPosition, Upkeep, Whose,
 };
 use crate::ids::ConnectionId;
 use crate::metrics::{STORE_ERRORS, STORE_OP_SECONDS};
@@ -159,6 +159,38 @@ impl History for Instrumented {
         limit: usize,
     ) -> StoreResult<HistoryPage> {
         timed("history", self.inner.history(session, since, limit)).await
+    }
+}
+
+#[async_trait]
+impl Operator for Instrumented {
+    async fn publish_as_server(
+        &self,
+        session: &str,
+        data: &Value,
+    ) -> StoreResult<Option<StreamPosition>> {
+        timed(
+            "publish_as_server",
+            self.inner.publish_as_server(session, data),
+        )
+        .await
+    }
+
+    async fn kick(
+        &self,
+        session: &str,
+        target: KickTarget<'_>,
+        detail: Option<&str>,
+    ) -> StoreResult<Option<Change>> {
+        timed("kick", self.inner.kick(session, target, detail)).await
+    }
+
+    async fn end_by_server(&self, session: &str) -> StoreResult<Option<Change>> {
+        timed("end_by_server", self.inner.end_by_server(session)).await
+    }
+
+    async fn views(&self, sessions: &[String]) -> StoreResult<Vec<Option<SessionView>>> {
+        timed("views", self.inner.views(sessions)).await
     }
 }
 

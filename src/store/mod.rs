@@ -13,6 +13,7 @@
 pub mod history;
 pub mod instrumented;
 pub mod memory;
+pub mod operator;
 pub mod outbox;
 pub mod plan;
 pub mod reaping;
@@ -29,6 +30,7 @@ use crate::ids::{ConnectionId, Incarnation, SessionId};
 use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 pub use crate::rules::ResumeRuling;
 pub use history::{History, HistoryPage, HistorySettings, StoredMessage, StreamPosition};
+pub use operator::{KickTarget, Operator};
 pub use outbox::{Directory, Outbox, OutboxEntry, PendingSession, SessionPage};
 use plan::Plan;
 
@@ -159,7 +161,8 @@ pub enum BroadcastBody {
     /// A `message`; `stream` and `offset` are its place in the session's stream
     /// ([`history`]), absent only from an instance that predates message history.
     Message {
-        from: ConnectionId,
+        /// `None` for a message of the application's backend (server API).
+        from: Option<ConnectionId>,
         user: Option<String>,
         data: Value,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,7 +195,17 @@ pub type Feed = mpsc::UnboundedReceiver<FeedEvent>;
 /// to the same conformance suite.
 #[async_trait]
 pub trait Store:
-    Sessions + Broker + History + Registry + Upkeep + Outbox + Directory + Send + Sync + 'static
+    Sessions
+    + Broker
+    + History
+    + Operator
+    + Registry
+    + Upkeep
+    + Outbox
+    + Directory
+    + Send
+    + Sync
+    + 'static
 {
     fn kind(&self) -> &'static str;
     fn instance(&self) -> &InstanceId;

@@ -212,6 +212,7 @@ mod tests {
                     connection: ConnectionId::new("a"),
                     user: Some("al".into()),
                     reason: LeaveReason::Left,
+                    detail: None,
                 },
                 Event::LeaderChanged {
                     leader: Some(ConnectionId::new("b")),

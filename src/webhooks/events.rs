@@ -81,11 +81,7 @@ impl EventKind {
                 leader: leader.clone(),
                 epoch: *epoch,
             },
-            // `into` reads a connection id as well as an optional one.
-            #[allow(clippy::useless_conversion)]
-            Event::SessionEnded { by } => EventKind::SessionEnded {
-                by: by.clone().into(),
-            },
+            Event::SessionEnded { by } => EventKind::SessionEnded { by: by.clone() },
         }
     }
 }

@@ -26,6 +26,7 @@ fn left(c: &str, reason: LeaveReason) -> Event {
         connection: c.into(),
         user: Some(format!("user-{c}")),
         reason,
+        detail: None,
     }
 }
 
@@ -174,7 +175,9 @@ fn an_ended_session_says_who_ended_it_then_everyone_leaves_then_it_is_vacated() 
         vec![change(
             12,
             vec![
-                Event::SessionEnded { by: "a".into() },
+                Event::SessionEnded {
+                    by: Some("a".into()),
+                },
                 left("a", LeaveReason::Ended),
                 left("b", LeaveReason::Ended),
                 leader(None, 3),
@@ -199,10 +202,41 @@ fn an_ended_session_says_who_ended_it_then_everyone_leaves_then_it_is_vacated() 
 }
 
 #[test]
-fn a_server_ended_session_has_a_null_by() {
-    let kind = EventKind::SessionEnded { by: None };
-    let body = serde_json::to_value(&kind).expect("serializes");
-    assert_eq!(body, json!({"type": "session_ended", "by": null}));
+fn a_session_ended_by_the_server_has_a_null_by() {
+    let e = entry(
+        0,
+        vec![change(
+            4,
+            vec![
+                Event::SessionEnded { by: None },
+                left("a", LeaveReason::Ended),
+                leader(None, 2),
+            ],
+        )],
+    );
+    let body = json_of(&events_of("s", &e));
+    assert_eq!(body[0]["type"], "session_ended");
+    assert_eq!(body[0]["by"], Value::Null);
+    assert!(body[0].as_object().expect("an object").contains_key("by"));
+}
+
+#[test]
+fn a_kicked_member_leaves_with_reason_kicked_and_without_the_kick_text() {
+    let e = entry(
+        1,
+        vec![change(
+            6,
+            vec![Event::MemberLeft {
+                connection: "b".into(),
+                user: None,
+                reason: LeaveReason::Kicked,
+                detail: Some("spam".into()),
+            }],
+        )],
+    );
+    let body = json_of(&events_of("s", &e));
+    assert_eq!(body[0]["reason"], "kicked");
+    assert!(body[0].get("detail").is_none(), "as members see it");
 }
 
 #[test]

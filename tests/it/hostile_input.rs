@@ -540,11 +540,11 @@ async fn two_thousand_malformed_frames_each_get_their_error_and_leave_no_trace()
 }
 
 #[actix_rt::test]
-async fn frames_over_max_frame_bytes_close_with_1009_and_others_carry_on() {
+async fn frames_over_max_message_bytes_close_with_1009_and_others_carry_on() {
     let redis = RedisServer::start();
     let mut args = test_args();
     args.redis_url = Some(redis.url());
-    let limit = args.max_frame_bytes;
+    let limit = args.max_message_bytes;
     assert_eq!(limit, 64 * 1024, "the documented default");
     let server = TestServer::start(args).await;
     let mut watcher = WsClient::connect(&server.ws_url()).await;

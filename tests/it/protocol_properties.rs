@@ -189,7 +189,10 @@ fn expected(frame: &Value) -> Expect {
         | Request::Publish { session, .. }
         | Request::End { session, .. }
         | Request::History { session, .. } => Some(session),
-        Request::Profile { .. } | Request::Ping | Request::Resume { .. } => None,
+        Request::Profile { .. }
+        | Request::Ping
+        | Request::Resume { .. }
+        | Request::Refresh { .. } => None,
     };
     if session.is_some_and(|s| !session_ok(s)) {
         return err(InvalidSession);

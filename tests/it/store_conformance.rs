@@ -20,6 +20,12 @@ use crate::support::cluster::{self, RedisCluster};
 use crate::support::redis::RedisServer;
 
 mod history;
+mod operator;
+use operator::{
+    the_backend_ends_a_live_session_with_by_null,
+    the_backend_kicks_a_connection_or_every_connection_of_a_user,
+    the_backend_publishes_to_a_live_session_only, views_of_many_sessions_at_once,
+};
 mod outbox;
 use history::{
     a_store_that_lost_its_data_starts_a_new_stream, history_keeps_the_latest_size_messages,
@@ -167,6 +173,7 @@ fn left(connection: &str, user: Option<&str>, reason: LeaveReason) -> Event {
         connection: connection.into(),
         user: user.map(str::to_owned),
         reason,
+        detail: None,
     }
 }
 
@@ -373,7 +380,9 @@ async fn end_session<H: Harness>() {
             leader: None,
             epoch: 2,
             events: vec![
-                Event::SessionEnded { by: "c1".into() },
+                Event::SessionEnded {
+                    by: Some("c1".into()),
+                },
                 left("c1", Some("u1"), LeaveReason::Ended),
                 left("c2", None, LeaveReason::Ended),
                 left("c3", Some("u3"), LeaveReason::Ended),
@@ -739,7 +748,7 @@ async fn feed_carries_changes_and_messages<H: Harness>() {
         FeedEvent::Broadcast(bc) => assert_eq!(
             bc.body,
             BroadcastBody::Message {
-                from: "c2".into(),
+                from: Some("c2".into()),
                 user: Some("u2".into()),
                 data: data.clone(),
                 stream: Some(position.stream.clone()),
@@ -1199,6 +1208,10 @@ conformance!(
     history_size_zero_keeps_nothing_but_still_numbers,
     messages_expire_and_a_silent_stream_is_forgotten,
     a_store_that_lost_its_data_starts_a_new_stream,
+    the_backend_kicks_a_connection_or_every_connection_of_a_user,
+    the_backend_ends_a_live_session_with_by_null,
+    the_backend_publishes_to_a_live_session_only,
+    views_of_many_sessions_at_once,
     every_change_is_kept_until_acknowledged,
     reaped_members_are_kept_for_delivery,
     one_deliverer_at_a_time,

@@ -12,7 +12,7 @@ use crate::support::cluster;
 use crate::support::eventually;
 use crate::support::process::{FAST_LIVENESS, RollcallProcess};
 use crate::support::redis::RedisServer;
-use crate::support::server::{TestServer, test_args};
+use crate::support::server::{TestServer, http_post, test_args};
 use crate::support::webhooks::{Receiver, count, is_left, summarize};
 use crate::support::ws::WsClient;
 
@@ -108,6 +108,63 @@ async fn in_process_every_change_arrives_signed_and_in_order_and_the_stop_delive
         receiver.unique().len(),
         "nothing sent twice"
     );
+}
+
+#[actix_rt::test]
+async fn a_kick_and_an_end_by_the_server_api_arrive_with_reason_kicked_and_a_null_by() {
+    let receiver = Receiver::start(SECRET).await;
+    let mut args = test_args();
+    args.webhook_url = Some(receiver.url.clone());
+    args.webhook_secret = Some(SECRET.into());
+    args.api_key = vec!["hooks-key".into()];
+    let server = TestServer::start(args).await;
+    let mut a = WsClient::connect(&server.ws_url()).await;
+    let mut b = WsClient::connect(&server.ws_url()).await;
+    a.join("hooks-api").await;
+    b.join("hooks-api").await;
+    let kick = serde_json::json!({"connection": b.connection}).to_string();
+    let (status, _) = http_post(
+        server.addr,
+        "/api/server/sessions/hooks-api/kick",
+        Some("hooks-key"),
+        kick,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = http_post(
+        server.addr,
+        "/api/server/sessions/hooks-api/end",
+        Some("hooks-key"),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 200);
+    receiver
+        .wait_for(DELIVERY_BOUND, "hooks-api vacated", |events| {
+            count(events, "hooks-api", "session_vacated") == 1
+        })
+        .await;
+    let events = receiver.of("hooks-api");
+    assert!(
+        events
+            .iter()
+            .any(|e| is_left(e, "hooks-api", &b.connection, "kicked")),
+        "{:#?}",
+        events.iter().map(summarize).collect::<Vec<_>>()
+    );
+    let ended = events
+        .iter()
+        .find(|e| e["type"] == "session_ended")
+        .expect("session_ended");
+    assert_eq!(ended["by"], Value::Null);
+    assert!(is_left(
+        &events[events.len() - 3],
+        "hooks-api",
+        &a.connection,
+        "ended"
+    ));
+    receiver.assert_signatures_valid();
+    receiver.assert_in_order();
 }
 
 /// Flags of a test process: fast liveness, this receiver, and a key prefix.

@@ -2,15 +2,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::raw_ws::{PROMPT_TCP_CLOSE, connect_raw, expect_close, time_to_tcp_eof};
 use crate::support::server::{TestServer, WAIT, test_args};
 use crate::support::ws::{WsClient, is_member_left, member_ids};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use rollcall::actors::connection::CLOSE_HANDSHAKE_TIMEOUT;
 use rollcall::store::memory::MemoryBackend;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -87,9 +85,9 @@ async fn a_client_that_stops_answering_is_removed_with_reason_timeout_within_the
 }
 
 #[actix_rt::test]
-async fn a_frame_over_max_frame_bytes_closes_with_1009() {
+async fn a_frame_over_max_message_bytes_closes_with_1009() {
     let mut args = test_args();
-    args.max_frame_bytes = 2048;
+    args.max_message_bytes = 2048;
     let server = TestServer::start(args).await;
     let mut watcher = WsClient::connect(&server.ws_url()).await;
     let mut big = WsClient::connect(&server.ws_url()).await;
@@ -122,67 +120,6 @@ async fn a_frame_over_max_frame_bytes_closes_with_1009() {
     assert_eq!(left["reason"], "disconnected");
 }
 
-/// The longest the server may keep TCP open once the close handshake is done (RFC 6455 §7.1.1:
-/// the server closes first, and browsers report `close` only then). Well under the 1 s that the
-/// HTTP layer lingers on a connection whose request body it has not read to the end.
-const PROMPT_TCP_CLOSE: Duration = Duration::from_millis(500);
-
-/// A WebSocket over a TCP stream the test can take back, to watch the TCP connection itself.
-async fn connect_raw(server: &TestServer) -> WebSocketStream<TcpStream> {
-    let tcp = TcpStream::connect(server.addr)
-        .await
-        .expect("connect to the test server");
-    let (mut ws, _response) =
-        tokio::time::timeout(WAIT, tokio_tungstenite::client_async(server.ws_url(), tcp))
-            .await
-            .unwrap_or_else(|_| panic!("the WebSocket handshake did not finish within {WAIT:?}"))
-            .unwrap_or_else(|e| panic!("the WebSocket handshake failed: {e}"));
-    match next_message(&mut ws, "welcome").await {
-        Message::Text(text) if text.contains(r#""type":"welcome""#) => ws,
-        other => panic!("the first frame must be welcome, got {other:?}"),
-    }
-}
-
-/// The next message other than a ping or pong.
-async fn next_message(ws: &mut WebSocketStream<TcpStream>, what: &str) -> Message {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next()).await {
-            Err(_) => panic!("no {what} within {WAIT:?}"),
-            Ok(None) => panic!("the socket ended before {what}"),
-            Ok(Some(Err(e))) => panic!("the socket failed before {what}: {e}"),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            Ok(Some(Ok(message))) => return message,
-        }
-    }
-}
-
-async fn expect_close(ws: &mut WebSocketStream<TcpStream>, code: CloseCode) {
-    match next_message(ws, "the server's close frame").await {
-        Message::Close(Some(frame)) if frame.code == code => {}
-        other => panic!("expected a close frame with {code}, got {other:?}"),
-    }
-}
-
-/// Reads `tcp` until the server closes it; returns how long that took. The server sends nothing
-/// after its close frame, so any data, or a reset instead of a clean close, fails the test.
-async fn time_to_tcp_eof(tcp: &mut TcpStream) -> Duration {
-    let t0 = Instant::now();
-    let mut buf = [0u8; 256];
-    let read = tokio::time::timeout(WAIT, tcp.read(&mut buf))
-        .await
-        .unwrap_or_else(|_| {
-            panic!("the server kept the TCP connection open for {WAIT:?} after the close")
-        });
-    match read {
-        Ok(0) => t0.elapsed(),
-        Ok(n) => panic!(
-            "the server sent {n} bytes after its close frame: {:?}",
-            &buf[..n]
-        ),
-        Err(e) => panic!("the TCP connection failed instead of closing cleanly: {e}"),
-    }
-}
-
 #[actix_rt::test]
 async fn when_the_client_closes_the_server_answers_and_closes_tcp_at_once() {
     let server = TestServer::start(test_args()).await;
@@ -208,7 +145,7 @@ async fn when_the_client_closes_the_server_answers_and_closes_tcp_at_once() {
 #[actix_rt::test]
 async fn when_the_server_closes_with_1009_it_closes_tcp_at_once_after_the_clients_answer() {
     let mut args = test_args();
-    args.max_frame_bytes = 2048;
+    args.max_message_bytes = 2048;
     let server = TestServer::start(args).await;
     let mut ws = connect_raw(&server).await;
     ws.send(Message::Text("x".repeat(4096).into()))
@@ -230,7 +167,7 @@ async fn when_the_server_closes_with_1009_it_closes_tcp_at_once_after_the_client
 #[actix_rt::test]
 async fn a_client_that_never_answers_the_servers_close_is_dropped_after_the_close_timeout() {
     let mut args = test_args();
-    args.max_frame_bytes = 2048;
+    args.max_message_bytes = 2048;
     let server = TestServer::start(args).await;
     let mut ws = connect_raw(&server).await;
     ws.send(Message::Text("x".repeat(4096).into()))

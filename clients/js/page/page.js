@@ -221,7 +221,7 @@ async function join(id, name) {
     joined.on("change", render),
     // The library delivers each message once and in order, also those missed during a reconnect.
     joined.on("message", ({ from, data, offset }) =>
-      addMessage((from !== null && names.get(from)) || "someone", messageText(data), false, offset),
+      addMessage(from === null ? "server" : names.get(from) || "someone", messageText(data), false, offset),
     ),
     joined.on("recovered", ({ recovered }) => {
       if (!recovered) addNotice("Reconnected. Messages sent while you were away may be missing.");

@@ -26,7 +26,7 @@ import { applyFrame, createView, endView, notePublished, replaceView, resumeView
 
 /**
  * @typedef {object} Message
- * @property {string} from  the sender's connection id
+ * @property {string | null} from  the sender's connection id (null: the application's server)
  * @property {string | null} user  the sender's user id
  * @property {unknown} data
  * @property {number} [offset]  extension: the message's place in its session's stream (servers

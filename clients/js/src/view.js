@@ -95,7 +95,7 @@
  *   | { type: "update", member: Member }
  *   | { type: "leader", leader: string | null, epoch: number }
  *   | { type: "counts", counts: Counts }
- *   | { type: "message", from: string, user: string | null, data: unknown, offset?: number, stream?: string }
+ *   | { type: "message", from: string | null, user: string | null, data: unknown, offset?: number, stream?: string }
  *   | { type: "ended", by: string | null }
  *   | { type: "recovered", recovered: boolean, resumed: boolean }
  *   | { type: "resync" }

@@ -14,9 +14,15 @@ use tokio::time::Instant;
 use actix::{Actor, ActorContext, Addr, AsyncContext, Handler, StreamHandler};
 use actix_web_actors::ws;
 
+mod fragments;
 mod messages;
 mod requests;
 mod resume;
+mod token;
+
+pub use token::{CLOSE_TOKEN_EXPIRED, TokenTerm, WARN_BEFORE, token_schedule};
+
+use fragments::{Assembled, FragmentError, Reassembly};
 
 use super::rate::{RateSettings, RequestLimiter, Verdict};
 use super::session::{Leave, Lost, SessionActor};
@@ -51,6 +57,8 @@ pub struct Identity {
     pub name: Option<String>,
     /// Sessions this connection may join; `None` means any.
     pub sessions: Option<Vec<String>>,
+    /// The term of the token that signed the connection in (`None`: anonymous).
+    pub token: Option<TokenTerm>,
 }
 
 /// Per-connection settings.
@@ -61,6 +69,8 @@ pub struct ConnectionSettings {
     pub client_timeout: Duration,
     pub parse: ParseLimits,
     pub max_sessions: usize,
+    /// Largest message, whole or reassembled from fragments.
+    pub max_message_bytes: usize,
     pub rate: RateSettings,
     /// Mints the `resume_token` of `welcome` and checks those of `resume`.
     pub resume: ResumeTokens,
@@ -97,8 +107,12 @@ pub struct ConnectionActor {
     clean_end: bool,
     limiter: RequestLimiter,
     closing: Closing,
+    /// The fragmented message being received, if any.
+    fragments: Reassembly,
     /// `rollcall_frames_out_total`, looked up once: a fan-out counts on every connection.
     frames_out: ::metrics::Counter,
+    /// The `token_expiring` and 4003 timers of a signed-in connection.
+    token_timers: token::Timers,
 }
 
 /// How far a close started by the server has got: the actor stops, and its memberships end, once
@@ -142,7 +156,9 @@ impl ConnectionActor {
             clean_end: false,
             limiter: RequestLimiter::new(settings.rate),
             closing: Closing::Open,
+            fragments: Reassembly::new(settings.max_message_bytes),
             frames_out: ::metrics::counter!(metrics::FRAMES_OUT),
+            token_timers: token::Timers::default(),
         }
     }
 
@@ -211,6 +227,39 @@ impl ConnectionActor {
         }
     }
 
+    /// Fails the connection (RFC 6455 §7.1.7) for something the client sent: a close frame with
+    /// `code` and no internal detail, then TCP closes at once; a 1009 waits for the client's close
+    /// like any close the server chooses. `why` goes to the log only.
+    fn fail(
+        &mut self,
+        code: ws::CloseCode,
+        why: impl std::fmt::Display,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        tracing::debug!(connection = %self.id, code = u16::from(code), %why, "closing the connection");
+        let reason = ws::CloseReason {
+            code,
+            description: None,
+        };
+        if code == ws::CloseCode::Size {
+            self.start_close(reason, ctx);
+            return;
+        }
+        self.clean_end = true;
+        self.closing = Closing::Sent;
+        ctx.close(Some(reason));
+        ctx.stop();
+    }
+
+    /// Binary messages are answered with an error; the connection stays open.
+    fn refuse_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        // Rate-limited like text: a flood of binary messages must not get unlimited replies.
+        if self.admit(|| None, ctx) {
+            let err = ApiError::bad_request("messages must be UTF-8 JSON text");
+            self.send_error(ctx, None, &err);
+        }
+    }
+
     /// Writes the server's close frame; the actor stops when the client answers, its stream ends,
     /// or [`CLOSE_HANDSHAKE_TIMEOUT`] passes, whichever comes first.
     fn start_close(&mut self, reason: ws::CloseReason, ctx: &mut ws::WebsocketContext<Self>) {
@@ -267,11 +316,25 @@ impl ConnectionActor {
     }
 }
 
-/// Whether a read error is a text frame that is not UTF-8 (the client's fault, answered with a
-/// close), rather than a broken socket. actix-web-actors reports both as `io::ErrorKind::Other`,
-/// the first with the text of a `Utf8Error`.
+/// Whether a read error is a text frame that is not UTF-8 (answered with 1007), rather than a
+/// broken socket. actix-web-actors reports both as `io::ErrorKind::Other`, the first with the text
+/// of a `Utf8Error`; the codec reports reserved bits as `InvalidData` (a protocol error).
 fn is_invalid_text(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::InvalidData || e.to_string().contains("utf-8")
+    e.kind() == std::io::ErrorKind::Other && e.to_string().contains("utf-8")
+}
+
+/// Whether a read error is a frame the codec refused (reserved bits), rather than a broken socket.
+fn is_refused_frame(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData
+}
+
+/// The answer to a client's close: its code echoed (RFC 6455 §5.5.1), without a reason. The codec
+/// has already refused codes no endpoint may send and reasons that are not UTF-8.
+fn echo_close(reason: ws::CloseReason) -> ws::CloseReason {
+    ws::CloseReason {
+        code: reason.code,
+        description: None,
+    }
 }
 
 /// Folds a mailbox failure (the target actor is gone) into the reply error.
@@ -305,6 +368,7 @@ impl Actor for ConnectionActor {
             }
         });
         self.check_liveness_in(self.settings.client_timeout, ctx);
+        self.arm_token_timers(ctx);
         tracing::debug!(connection = %self.id, user = ?self.identity.user, "connected");
     }
 
@@ -346,49 +410,45 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConnectionActor {
         self.last_seen = Instant::now();
         ::metrics::counter!(metrics::FRAMES_IN).increment(1);
         match item {
-            Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
-            Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
-                // Rate-limited like text: a flood of binary frames must not get unlimited replies.
-                if self.admit(|| None, ctx) {
-                    let err = ApiError::bad_request("frames must be UTF-8 JSON text");
-                    self.send_error(ctx, None, &err);
-                }
+            Ok(ws::Message::Text(_) | ws::Message::Binary(_)) if self.fragments.in_progress() => {
+                self.fail(
+                    ws::CloseCode::Protocol,
+                    "a message began inside another",
+                    ctx,
+                )
             }
+            Ok(ws::Message::Text(text)) => self.handle_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.refuse_binary(ctx),
+            Ok(ws::Message::Continuation(item)) => match self.fragments.push(item) {
+                Ok(Assembled::Pending) => {}
+                Ok(Assembled::Text(text)) => self.handle_text(&text, ctx),
+                Ok(Assembled::Binary) => self.refuse_binary(ctx),
+                Err(e @ FragmentError::TooLarge(_)) => self.fail(ws::CloseCode::Size, e, ctx),
+                Err(e @ FragmentError::InvalidUtf8) => self.fail(ws::CloseCode::Invalid, e, ctx),
+                Err(e) => self.fail(ws::CloseCode::Protocol, e, ctx),
+            },
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(reason)) => {
                 self.clean_end = true;
-                ctx.close(reason);
+                ctx.close(reason.map(echo_close));
                 ctx.stop();
             }
             Err(ws::ProtocolError::Overflow) => {
-                tracing::info!(
-                    connection = %self.id,
-                    "frame over the size limit; closing with 1009",
-                );
-                let reason = ws::CloseReason {
-                    code: ws::CloseCode::Size,
-                    description: Some("frame too large".into()),
-                };
-                self.start_close(reason, ctx);
+                self.fail(ws::CloseCode::Size, "frame over the size limit", ctx)
             }
-            Err(ws::ProtocolError::Io(e)) if !is_invalid_text(&e) => {
+            Err(ws::ProtocolError::Io(e)) if is_invalid_text(&e) => {
+                self.fail(ws::CloseCode::Invalid, "text that is not UTF-8", ctx)
+            }
+            Err(ws::ProtocolError::Io(e)) if is_refused_frame(&e) => {
+                self.fail(ws::CloseCode::Protocol, e, ctx)
+            }
+            Err(ws::ProtocolError::Io(e)) => {
                 // The socket broke (reset, dropped): lost, not ended.
                 tracing::debug!(connection = %self.id, error = %e, "socket lost");
                 ctx.stop();
             }
-            Err(e) => {
-                tracing::info!(
-                    connection = %self.id,
-                    error = %e,
-                    "WebSocket protocol error; closing",
-                );
-                let reason = ws::CloseReason {
-                    code: ws::CloseCode::Protocol,
-                    description: Some(e.to_string()),
-                };
-                self.start_close(reason, ctx);
-            }
+            Err(e) => self.fail(ws::CloseCode::Protocol, e, ctx),
         }
     }
 

@@ -142,6 +142,7 @@ impl ConnectionActor {
                 });
                 self.wait_for(updated, ctx);
             }
+            Request::Refresh { token } => self.refresh(id, token, ctx),
             Request::Publish { session, data } => self.publish(id, session, data, ctx),
             Request::History {
                 session,

@@ -149,7 +149,7 @@ impl SessionActor {
                 missed
                     .into_iter()
                     // A member never gets its own message (an idempotent re-join's).
-                    .filter(|m| &m.from != connection)
+                    .filter(|m| m.from.as_ref() != Some(connection))
                     .map(|m| stored_frame(&self.session, &latest.stream, m)),
             );
         }

@@ -26,7 +26,8 @@ const MAX_GAP_READ: u64 = 10_000;
 
 /// A message on its way to the local members.
 pub(super) struct Incoming {
-    pub from: ConnectionId,
+    /// `None`: the application's backend (server API).
+    pub from: Option<ConnectionId>,
     pub user: Option<String>,
     pub data: Value,
     /// Its place, if its publisher's instance numbers messages.
@@ -177,9 +178,12 @@ impl SessionActor {
                 if kept.offset >= position.offset || self.latest_message.seen(&at) {
                     continue;
                 }
-                let from = kept.from.clone();
+                let audience = match kept.from.clone() {
+                    Some(from) => Audience::EveryoneBut(from),
+                    None => Audience::Everyone,
+                };
                 let frame = stored_frame(&self.session, &position.stream, kept);
-                self.deliver(frame, Audience::EveryoneBut(from), ctx);
+                self.deliver(frame, audience, ctx);
                 self.latest_message = LatestMessage::At(at);
             }
             self.latest_message = LatestMessage::At(position.clone());

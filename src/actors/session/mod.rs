@@ -20,6 +20,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Message, Recipient, Wr
 use super::{ChangeRecorder, RecordChange, SocketId, ToClient};
 
 mod history;
+mod kicked;
 mod membership;
 mod messages;
 mod outbox;
@@ -286,6 +287,7 @@ impl SessionActor {
         }
         self.view.apply(change);
         self.counts.apply(change);
+        self.let_kicked_go(change);
         for event in &change.events {
             if let Event::MemberUpdated { member } = event {
                 self.hand_over_if_resumed_elsewhere(&member.connection);

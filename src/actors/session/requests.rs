@@ -99,7 +99,7 @@ impl Handler<Publish> for SessionActor {
             .into_actor(self)
             .map(|(msg, user, published, missed), act, ctx| {
                 let message = Incoming {
-                    from: msg.connection.clone(),
+                    from: Some(msg.connection.clone()),
                     user,
                     data: msg.data,
                     position: published.as_ref().ok().cloned(),

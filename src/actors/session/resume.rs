@@ -222,7 +222,10 @@ impl SessionActor {
         // Then the messages, in order; when they cannot all be sent, none are.
         match (recovery, self.latest_message.position().cloned()) {
             (Some(Recovery::Messages(missed)), Some(latest)) => {
-                for message in missed.into_iter().filter(|m| m.from != connection) {
+                for message in missed
+                    .into_iter()
+                    .filter(|m| m.from.as_ref() != Some(&connection))
+                {
                     let frame = stored_frame(&self.session, &latest.stream, message);
                     self.deliver(frame, Audience::Only(connection.clone()), ctx);
                 }

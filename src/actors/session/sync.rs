@@ -35,7 +35,8 @@ impl Handler<RemoteChange> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RemoteMessage {
-    pub from: ConnectionId,
+    /// `None`: the application's backend (server API).
+    pub from: Option<ConnectionId>,
     pub user: Option<String>,
     pub data: Value,
     /// Its place in the session's stream (`None` from an instance without message history).

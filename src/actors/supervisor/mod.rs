@@ -13,10 +13,12 @@ use actix::{
     Recipient, ResponseActFuture, StreamHandler, WrapFuture,
 };
 
+mod backend;
 mod clients;
 mod resume;
 mod subscriptions;
 
+pub use backend::{BackendChange, BackendMessage};
 pub use clients::{ClientCount, Connect, Disconnect, GetHealth};
 pub use resume::Resume;
 

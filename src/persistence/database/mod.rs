@@ -348,9 +348,17 @@ impl Database {
         on_backend!(self, |conn, q| q::write(&mut conn, batch))
     }
 
-    /// The sessions `user` took part in, most recently joined first.
-    pub fn participations(&self, user: &str, limit: i64) -> DbResult<Vec<Participation>> {
-        on_backend!(self, |conn, q| q::participations(&mut conn, user, limit))
+    /// The sessions `user` took part in, most recently joined first; with a `scope`, only those
+    /// of the sessions it lists.
+    pub fn participations(
+        &self,
+        user: &str,
+        scope: Option<&[String]>,
+        limit: i64,
+    ) -> DbResult<Vec<Participation>> {
+        on_backend!(self, |conn, q| q::participations(
+            &mut conn, user, scope, limit
+        ))
     }
 
     /// Every participant row of `session`, ordered by user id.

@@ -153,11 +153,17 @@ macro_rules! backend {
             pub fn participations(
                 conn: &mut $conn,
                 user: &str,
+                scope: Option<&[String]>,
                 limit: i64,
             ) -> QueryResult<Vec<Participation>> {
-                let rows: Vec<Row> = sp::table
+                let mut query = sp::table
                     .inner_join(s::table)
                     .filter(sp::user_id.eq(user))
+                    .into_boxed();
+                if let Some(scope) = scope {
+                    query = query.filter(sp::session_id.eq_any(scope));
+                }
+                let rows: Vec<Row> = query
                     .order((sp::last_joined_at.desc(), sp::session_id.asc()))
                     .limit(limit)
                     .select((

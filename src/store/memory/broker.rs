@@ -14,7 +14,7 @@ impl Broker for MemoryStore {
         user: Option<&str>,
         data: &Value,
     ) -> StoreResult<StreamPosition> {
-        Ok(self.publish_message(session, from, user, data))
+        Ok(self.publish_message(session, Some(from), user, data))
     }
 
     async fn subscribe(&self, session: &str) -> StoreResult<()> {

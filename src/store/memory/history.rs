@@ -56,14 +56,27 @@ impl MemoryStore {
     pub(super) fn publish_message(
         &self,
         session: &str,
-        from: &str,
+        from: Option<&str>,
+        user: Option<&str>,
+        data: &Value,
+    ) -> StreamPosition {
+        let mut state = self.backend.lock();
+        self.publish_locked(&mut state, session, from, user, data)
+    }
+
+    /// [`MemoryStore::publish_message`] under the backend's lock, for callers that check the
+    /// session in the same step.
+    pub(super) fn publish_locked(
+        &self,
+        state: &mut State,
+        session: &str,
+        from: Option<&str>,
         user: Option<&str>,
         data: &Value,
     ) -> StreamPosition {
         let settings = self.history_settings();
         let ttl = settings.ttl_ms() as i64;
         let now = self.backend.clock.now_ms();
-        let mut state = self.backend.lock();
         let log = match state.histories.entry(session.to_owned()) {
             Entry::Occupied(expired) if now >= expired.get().expires_ms => {
                 let log = expired.into_mut();
@@ -79,7 +92,7 @@ impl MemoryStore {
         } else {
             log.kept.push_back(StoredMessage {
                 offset: log.latest,
-                from: from.into(),
+                from: from.map(ConnectionId::from),
                 user: user.map(str::to_owned),
                 data: data.clone(),
                 at: now,
@@ -96,13 +109,13 @@ impl MemoryStore {
             offset: log.latest,
         };
         let body = BroadcastBody::Message {
-            from: from.into(),
+            from: from.map(ConnectionId::from),
             user: user.map(str::to_owned),
             data: data.clone(),
             stream: Some(position.stream.clone()),
             offset: Some(position.offset),
         };
-        self.broadcast(&state, session, body);
+        self.broadcast(state, session, body);
         position
     }
 }

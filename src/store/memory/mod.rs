@@ -245,6 +245,7 @@ impl MemoryStore {
 
 mod broker;
 mod history;
+mod operator;
 mod outbox;
 mod registry;
 mod sessions;

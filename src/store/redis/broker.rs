@@ -18,7 +18,9 @@ impl Broker for RedisStore {
         data: &Json,
     ) -> StoreResult<StreamPosition> {
         // One script numbers the message, keeps it and publishes it (`super::history`).
-        Ok(self.publish_message(session, from, user, data).await?)
+        Ok(self
+            .publish_message(session, Some(from), user, data)
+            .await?)
     }
 
     async fn subscribe(&self, session: &str) -> StoreResult<()> {

@@ -20,32 +20,51 @@ impl RedisStore {
     pub(super) async fn publish_message(
         &self,
         session: &str,
-        from: &str,
+        from: Option<&str>,
         user: Option<&str>,
         data: &Json,
     ) -> Result<StreamPosition> {
-        let settings = self.history_settings();
         let keys = self.keys.history(session);
         self.record("publish", &keys);
-        let mut call = self.scripts.publish.prepare_invoke();
+        let call = self.publish_call(&self.scripts.publish, &keys, session, from, user, data)?;
+        position_of(&array(self.invoke(&call).await?)?)
+    }
+
+    /// A call of `script` (`lua/publish.lua`, alone or after a guard) on the history `keys` of
+    /// `session`, with publish.lua's arguments; a guard's own keys follow them.
+    pub(super) fn publish_call<'a>(
+        &self,
+        script: &'a ::redis::Script,
+        keys: &[String; 2],
+        session: &str,
+        from: Option<&str>,
+        user: Option<&str>,
+        data: &Json,
+    ) -> Result<::redis::ScriptInvocation<'a>> {
+        let settings = self.history_settings();
+        let mut call = script.prepare_invoke();
         call.key(&keys[0]).key(&keys[1]);
         call.arg(self.keys.channel(session))
             .arg(json(self.instance.incarnation.as_str())?)
             .arg(json(session)?)
-            .arg(json(from)?)
+            .arg(json(&from)?)
             .arg(json(&user)?)
             .arg(json(data)?)
             .arg(settings.size)
             .arg(settings.ttl_ms())
             .arg(fresh_token());
-        let items = array(self.invoke(&call).await?)?;
-        match items.as_slice() {
-            [stream, offset] => Ok(StreamPosition {
-                stream: text(stream).ok_or_else(|| reply_error("publish: stream id"))?,
-                offset: int(offset)?,
-            }),
-            _ => Err(reply_error(format!("publish reply: {items:?}"))),
-        }
+        Ok(call)
+    }
+}
+
+/// Decodes publish.lua's `{stream id, offset}`.
+pub(super) fn position_of(items: &[::redis::Value]) -> Result<StreamPosition> {
+    match items {
+        [stream, offset] => Ok(StreamPosition {
+            stream: text(stream).ok_or_else(|| reply_error("publish: stream id"))?,
+            offset: int(offset)?,
+        }),
+        _ => Err(reply_error(format!("publish reply: {items:?}"))),
     }
 }
 

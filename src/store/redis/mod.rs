@@ -50,6 +50,7 @@ mod feed;
 mod history;
 pub mod keys;
 mod membership;
+mod operator;
 mod outbox;
 mod registry;
 mod reply;

@@ -6,7 +6,8 @@
 //! Join and leave put their planned fast path (`lua/*_planned.lua`) between the
 //! base and the prelude, so that a written plan returns before the prelude's functions are made.
 //! The message history scripts (`lua/publish.lua`, `lua/history.lua`) stand alone: they touch only
-//! a session's stream and history keys. Each file in `lua/` starts with a comment that says what
+//! a session's stream and history keys; the server API's publish (`lua/server_publish.lua`) puts a
+//! guard on the session's members before the publish script. Each file in `lua/` starts with a comment that says what
 //! it does and what it returns.
 
 use ::redis::Script;
@@ -69,6 +70,9 @@ pub(super) struct Scripts {
     pub history: Script,
     pub deliverer: Script,
     pub untrack: Script,
+    /// The server API ([`crate::store::Operator`]).
+    pub kick: Script,
+    pub server_publish: Script,
 }
 
 impl Scripts {
@@ -99,6 +103,11 @@ impl Scripts {
             history: global_script!("history.lua"),
             deliverer: global_script!("deliverer.lua"),
             untrack: global_script!("untrack.lua"),
+            kick: session_script!("kick.lua"),
+            server_publish: Script::new(concat!(
+                include_str!("lua/server_publish.lua"),
+                include_str!("lua/publish.lua")
+            )),
         }
     }
 }

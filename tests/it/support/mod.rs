@@ -3,10 +3,12 @@
 
 pub mod cluster;
 pub mod db;
+pub mod idp;
 pub mod members;
 pub mod probe;
 pub mod process;
 pub mod proxy;
+pub mod raw_ws;
 pub mod redis;
 pub mod server;
 pub mod stand_in;

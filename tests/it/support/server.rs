@@ -78,6 +78,18 @@ impl TestServer {
         }
     }
 
+    /// Two servers with `args` on the Redis at `redis_url` (two instances of one deployment):
+    /// the second's instance name is the first's with `-two` appended.
+    pub async fn pair_on_redis(mut args: ServeArgs, redis_url: &str) -> (TestServer, TestServer) {
+        args.redis_url = Some(redis_url.to_owned());
+        let one = TestServer::start(args.clone()).await;
+        args.instance_name = Some(format!(
+            "{}-two",
+            args.instance_name.clone().unwrap_or_default()
+        ));
+        (one, TestServer::start(args).await)
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.running().engine
     }
@@ -119,6 +131,33 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Value) {
 pub async fn http_get_as(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Value) {
     let (status, _, body) = http_get_text(addr, path, token).await;
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// `POST path` with `body` as it is (JSON or not) and, when given, the server API key in
+/// `X-Api-Key`: the status and the JSON body (`Value::Null` when the body is not JSON).
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    api_key: Option<&str>,
+    body: impl Into<String>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.into());
+    if let Some(key) = api_key {
+        request = request.header("X-Api-Key", key);
+    }
+    let exchange = async {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok::<_, reqwest::Error>((status, response.text().await?))
+    };
+    match tokio::time::timeout(WAIT, exchange).await {
+        Ok(Ok((status, body))) => (status, serde_json::from_str(&body).unwrap_or(Value::Null)),
+        Ok(Err(e)) => panic!("POST {path} failed: {e}"),
+        Err(_) => panic!("POST {path} did not answer within {WAIT:?}"),
+    }
 }
 
 /// `GET path`: the status, the `Content-Type` and the body as text.
