@@ -400,9 +400,7 @@ impl Deliverer {
         let idle = self.steps.settings.idle_poll;
         match outcome {
             Outcome::Idle => {
-                for drain in self.drains.drain(..) {
-                    let _ = drain.send(());
-                }
+                self.answer_drains();
                 self.schedule(ctx, idle);
             }
             Outcome::Delivered(batch) => {
@@ -411,6 +409,8 @@ impl Deliverer {
             }
             Outcome::Again => self.schedule(ctx, Duration::ZERO),
             Outcome::Failed(current, delay) => {
+                // A stop does not wait for a failing receiver: what is left stays in the store.
+                self.answer_drains();
                 self.current = Some(current);
                 self.schedule(ctx, delay);
             }
@@ -418,6 +418,14 @@ impl Deliverer {
                 self.current = current;
                 self.schedule(ctx, idle);
             }
+        }
+    }
+}
+
+impl Deliverer {
+    fn answer_drains(&mut self) {
+        for drain in self.drains.drain(..) {
+            let _ = drain.send(());
         }
     }
 }
@@ -432,8 +440,8 @@ impl Actor for Deliverer {
     }
 }
 
-/// Resolves once a step finds nothing (more) to deliver, or this instance does not deliver:
-/// for a graceful stop, after the last members left.
+/// Resolves once a step finds nothing (more) to deliver, a post fails, or this instance does not
+/// deliver: for a graceful stop, after the last members left.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Drain;
@@ -444,9 +452,12 @@ impl Handler<Drain> for Deliverer {
     fn handle(&mut self, _msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.drains.push(tx);
-        if self.step.is_none() && self.current.is_none() {
+        match (&self.step, &self.current) {
             // Waiting for the idle poll: read now.
-            self.schedule(ctx, Duration::ZERO);
+            (None, None) => self.schedule(ctx, Duration::ZERO),
+            // Waiting to retry a failed post: the receiver is failing, do not wait for it.
+            (None, Some(current)) if current.failures > 0 => self.answer_drains(),
+            _ => {}
         }
         Box::pin(async move {
             let _ = rx.await;

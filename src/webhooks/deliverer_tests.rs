@@ -526,3 +526,25 @@ fn drain_answers_once_nothing_is_left() {
         assert_eq!(rig.outbox.entries(), 0);
     });
 }
+
+#[test]
+fn drain_does_not_wait_for_a_failing_receiver() {
+    paused(async {
+        let rig = rig(DeliverySettings::default(), |outbox, receiver| {
+            outbox.append("s", 1, T0);
+            receiver.set(Mode::Answer(500));
+        });
+        until(Duration::from_secs(5), "three attempts", || {
+            rig.receiver.attempts().len() == 3
+        })
+        .await;
+        let asked = Instant::now();
+        rig.deliverer.send(Drain).await.expect("the deliverer runs");
+        assert_eq!(
+            asked.elapsed(),
+            Duration::ZERO,
+            "answered during the backoff"
+        );
+        assert_eq!(rig.outbox.entries(), 1, "kept in the store");
+    });
+}
