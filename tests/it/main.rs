@@ -32,6 +32,7 @@ mod server_api;
 mod sockets;
 mod store_conformance;
 mod token_refresh;
+mod webhooks;
 mod ws_lifecycle;
 mod ws_protocol;
 mod ws_rfc6455;
