@@ -285,24 +285,6 @@ async fn churn_on_two_instances(
     clients
 }
 
-/// `leave`, sent again while the server answers `unavailable` ("try again"): when every local
-/// member of a session leaves at once, a leave may reach the session actor as it closes. (Seen:
-/// the leave so refused had been applied after all; the retry then gets `not_member`.)
-async fn leave_retrying(client: &mut WsClient, session: &str) {
-    for attempt in 0..5 {
-        let reply = client
-            .request(serde_json::json!({"type": "leave", "session": session}))
-            .await;
-        match (reply["type"].as_str(), reply["code"].as_str()) {
-            (Some("left"), _) => return,
-            (Some("error"), Some("unavailable")) => continue,
-            (Some("error"), Some("not_member")) if attempt > 0 => return,
-            _ => panic!("leave {session}: {reply}"),
-        }
-    }
-    panic!("leave {session}: still unavailable after 5 tries");
-}
-
 #[actix_rt::test]
 async fn concurrent_changes_on_two_instances_arrive_in_version_order_per_session() {
     let redis = RedisServer::start();
@@ -314,7 +296,7 @@ async fn concurrent_changes_on_two_instances_arrive_in_version_order_per_session
     let sessions = ["o1", "o2"];
     let mut clients = churn_on_two_instances(&a, &b, &sessions).await;
     for session in sessions {
-        join_all(clients.iter_mut().map(|c| leave_retrying(c, session))).await;
+        join_all(clients.iter_mut().map(|c| c.leave(session))).await;
     }
     receiver
         .wait_for(DELIVERY_BOUND, "both sessions vacated", |events| {

@@ -251,6 +251,23 @@ impl ConnectionActor {
         ctx.stop();
     }
 
+    /// Ends every membership of this socket: at once after a clean end, else lost (reconnecting
+    /// for the grace).
+    fn end_memberships(&mut self) {
+        for (_, addr) in self.sessions.drain() {
+            let leave = Leave {
+                connection: self.id.clone(),
+                reason: self.end_reason,
+                socket: Some(self.socket),
+            };
+            if self.clean_end {
+                addr.do_send(leave);
+            } else {
+                addr.do_send(Lost(leave));
+            }
+        }
+    }
+
     /// Binary messages are answered with an error; the connection stays open.
     fn refuse_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         // Rate-limited like text: a flood of binary messages must not get unlimited replies.
@@ -268,6 +285,11 @@ impl ConnectionActor {
         // (1012): those keep their place for a resume.
         let code = u16::from(reason.code);
         self.clean_end = code != CLOSE_REPLACED && code != CLOSE_RESTARTING;
+        if self.clean_end {
+            // Ended now, not when the client answers: a resume on a new socket meanwhile must
+            // find the membership ending, not live.
+            self.end_memberships();
+        }
         let client_done = self.closing == Closing::Queued { client_done: true };
         ctx.close(Some(reason));
         if client_done {
@@ -373,18 +395,7 @@ impl Actor for ConnectionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        for (_, addr) in self.sessions.drain() {
-            let leave = Leave {
-                connection: self.id.clone(),
-                reason: self.end_reason,
-                socket: Some(self.socket),
-            };
-            if self.clean_end {
-                addr.do_send(leave);
-            } else {
-                addr.do_send(Lost(leave));
-            }
-        }
+        self.end_memberships();
         self.supervisor.do_send(Disconnect {
             socket: self.socket,
         });

@@ -190,10 +190,12 @@ impl SessionActor {
         }
     }
 
+    /// Tells the supervisor how many members this actor holds: the local ones, and those whose
+    /// leave is still queued (the actor must live until it is written).
     fn report_count(&self) {
         self.owner.local_count.do_send(LocalCount {
             session: self.session.clone(),
-            count: self.local.len(),
+            count: self.local.len() + self.membership.leaving().count(),
         });
     }
 

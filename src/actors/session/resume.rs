@@ -52,6 +52,11 @@ impl Handler<TakeOver> for SessionActor {
     type Result = ResponseFuture<Result<Option<Resumption>, ApiError>>;
 
     fn handle(&mut self, msg: TakeOver, ctx: &mut Context<Self>) -> Self::Result {
+        if self.departing.contains_key(&msg.connection) {
+            // Its socket ended it cleanly (a leave, a close, 4003) and the leave is on its way to
+            // the store: there is nothing to resume.
+            return Box::pin(async { Ok(None) });
+        }
         let store = self.store.clone();
         let session = self.session.clone();
         let known = self.view.version;

@@ -304,10 +304,10 @@ impl Handler<Retire> for SessionActor {
 
     fn handle(&mut self, _msg: Retire, ctx: &mut Context<Self>) {
         use actix::ActorContext;
-        if !self.local.is_empty() {
+        if !self.local.is_empty() || self.membership.leaving().next().is_some() {
             tracing::error!(
                 session = %self.session,
-                "retire requested with local members; staying",
+                "retire requested with local members or leaves to write; staying",
             );
             return;
         }
