@@ -283,7 +283,11 @@ impl ConnectionActor {
         }
         self.closing = Closing::Sent;
         ctx.run_later(CLOSE_HANDSHAKE_TIMEOUT, |act, ctx| {
-            tracing::info!(connection = %act.id, "client did not answer the close in time; dropping it");
+            crate::log_limited!(
+                tracing::Level::INFO,
+                connection = %act.id,
+                "client did not answer the close in time; dropping it"
+            );
             ctx.stop();
         });
     }
@@ -300,8 +304,12 @@ impl ConnectionActor {
             match act.settings.client_timeout.checked_sub(silent) {
                 Some(left) if !left.is_zero() => act.check_liveness_in(left, ctx),
                 _ => {
-                    tracing::info!(connection = %act.id, silent_ms = silent.as_millis() as u64,
-                        "client silent for the timeout; closing");
+                    crate::log_limited!(
+                        tracing::Level::INFO,
+                        connection = %act.id,
+                        silent_ms = silent.as_millis() as u64,
+                        "client silent for the timeout; closing"
+                    );
                     act.end_reason = LeaveReason::Timeout;
                     ctx.stop();
                 }
