@@ -173,7 +173,7 @@ pub async fn session(
             tracing::debug!(error = %e, "session record unavailable; answering from the store");
             view.ended_at.map(rfc3339)
         }
-        Err(e) => return Err(HttpError::api(ErrorCode::Unavailable, e.to_string())),
+        Err(e) => return Err(database_unavailable(&e)),
     };
     Ok(HttpResponse::Ok().json(body(ended_at)))
 }
@@ -221,7 +221,7 @@ pub async fn my_sessions(
     let rows = persistence
         .read(move |db| db.participations(&user, scope.as_deref(), limit))
         .await
-        .map_err(|e| HttpError::api(ErrorCode::Unavailable, e.to_string()))?;
+        .map_err(|e| database_unavailable(&e))?;
     let ids: Vec<String> = rows.iter().map(|r| r.session.clone()).collect();
     // One batched read of the live counts; without the store the rows still answer.
     let live = if ids.is_empty() {
@@ -252,4 +252,14 @@ pub async fn my_sessions(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
+}
+
+/// 503 `unavailable` for a failed database read: the driver's text (hosts, users, versions) goes
+/// to the log, not to the client.
+fn database_unavailable(error: &dyn std::fmt::Display) -> HttpError {
+    crate::log_limited!(tracing::Level::WARN, error = %error, "database read failed");
+    HttpError::api(
+        ErrorCode::Unavailable,
+        "the database is unreachable; try again later",
+    )
 }

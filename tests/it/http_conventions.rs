@@ -392,4 +392,16 @@ async fn readyz_names_states_but_never_the_database_error() {
             answer.body
         );
     }
+    // A read the database must answer fails with a message of the server's own.
+    let answer = http_request(server.addr, "GET", "/api/sessions/never-seen", &[]).await;
+    assert_json_error(
+        &answer,
+        503,
+        "unavailable",
+        "a session read without the database",
+    );
+    assert_eq!(
+        answer.json()["error"]["message"],
+        "the database is unreachable; try again later"
+    );
 }
