@@ -3,11 +3,15 @@
 //! `Cache-Control: no-store` on API answers, `--metrics-token`, and a `/readyz` that names states
 //! but never an error's text.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::db::{admin_url, postgres_addr};
 use crate::support::eventually;
+use crate::support::process::RollcallProcess;
 use crate::support::proxy::TcpProxy;
+use crate::support::redis::RedisServer;
 use crate::support::server::{HttpAnswer, TestServer, http_request, test_args};
 use crate::support::urls::with_host;
 use crate::support::ws::WsClient;
@@ -404,4 +408,77 @@ async fn readyz_names_states_but_never_the_database_error() {
         answer.json()["error"]["message"],
         "the database is unreachable; try again later"
     );
+}
+
+/// The real binary (its log at `info,rollcall=debug`) under a flood of bad frames and malformed
+/// HTTP requests: no `ERROR` line, and the per-frame lines stay within the log limiter's budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_frames_and_malformed_requests_cannot_flood_the_log() {
+    const FRAMES: usize = 600;
+    let redis = RedisServer::start();
+    let no_rate_limit = [
+        "--rate-limit-per-second",
+        "100000",
+        "--rate-limit-burst",
+        "100000",
+    ];
+    let mut process = RollcallProcess::start(&redis.url(), "log-flood", &no_rate_limit).await;
+    let started = Instant::now();
+    let mut client = WsClient::connect(&process.ws_url()).await;
+    for i in 0..FRAMES {
+        client.send_text(format!("not json {i}"));
+    }
+    for _ in 0..FRAMES {
+        client
+            .expect("the bad_request of a bad frame", |f| {
+                f["type"] == "error" && f["code"] == "bad_request"
+            })
+            .await;
+    }
+    for _ in 0..50 {
+        let mut tcp = tokio::net::TcpStream::connect(process.addr)
+            .await
+            .expect("connect");
+        tcp.write_all(b"GARBAGE \x01\x02 HTTP/9\r\n\r\n")
+            .await
+            .expect("send a malformed request");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the server closes a malformed request");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 400"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let elapsed = started.elapsed();
+    // The server is still serving.
+    assert_eq!(
+        http_request(process.addr, "GET", "/healthz", &[])
+            .await
+            .status,
+        200
+    );
+    let log = std::fs::read_to_string(process.log_path()).expect("the process log");
+    assert!(
+        !log.contains("ERROR"),
+        "a client wrote ERROR lines: {}",
+        process.log_tail()
+    );
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("request refused"))
+        .count();
+    let budget = 20 * (elapsed.as_secs() as usize + 2);
+    assert!(
+        refused >= 1,
+        "bad frames are logged at debug: {}",
+        process.log_tail()
+    );
+    assert!(
+        refused <= budget,
+        "{refused} lines for {FRAMES} bad frames in {elapsed:?} (budget {budget})"
+    );
+    println!("{FRAMES} bad frames in {elapsed:?}: {refused} log lines");
+    process.terminate(Duration::from_secs(10));
 }
