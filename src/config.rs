@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::store::HistorySettings;
+use crate::webhooks::{DeliverySettings, WebhookSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -270,6 +271,21 @@ pub struct ServeArgs {
     /// How long a graceful stop may take before the process exits anyway, in milliseconds.
     #[arg(long, env = "ROLLCALL_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
+    /// Where to POST every session change (webhooks); unset = no webhooks. Needs
+    /// `--webhook-secret`.
+    #[arg(long, env = "ROLLCALL_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Secret the webhook signatures (`X-Rollcall-Signature`) are made with.
+    #[arg(long, env = "ROLLCALL_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// How long an undelivered webhook event is retried before it is dropped, in milliseconds.
+    #[arg(
+        long,
+        env = "ROLLCALL_WEBHOOK_RETENTION_MS",
+        default_value_t = 3_600_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub webhook_retention_ms: u64,
     /// Threads serving WebSocket and HTTP connections (the main thread runs the sessions and the
     /// Redis connections besides). Unset: one per core.
     #[arg(
@@ -310,6 +326,53 @@ impl ServeArgs {
     }
 }
 
+/// Webhook flags that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookConfigError {
+    #[error(
+        "--webhook-url (ROLLCALL_WEBHOOK_URL) needs --webhook-secret (ROLLCALL_WEBHOOK_SECRET): \
+         the receiver checks every request's signature with it"
+    )]
+    MissingSecret,
+    #[error(
+        "--webhook-secret (ROLLCALL_WEBHOOK_SECRET) is set without --webhook-url (ROLLCALL_WEBHOOK_URL)"
+    )]
+    SecretWithoutUrl,
+    #[error("--webhook-url (ROLLCALL_WEBHOOK_URL) = {0:?} is not an http:// or https:// URL")]
+    BadUrl(String),
+}
+
+impl ServeArgs {
+    /// Where and how to deliver webhooks; `None` when `--webhook-url` is unset.
+    pub fn webhooks(&self) -> Result<Option<WebhookSettings>, WebhookConfigError> {
+        let url = self
+            .webhook_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        let secret = self.webhook_secret.as_deref().filter(|s| !s.is_empty());
+        let (url, secret) = match (url, secret) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => return Err(WebhookConfigError::SecretWithoutUrl),
+            (Some(_), None) => return Err(WebhookConfigError::MissingSecret),
+            (Some(url), Some(secret)) => (url, secret),
+        };
+        let parsed =
+            reqwest::Url::parse(url).map_err(|_| WebhookConfigError::BadUrl(url.to_owned()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+            return Err(WebhookConfigError::BadUrl(url.to_owned()));
+        }
+        Ok(Some(WebhookSettings {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            delivery: DeliverySettings {
+                retention: Duration::from_millis(self.webhook_retention_ms),
+                ..DeliverySettings::default()
+            },
+        }))
+    }
+}
+
 fn hostname_or_localhost() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -344,6 +407,47 @@ mod tests {
         assert_eq!(args.history(), HistorySettings::default());
         assert_eq!(args.history_size, 100);
         assert_eq!(args.history_ttl_ms, 300_000);
+        assert!(args.webhook_url.is_none());
+        assert!(args.webhook_secret.is_none());
+        assert_eq!(args.webhook_retention_ms, 3_600_000);
+        assert!(matches!(args.webhooks(), Ok(None)));
+    }
+
+    #[test]
+    fn a_webhook_url_needs_a_secret_and_the_error_names_both() {
+        let parse = |flags: &[&str]| {
+            Cli::try_parse_from(std::iter::once("rollcall").chain(flags.iter().copied()))
+                .expect("the flags parse")
+                .serve
+                .webhooks()
+        };
+        let message = parse(&["--webhook-url", "https://app.example/hooks"])
+            .expect_err("a URL without a secret is refused")
+            .to_string();
+        for name in [
+            "--webhook-url",
+            "ROLLCALL_WEBHOOK_URL",
+            "--webhook-secret",
+            "ROLLCALL_WEBHOOK_SECRET",
+        ] {
+            assert!(message.contains(name), "{name} not in {message:?}");
+        }
+        assert!(parse(&["--webhook-secret", "s"]).is_err(), "a secret alone");
+        assert!(parse(&["--webhook-url", "ftp://x", "--webhook-secret", "s"]).is_err());
+        assert!(parse(&["--webhook-url", "not a url", "--webhook-secret", "s"]).is_err());
+        let settings = parse(&[
+            "--webhook-url",
+            "http://127.0.0.1:9/hooks",
+            "--webhook-secret",
+            "s",
+            "--webhook-retention-ms",
+            "5000",
+        ])
+        .expect("valid")
+        .expect("webhooks on");
+        assert_eq!(settings.url, "http://127.0.0.1:9/hooks");
+        assert_eq!(settings.secret, "s");
+        assert_eq!(settings.delivery.retention, Duration::from_millis(5000));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! session. The architecture (docs/architecture.md §1) shows in the modules: [`actors`] (connection, session,
 //! supervisor), [`store`] (the shared state, Memory or Redis), [`protocol`] (the wire contract),
 //! [`http`] (routes), [`config`] (flags), [`liveness`] (the liveness flags, checked together),
-//! [`engine`] (the engine without HTTP) and [`server`].
+//! [`engine`] (the engine without HTTP), [`webhooks`] (every change posted to the backend) and
+//! [`server`].
 
 /// Logs a failed store operation: at `warn`, or at `debug` when the store is unreachable. An
 /// outage is logged once, by the supervisor, when the store's state changes; reporting it again
@@ -37,3 +38,4 @@ pub mod resume;
 pub mod rules;
 pub mod server;
 pub mod store;
+pub mod webhooks;

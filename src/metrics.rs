@@ -28,9 +28,20 @@ pub const PERSISTENCE_FLUSHED: &str = "rollcall_persistence_flushed_total";
 pub const PERSISTENCE_RETRIES: &str = "rollcall_persistence_retries_total";
 pub const BATCHES_WRITTEN: &str = "rollcall_membership_batches_total";
 pub const BATCHED_CHANGES: &str = "rollcall_membership_batched_changes_total";
+pub const WEBHOOK_EVENTS_PENDING: &str = "rollcall_webhook_events_pending";
+pub const WEBHOOK_EVENTS_DELIVERED: &str = "rollcall_webhook_events_delivered_total";
+pub const WEBHOOK_EVENTS_RETRIED: &str = "rollcall_webhook_events_retried_total";
+pub const WEBHOOK_EVENTS_DROPPED: &str = "rollcall_webhook_events_dropped_total";
+pub const WEBHOOK_LATENCY_SECONDS: &str = "rollcall_webhook_delivery_latency_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A webhook event waits from its change to its acknowledgement: network round trips normally,
+/// minutes while the receiver is down.
+const WEBHOOK_LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -42,6 +53,13 @@ pub fn install() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    // A full name wins over a suffix.
+                    b.set_buckets_for_metric(
+                        Matcher::Full(WEBHOOK_LATENCY_SECONDS.into()),
+                        WEBHOOK_LATENCY_BUCKETS,
+                    )
+                })
                 .map_err(|e| tracing::error!(error = %e, "metrics buckets rejected"))
                 .ok()?;
             match builder.install_recorder() {
@@ -101,6 +119,26 @@ fn describe() {
     describe_counter!(
         PERSISTENCE_RETRIES,
         "Database flushes retried after a failure"
+    );
+    describe_gauge!(
+        WEBHOOK_EVENTS_PENDING,
+        "Webhook events waiting in the outboxes, as the deliverer's last read saw them"
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS_DELIVERED,
+        "Webhook events acknowledged by the receiver"
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS_RETRIED,
+        "Webhook events whose delivery failed and is retried"
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS_DROPPED,
+        "Webhook events dropped undelivered after the retention"
+    );
+    describe_histogram!(
+        WEBHOOK_LATENCY_SECONDS,
+        "From a change to the receiver's acknowledgement of its webhook event"
     );
 }
 

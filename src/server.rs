@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix::Addr;
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::{AuthSettings, Authenticator};
@@ -14,7 +15,8 @@ use crate::liveness::{Liveness, LivenessError};
 use crate::persistence::{DatabaseError, Persistence, PersistenceSettings};
 use crate::store::memory::MemoryBackend;
 use crate::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
-use crate::store::{Feed, InstanceId, Store, StoreError};
+use crate::store::{Feed, InstanceId, Outbox, Store, StoreError};
+use crate::webhooks::{self, Deliverer, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -28,6 +30,8 @@ pub enum ServerError {
     /// [`LivenessError`]'s, not repeated as a source, so that the binary prints it once.
     #[error("invalid configuration: {0}")]
     Liveness(LivenessError),
+    #[error("could not start the webhook deliverer: {0}")]
+    Webhooks(#[from] TransportError),
     #[error("could not listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -92,6 +96,8 @@ pub struct RunningServer {
     pub engine: Engine,
     /// The participation records, when this server has a database.
     pub persistence: Option<Persistence>,
+    /// The webhook deliverer, when `--webhook-url` is set.
+    pub webhooks: Option<Addr<Deliverer>>,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown_timeout: Duration,
@@ -99,7 +105,8 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Graceful stop: members leave with `shutdown`, clients get 1012, the participation records
-    /// are flushed (what is left when the deadline passes is logged), then the listener closes.
+    /// are flushed and the webhooks delivered (what is left when the deadline passes is logged,
+    /// or stays in the shared store for another instance), then the listener closes.
     pub async fn shutdown(self) {
         let started = Instant::now();
         if tokio::time::timeout(self.shutdown_timeout, self.engine.shutdown())
@@ -108,14 +115,22 @@ impl RunningServer {
         {
             tracing::error!("graceful shutdown did not finish in time; stopping anyway");
         }
-        if let Some(persistence) = &self.persistence {
-            // The rest of the stop deadline, but at least a moment for a healthy database.
-            let deadline = self
-                .shutdown_timeout
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(500));
-            persistence.shutdown(deadline).await;
-        }
+        // The rest of the stop deadline, but at least a moment for a healthy database or receiver.
+        let deadline = self
+            .shutdown_timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(500));
+        let records = async {
+            if let Some(persistence) = &self.persistence {
+                persistence.shutdown(deadline).await;
+            }
+        };
+        let hooks = async {
+            if let Some(deliverer) = &self.webhooks {
+                stop_webhooks(deliverer, deadline).await;
+            }
+        };
+        futures_util::future::join(records, hooks).await;
         self.handle.stop(true).await;
         let _ = self.task.await;
     }
@@ -128,16 +143,31 @@ impl RunningServer {
     }
 }
 
+/// Delivers what is pending for at most `deadline`, then stops the deliverer.
+async fn stop_webhooks(deliverer: &Addr<Deliverer>, deadline: Duration) {
+    if tokio::time::timeout(deadline, deliverer.send(webhooks::Drain))
+        .await
+        .is_err()
+    {
+        tracing::warn!("webhooks: events still pending at the stop");
+    }
+    deliverer.do_send(webhooks::Stop);
+}
+
 /// Starts the engine and the HTTP server on `args.bind` (port 0 picks a free port). A configuration
-/// that must not run (`check_auth`, [`Liveness::from_args`]) is refused before anything opens.
+/// that must not run (`check_auth`, [`Liveness::from_args`], the webhook flags) is refused before
+/// anything opens.
 pub async fn start(args: &ServeArgs) -> Result<RunningServer, ServerError> {
     // The configuration first: nothing is opened for a server that must not start.
     check_auth(args)?;
     Liveness::from_args(args)?;
+    let hooks = check_webhooks(args)?;
     let settings = EngineSettings::from_args(args);
     let instance = InstanceId::new(settings.instance_name.clone());
     let persistence = Persistence::open(&args.database_url, PersistenceSettings::default()).await?;
     let (store, feed) = open_store(args, instance).await?;
+    // Before the engine starts: the members it reaps from dead instances are changes too.
+    store.keep_outbox(hooks.is_some());
     let engine =
         Engine::start_with_recorder(store, feed, &settings, Some(persistence.recorder())).await?;
     start_http_with(engine, Some(persistence), args).await
@@ -159,6 +189,12 @@ fn check_auth(args: &ServeArgs) -> Result<AuthSettings, ServerError> {
     Ok(settings)
 }
 
+/// The webhook settings, or the configuration error that names the flags.
+fn check_webhooks(args: &ServeArgs) -> Result<Option<webhooks::WebhookSettings>, ServerError> {
+    args.webhooks()
+        .map_err(|e| ServerError::Config(e.to_string()))
+}
+
 /// Serves an already started engine over HTTP, without a database.
 pub async fn start_http(engine: Engine, args: &ServeArgs) -> Result<RunningServer, ServerError> {
     start_http_with(engine, None, args).await
@@ -173,11 +209,13 @@ pub async fn start_http_with(
 ) -> Result<RunningServer, ServerError> {
     crate::metrics::install();
     let auth = Arc::new(Authenticator::from_settings(check_auth(args)?));
-    if let Some(jwks) = auth.jwks().cloned() {
-        // Fetched at once, so that the first sign-in does not wait for it.
-        actix_rt::spawn(async move { jwks.fetch().await });
+    if let Some(jwks) = auth.jwks() {
+        // Fetched before the first sign-in can ask (bounded by the fetch's own timeout; an
+        // endpoint that is down is asked again by the first token it must verify).
+        jwks.fetch().await;
     }
     Liveness::from_args(args)?;
+    let hooks = check_webhooks(args)?;
     let state = AppState {
         engine: engine.clone(),
         max_message_bytes: args.max_message_bytes,
@@ -212,6 +250,17 @@ pub async fn start_http_with(
         source,
     })?;
     let addr = server.addrs().first().copied().unwrap_or(args.bind);
+    let deliverer = match hooks {
+        Some(settings) => {
+            let store = engine.store().clone();
+            // Already on when [`start`] opened the store; an engine started elsewhere keeps
+            // what it changes from now on.
+            store.keep_outbox(true);
+            let outbox: Arc<dyn Outbox> = store;
+            Some(webhooks::start(outbox, &settings)?)
+        }
+        None => None,
+    };
     let server = server.run();
     let handle = server.handle();
     let task = tokio::task::spawn_local(server);
@@ -220,6 +269,7 @@ pub async fn start_http_with(
         addr,
         engine,
         persistence,
+        webhooks: deliverer,
         handle,
         task,
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),

@@ -560,3 +560,44 @@ fn every_metric_named_in_src_metrics_is_updated_somewhere() {
     let unused: Vec<&&str> = consts.iter().filter(|n| !updated(n)).collect();
     assert!(unused.is_empty(), "metrics never updated: {unused:?}");
 }
+
+/// The webhook metrics move with the events a receiver acknowledged: delivered and the latency
+/// histogram by the events sent, pending back to 0 once a read finds nothing left.
+#[actix_rt::test]
+async fn webhook_metrics_follow_the_deliveries() {
+    let _serial = SERIAL.lock().await;
+    let hooks_secret = "metrics-hooks-secret";
+    let receiver = support::webhooks::Receiver::start(hooks_secret).await;
+    let mut args = test_args();
+    args.webhook_url = Some(receiver.url.clone());
+    args.webhook_secret = Some(hooks_secret.to_owned());
+    let mut server = TestServer::start(args).await;
+    let before = scrape(server.addr).await;
+    let mut alice = WsClient::connect(&server.ws_url()).await;
+    // session_started, member_joined, leader_changed.
+    alice.join("metrics-hooks").await;
+    receiver
+        .wait_for(WAIT, "the join's three events", |events| events.len() == 3)
+        .await;
+    let delta = |after: &Exposition, name: &str| after.get(name, &[]) - before.get(name, &[]);
+    let after = scrape_until(server.addr, "three events delivered, none pending", |exp| {
+        delta(exp, "rollcall_webhook_events_delivered_total") == 3.0
+            && exp.get("rollcall_webhook_events_pending", &[]) == 0.0
+    })
+    .await;
+    assert_eq!(
+        delta(&after, "rollcall_webhook_delivery_latency_seconds_count"),
+        3.0
+    );
+    assert_eq!(delta(&after, "rollcall_webhook_events_retried_total"), 0.0);
+    assert_eq!(delta(&after, "rollcall_webhook_events_dropped_total"), 0.0);
+    for family in [
+        "rollcall_webhook_events_pending",
+        "rollcall_webhook_events_delivered_total",
+        "rollcall_webhook_delivery_latency_seconds",
+    ] {
+        assert!(after.helps.contains(family), "no HELP for {family}");
+    }
+    drop(alice);
+    server.shutdown().await;
+}

@@ -151,7 +151,12 @@ impl Jwks {
     /// Fetches the keys again, unless another fetch of this kind started within the last
     /// [`REFETCH_INTERVAL`] (or is running: then this waits for it).
     async fn refetch(&self) -> bool {
+        let asked = Instant::now();
         let mut last = self.last_fetch.lock().await;
+        if self.current().fetched_at.is_some_and(|at| at > asked) {
+            // A fetch (the start-up one, say) finished while this waited: its keys are the news.
+            return true;
+        }
         if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
             return false;
         }

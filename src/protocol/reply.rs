@@ -47,6 +47,10 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
         session: SessionId,
+        /// The version of the change that removed the member: every change before it has been
+        /// sent to the member, none after. Absent when the store had no such member.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
     },
     Members {
         #[serde(skip_serializing_if = "Option::is_none")]

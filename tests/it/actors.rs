@@ -105,7 +105,7 @@ impl Probe {
             .send(leave)
             .await
             .expect("the session actor answers");
-        result.map_err(|e| e.code)
+        result.map(|_version| ()).map_err(|e| e.code)
     }
 
     async fn read(&self) -> Result<SessionView, ErrorCode> {

@@ -218,10 +218,10 @@ async fn a_stop_answers_the_queued_requests_and_leaves_no_member_behind() {
     };
     let (joined, left, ()) = tokio::join!(futures_util::future::join_all(joins), leave, stop);
 
-    assert_eq!(
-        left.expect("the actor answers"),
-        Ok(()),
-        "the queued leave is done"
+    let left = left.expect("the actor answers");
+    assert!(
+        left.is_ok(),
+        "the queued leave is done, written or removed by the stop: {left:?}"
     );
     let refused = joined.iter().filter(|r| r.is_err()).count();
     println!("figure: {refused} of {JOINERS} joins refused by the stop");

@@ -1,5 +1,6 @@
-//! Start-up refuses liveness settings that do not work together (`rollcall::liveness`): the binary
-//! exits non-zero with one message naming both settings, before it opens anything.
+//! Start-up refuses liveness settings that do not work together (`rollcall::liveness`), and a
+//! webhook URL without its secret: the binary exits non-zero with one message naming both
+//! settings, before it opens anything.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ fn run(flags: &[&str], env: &[(&str, &str)]) -> Output {
         "ROLLCALL_LEASE_MS",
         "ROLLCALL_CLIENT_PING_MS",
         "ROLLCALL_CLIENT_TIMEOUT_MS",
+        "ROLLCALL_WEBHOOK_URL",
+        "ROLLCALL_WEBHOOK_SECRET",
     ] {
         command.env_remove(var);
     }
@@ -94,6 +97,18 @@ fn a_client_ping_as_long_as_the_timeout_stops_the_start_from_the_environment_too
         &[
             "--client-ping-ms (ROLLCALL_CLIENT_PING_MS) = 20000",
             "--client-timeout-ms (ROLLCALL_CLIENT_TIMEOUT_MS) = 20000",
+        ],
+    );
+}
+
+#[test]
+fn a_webhook_url_without_a_secret_stops_the_start_naming_both() {
+    let output = run(&[], &[("ROLLCALL_WEBHOOK_URL", "http://127.0.0.1:9/hooks")]);
+    assert_refused(
+        &output,
+        &[
+            "--webhook-url (ROLLCALL_WEBHOOK_URL) needs --webhook-secret (ROLLCALL_WEBHOOK_SECRET)",
+            "invalid configuration",
         ],
     );
 }

@@ -107,8 +107,12 @@ impl ConnectionActor {
                     reason: LeaveReason::Left,
                     socket: Some(self.socket),
                 };
-                self.ask(&addr, leave, id.clone(), ctx, move |_, ()| {
-                    Some(ServerMessage::Left { id, session })
+                self.ask(&addr, leave, id.clone(), ctx, move |_, version| {
+                    Some(ServerMessage::Left {
+                        id,
+                        session,
+                        version,
+                    })
                 });
             }
             Request::Profile { name, avatar } => {

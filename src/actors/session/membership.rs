@@ -40,7 +40,7 @@ pub(super) enum Queued {
     },
     Leave {
         msg: Leave,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: oneshot::Sender<Result<Option<u64>, ApiError>>,
         /// The socket was lost without a clean end: the member becomes `reconnecting` for the
         /// grace instead of leaving.
         suspend: bool,
@@ -81,7 +81,7 @@ impl MembershipQueue {
                 }
                 Queued::Leave { reply, .. } => {
                     leaves = true;
-                    let _ = reply.send(Ok(()));
+                    let _ = reply.send(Ok(None));
                 }
             }
         }
@@ -113,9 +113,10 @@ impl Handler<JoinLocal> for SessionActor {
     }
 }
 
-/// End one local membership.
+/// End one local membership. Answers the version of the change that removed the member, when
+/// the store made one: the member has been sent every change before it.
 #[derive(Message)]
-#[rtype(result = "Result<(), ApiError>")]
+#[rtype(result = "Result<Option<u64>, ApiError>")]
 pub struct Leave {
     pub connection: ConnectionId,
     pub reason: LeaveReason,
@@ -125,7 +126,7 @@ pub struct Leave {
 }
 
 impl Handler<Leave> for SessionActor {
-    type Result = ResponseFuture<Result<(), ApiError>>;
+    type Result = ResponseFuture<Result<Option<u64>, ApiError>>;
 
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
         self.end_local(msg, false, ctx)
@@ -144,7 +145,8 @@ impl Handler<Lost> for SessionActor {
 
     fn handle(&mut self, Lost(msg): Lost, ctx: &mut Context<Self>) -> Self::Result {
         let suspend = !self.resume_grace.is_zero();
-        self.end_local(msg, suspend, ctx)
+        let ended = self.end_local(msg, suspend, ctx);
+        Box::pin(async move { ended.await.map(|_| ()) })
     }
 }
 
@@ -173,7 +175,7 @@ impl SessionActor {
         msg: Leave,
         suspend: bool,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<(), ApiError>> {
+    ) -> ResponseFuture<Result<Option<u64>, ApiError>> {
         let carried_by_another = self.local.get(&msg.connection).is_some_and(|local| {
             msg.socket.is_some() && local.socket.is_some() && local.socket != msg.socket
         });
@@ -181,11 +183,16 @@ impl SessionActor {
             let not_member = ApiError::not_member(&self.session);
             return Box::pin(async move { Err(not_member) });
         }
-        // What was queued while it was here still reaches it; the others keep their window.
-        self.write_held_for(&msg.connection);
-        if self.local.remove(&msg.connection).is_none() {
+        let Some(local) = self.local.remove(&msg.connection) else {
             let not_member = ApiError::not_member(&self.session);
             return Box::pin(async move { Err(not_member) });
+        };
+        if suspend {
+            // Its socket is gone: what was queued for it goes now, and nothing more.
+            super::outbox::send_held(&self.outbox, &msg.connection, &local);
+        } else {
+            // It still hears every change made before its leave ([`SessionActor::departing`]).
+            self.departing.insert(msg.connection.clone(), local);
         }
         let (reply, done) = oneshot::channel();
         self.enqueue(
@@ -467,7 +474,7 @@ impl SessionActor {
     fn leave_one(
         &mut self,
         msg: Leave,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: oneshot::Sender<Result<Option<u64>, ApiError>>,
         ctx: &mut Context<Self>,
     ) {
         let store = self.store.clone();
@@ -477,17 +484,33 @@ impl SessionActor {
             .then(|| plan::leave(&self.view, &connection, msg.reason))
             .flatten();
         let reason = msg.reason;
+        // The actor handles nothing else until this leave is done, so this stays its version.
+        let known = self.view.version;
         ctx.wait(
             async move {
-                match plan {
+                let left = match plan {
                     Some(plan) => store.leave_planned(&session, &connection, reason, plan),
                     None => store.leave(&session, &connection, reason),
                 }
-                .await
+                .await?;
+                // Another instance's changes came first: the leaver hears them before its `left`.
+                let missed = match &left {
+                    Some(change) if change.version > known + 1 => {
+                        store.changes_since(&session, known).await.ok().flatten()
+                    }
+                    _ => None,
+                };
+                Ok((left, missed))
             }
             .into_actor(self)
-            .map(move |result, act, ctx| {
-                let _ = reply.send(act.finish_leave(msg, result, ctx));
+            .map(move |result: StoreResult<_>, act, ctx| {
+                let left = result.map(|(left, missed)| {
+                    if let Some(missed) = missed {
+                        act.apply_all(&missed, ctx);
+                    }
+                    left
+                });
+                let _ = reply.send(act.finish_leave(msg, left, ctx));
                 act.schedule_write(ctx);
             }),
         );
@@ -498,12 +521,12 @@ impl SessionActor {
     fn suspend_one(
         &mut self,
         msg: Leave,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: oneshot::Sender<Result<Option<u64>, ApiError>>,
         ctx: &mut Context<Self>,
     ) {
         if self.local.contains_key(&msg.connection) {
             // Resumed on a new socket here before the loss was written: nothing was lost.
-            let _ = reply.send(Ok(()));
+            let _ = reply.send(Ok(None));
             self.schedule_write(ctx);
             return;
         }
@@ -531,14 +554,16 @@ impl SessionActor {
         msg: Leave,
         result: StoreResult<Option<Change>>,
         ctx: &mut Context<Self>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<u64>, ApiError> {
+        let connection = msg.connection.clone();
         let outcome = match result {
             Ok(Some(change)) => {
                 self.record(&change);
+                // Applying it lets the leaver go, after every change before it.
                 self.absorb(&change, ctx);
-                Ok(())
+                Ok(Some(change.version))
             }
-            Ok(None) => Ok(()),
+            Ok(None) => Ok(None),
             Err(e) => {
                 log_store_failure!(
                     e,
@@ -554,6 +579,10 @@ impl SessionActor {
                 Err(ApiError::from(e))
             }
         };
+        // Not let go by its own change (none, not applied yet, or a failed write): it hears no more.
+        if let Some(departed) = self.departing.remove(&connection) {
+            super::outbox::send_held(&self.outbox, &connection, &departed);
+        }
         self.report_count();
         outcome
     }

@@ -109,6 +109,11 @@ pub struct SessionActor {
     counts: CountsTracker,
     counts_pacing: CountsPacing,
     local: HashMap<ConnectionId, LocalMember>,
+    /// Members whose leave is on its way to the store: no longer local (no requests, not counted),
+    /// they still hear every change made before their leave, which the store may order after
+    /// changes this actor has not applied yet (another member's leave in the same batch, or
+    /// another instance's change).
+    departing: HashMap<ConnectionId, LocalMember>,
     /// Local connections whose removal the store has not confirmed yet (it was unreachable).
     pending_removals: Vec<PendingRemoval>,
     /// Joins and leaves waiting for the store.
@@ -153,6 +158,7 @@ impl SessionActor {
             counts: CountsTracker::default(),
             counts_pacing: CountsPacing::default(),
             local: HashMap::new(),
+            departing: HashMap::new(),
             pending_removals: Vec::new(),
             membership: membership::MembershipQueue::default(),
             clock: WallClock::system(),
@@ -288,6 +294,7 @@ impl SessionActor {
         self.view.apply(change);
         self.counts.apply(change);
         self.let_kicked_go(change);
+        self.let_departed_go(change);
         for event in &change.events {
             if let Event::MemberUpdated { member } = event {
                 self.hand_over_if_resumed_elsewhere(&member.connection);
@@ -315,6 +322,21 @@ impl SessionActor {
             self.counts_changed(ctx);
         }
         self.after_change(change);
+    }
+
+    /// Members whose own leave `change` is stop hearing the session here: they have heard every
+    /// change before it.
+    fn let_departed_go(&mut self, change: &Change) {
+        if self.departing.is_empty() {
+            return;
+        }
+        for event in &change.events {
+            if let Event::MemberLeft { connection, .. } = event
+                && let Some(departed) = self.departing.remove(connection)
+            {
+                outbox::send_held(&self.outbox, connection, &departed);
+            }
+        }
     }
 
     /// Applies changes read from the store's log, in order.

@@ -128,7 +128,7 @@ impl SessionActor {
     /// Writes what is held for one member, which is about to leave: the rest waits for the window.
     pub(super) fn write_held_for(&self, connection: &ConnectionId) {
         if let Some(local) = self.local.get(connection) {
-            send(local, frames_for(&self.outbox.held, connection, local));
+            send_held(&self.outbox, connection, local);
         }
     }
 
@@ -144,12 +144,18 @@ impl SessionActor {
 
     fn write(&self, frames: &[Outgoing]) {
         let mut shared = SharedMessage::default();
-        for (connection, local) in &self.local {
+        for (connection, local) in self.local.iter().chain(&self.departing) {
             if let Some(message) = shared.for_member(frames, connection, local) {
                 local.client.do_send(message);
             }
         }
     }
+}
+
+/// Writes what is held for one member that is no longer local: its socket is gone, or its leave
+/// is written.
+pub(super) fn send_held(outbox: &Outbox, connection: &ConnectionId, member: &LocalMember) {
+    send(member, frames_for(&outbox.held, connection, member));
 }
 
 /// Builds the message of each member in turn, and hands the one built for the member before

@@ -161,6 +161,25 @@ impl Handler<Reconcile> for SessionActor {
     }
 }
 
+impl SessionActor {
+    /// Local members whose connection actor is gone without a leave (it stopped while their join
+    /// was on its way, after the join looked at it): lost like any socket that ends without a
+    /// close, at the next heartbeat.
+    fn lose_vanished_sockets(&mut self, ctx: &mut Context<Self>) {
+        let vanished: Vec<(ConnectionId, Option<crate::actors::SocketId>)> = self
+            .local
+            .iter()
+            .filter(|(_, local)| !local.client.connected())
+            .map(|(connection, local)| (connection.clone(), local.socket))
+            .collect();
+        for (connection, socket) in vanished {
+            tracing::debug!(session = %self.session, %connection,
+                "the member's socket is gone without a leave; it is lost");
+            self.lose_orphan(connection, socket, ctx);
+        }
+    }
+}
+
 /// Compare what the store lists under this instance with what the actor holds (every heartbeat).
 /// A difference, or a removal the store has not confirmed yet, makes the actor reconcile, so a
 /// member listed here that nobody holds is gone within one heartbeat of the store answering.
@@ -171,7 +190,8 @@ pub struct Audit;
 impl Handler<Audit> for SessionActor {
     type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, _msg: Audit, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _msg: Audit, ctx: &mut Context<Self>) -> Self::Result {
+        self.lose_vanished_sockets(ctx);
         let store = self.store.clone();
         let session = self.session.clone();
         let expected = (self.local.len() + self.membership.leaving().count()) as u64;

@@ -13,6 +13,7 @@ pub mod redis;
 pub mod server;
 pub mod stand_in;
 pub mod urls;
+pub mod webhooks;
 pub mod ws;
 
 use std::time::Duration;
