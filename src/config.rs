@@ -95,6 +95,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_key: Vec<String>,
+    /// Bearer token that `/metrics` requires (`Authorization: Bearer <token>`); unset = open.
+    #[arg(long, env = "ROLLCALL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// JWKS endpoint of an identity provider whose tokens (RS256/384/512, ES256/384, EdDSA) sign
     /// users in; fetched, cached, and fetched again for an unknown `kid` at most once per 10 s.
     #[arg(long, env = "ROLLCALL_JWT_JWKS_URL")]

@@ -29,6 +29,7 @@ pub mod engine;
 pub mod http;
 pub mod ids;
 pub mod liveness;
+pub mod log_limit;
 pub mod metrics;
 pub mod model;
 pub mod persistence;

@@ -229,11 +229,14 @@ pub async fn start_http_with(
         auth,
         persistence: persistence.clone(),
         api_keys: Arc::new(http::server_api::ApiKeys::new(&args.api_key)),
+        metrics_token: Arc::new(http::server_api::ApiKeys::new(
+            args.metrics_token.as_slice(),
+        )),
     };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
-            .configure(http::configure)
+            .configure(|cfg| http::configure(cfg, &state.allowed_origins))
     })
     .disable_signals()
     // Every frame is small and latency-bound: Nagle would hold a frame that follows another

@@ -6,6 +6,9 @@
 //! `/api/me/sessions` only ever shows the token user's own rows, and of a scoped token only those
 //! of the sessions it lists.
 
+use std::time::Duration;
+
+use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -15,6 +18,7 @@ use super::AppState;
 use super::error::HttpError;
 use crate::actors::supervisor::GetHealth;
 use crate::auth::{AuthError, Claims};
+use crate::log_limit::LogLimiter;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::validate;
 
@@ -29,10 +33,24 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-pub async fn metrics() -> HttpResponse {
-    HttpResponse::Ok()
+/// `GET /metrics`; with `--metrics-token`, only for `Authorization: Bearer <token>` (compared in
+/// constant time), else 401.
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    if state.metrics_token.enabled() {
+        let presented = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        if !presented.is_some_and(|token| state.metrics_token.accepts(token)) {
+            return Err(HttpError::MetricsToken);
+        }
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render())
+        .body(crate::metrics::render()))
 }
 
 /// A time as an RFC 3339 UTC string, with milliseconds.
@@ -40,6 +58,8 @@ pub fn rfc3339_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// `GET /readyz`: the state of each part, never an error's text (a database driver's message can
+/// name hosts, users and versions); that goes to the log, at most once per [`READYZ_LOG_EVERY`].
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let Ok(health) = state.engine.supervisor().send(GetHealth).await else {
         return HttpResponse::ServiceUnavailable().json(json!({"status": "stopping"}));
@@ -50,12 +70,23 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     let database_up = database.as_ref().is_none_or(|db| db.up);
     let ready = health.store_reachable && health.lease_held && !health.shutting_down && database_up;
+    if !ready {
+        crate::log_limited!(
+            limiter: READYZ_LOG,
+            tracing::Level::WARN,
+            store = health.store,
+            store_reachable = health.store_reachable,
+            lease_held = health.lease_held,
+            shutting_down = health.shutting_down,
+            database_error = database.as_ref().and_then(|db| db.last_error.as_deref()),
+            "not ready"
+        );
+    }
     let database = match database {
         Some(db) => json!({
             "kind": db.backend,
             "state": if db.up { "up" } else { "down" },
             "pending_writes": db.pending + db.in_flight,
-            "error": db.last_error,
         }),
         None => json!({"kind": null, "state": "none"}),
     };
@@ -75,6 +106,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// How often a failing `/readyz` may log why: probes come every few seconds for as long as the
+/// outage lasts.
+pub const READYZ_LOG_EVERY: Duration = Duration::from_secs(30);
+static READYZ_LOG: LogLimiter = LogLimiter::new(1, READYZ_LOG_EVERY);
 
 pub async fn session(
     req: HttpRequest,
@@ -137,7 +173,7 @@ pub async fn session(
             tracing::debug!(error = %e, "session record unavailable; answering from the store");
             view.ended_at.map(rfc3339)
         }
-        Err(e) => return Err(HttpError::api(ErrorCode::Unavailable, e.to_string())),
+        Err(e) => return Err(database_unavailable(&e)),
     };
     Ok(HttpResponse::Ok().json(body(ended_at)))
 }
@@ -185,7 +221,7 @@ pub async fn my_sessions(
     let rows = persistence
         .read(move |db| db.participations(&user, scope.as_deref(), limit))
         .await
-        .map_err(|e| HttpError::api(ErrorCode::Unavailable, e.to_string()))?;
+        .map_err(|e| database_unavailable(&e))?;
     let ids: Vec<String> = rows.iter().map(|r| r.session.clone()).collect();
     // One batched read of the live counts; without the store the rows still answer.
     let live = if ids.is_empty() {
@@ -216,4 +252,14 @@ pub async fn my_sessions(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
+}
+
+/// 503 `unavailable` for a failed database read: the driver's text (hosts, users, versions) goes
+/// to the log, not to the client.
+fn database_unavailable(error: &dyn std::fmt::Display) -> HttpError {
+    crate::log_limited!(tracing::Level::WARN, error = %error, "database read failed");
+    HttpError::api(
+        ErrorCode::Unavailable,
+        "the database is unreachable; try again later",
+    )
 }

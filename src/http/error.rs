@@ -2,7 +2,7 @@
 //! turns the error into `{"error": {"code", "message"}}` with the status that fits it.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::WWW_AUTHENTICATE;
+use actix_web::http::header::{ALLOW, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -27,6 +27,15 @@ pub enum HttpError {
     /// The server API's key is missing or wrong: 401 (no bearer challenge: a token never helps).
     #[error("{0}")]
     ApiKey(String),
+    /// A known path asked with a method it does not answer: 405 with `Allow` listing those it does.
+    #[error("this path answers {allow} only")]
+    MethodNotAllowed { allow: &'static str },
+    /// `/metrics` without the bearer token of `--metrics-token`: 401 with a bearer challenge.
+    #[error("/metrics needs the metrics token as a bearer token")]
+    MetricsToken,
+    /// A CORS preflight from an origin, or for a method or header, that `/api/*` does not allow.
+    #[error("this origin, method or header may not make cross-origin requests here")]
+    CorsRefused,
 }
 
 impl HttpError {
@@ -40,7 +49,9 @@ impl HttpError {
             HttpError::Unauthorized(e) => e.code(),
             HttpError::NotFound(_) => "not_found",
             HttpError::UnsupportedWebSocketVersion => "bad_request",
-            HttpError::ApiKey(_) => "unauthorized",
+            HttpError::ApiKey(_) | HttpError::MetricsToken => "unauthorized",
+            HttpError::MethodNotAllowed { .. } => "method_not_allowed",
+            HttpError::CorsRefused => "forbidden",
         }
     }
 }
@@ -57,7 +68,11 @@ impl ResponseError for HttpError {
                 ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            HttpError::Unauthorized(_) | HttpError::ApiKey(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Unauthorized(_) | HttpError::ApiKey(_) | HttpError::MetricsToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::CorsRefused => StatusCode::FORBIDDEN,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::UnsupportedWebSocketVersion => StatusCode::UPGRADE_REQUIRED,
         }
@@ -70,8 +85,11 @@ impl ResponseError for HttpError {
         };
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            HttpError::Unauthorized(_) => {
+            HttpError::Unauthorized(_) | HttpError::MetricsToken => {
                 response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+            }
+            HttpError::MethodNotAllowed { allow } => {
+                response.insert_header((ALLOW, *allow));
             }
             HttpError::UnsupportedWebSocketVersion => {
                 response.insert_header(("Sec-WebSocket-Version", "13"));

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_web_actors::ws;
 
 use super::AppState;
+use super::conventions::origin_listed;
 use super::error::HttpError;
 use crate::actors::connection::ConnectionActor;
 use crate::protocol::error::ErrorCode;
@@ -21,7 +22,9 @@ pub async fn upgrade(
             "this origin may not open a WebSocket here",
         ));
     }
-    let identity = state.auth.identify(&req).await?;
+    let identity = state.auth.identify(&req).await.inspect_err(|e| {
+        crate::log_limited!(tracing::Level::DEBUG, error = %e, "WebSocket upgrade refused");
+    })?;
     let permit = state
         .engine
         .admission()
@@ -58,6 +61,5 @@ fn origin_allowed(req: &HttpRequest, allowed: &[String]) -> bool {
     req.headers()
         .get(actix_web::http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .map(|origin| origin.trim_end_matches('/'))
-        .is_some_and(|origin| allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)))
+        .is_some_and(|origin| origin_listed(origin, allowed))
 }

@@ -15,6 +15,7 @@ mod config_checks;
 mod grace;
 mod history;
 mod hostile_input;
+mod http_conventions;
 mod idle_memory;
 mod idp;
 mod large_sessions;

@@ -212,9 +212,10 @@ impl ConnectionActor {
             }
             Verdict::Close => {
                 ::metrics::counter!(metrics::RATE_LIMITED).increment(1);
-                tracing::warn!(
+                crate::log_limited!(
+                    tracing::Level::WARN,
                     connection = %self.id,
-                    "connection keeps flooding; closing with 1008",
+                    "connection keeps flooding; closing with 1008"
                 );
                 // Queued behind the replies already produced, so the client reads them all first.
                 self.closing = Closing::Queued { client_done: false };
@@ -236,7 +237,13 @@ impl ConnectionActor {
         why: impl std::fmt::Display,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        tracing::debug!(connection = %self.id, code = u16::from(code), %why, "closing the connection");
+        crate::log_limited!(
+            tracing::Level::DEBUG,
+            connection = %self.id,
+            code = u16::from(code),
+            %why,
+            "closing the connection"
+        );
         let reason = ws::CloseReason {
             code,
             description: None,
@@ -298,7 +305,11 @@ impl ConnectionActor {
         }
         self.closing = Closing::Sent;
         ctx.run_later(CLOSE_HANDSHAKE_TIMEOUT, |act, ctx| {
-            tracing::info!(connection = %act.id, "client did not answer the close in time; dropping it");
+            crate::log_limited!(
+                tracing::Level::INFO,
+                connection = %act.id,
+                "client did not answer the close in time; dropping it"
+            );
             ctx.stop();
         });
     }
@@ -315,8 +326,12 @@ impl ConnectionActor {
             match act.settings.client_timeout.checked_sub(silent) {
                 Some(left) if !left.is_zero() => act.check_liveness_in(left, ctx),
                 _ => {
-                    tracing::info!(connection = %act.id, silent_ms = silent.as_millis() as u64,
-                        "client silent for the timeout; closing");
+                    crate::log_limited!(
+                        tracing::Level::INFO,
+                        connection = %act.id,
+                        silent_ms = silent.as_millis() as u64,
+                        "client silent for the timeout; closing"
+                    );
                     act.end_reason = LeaveReason::Timeout;
                     ctx.stop();
                 }
@@ -332,6 +347,12 @@ impl ConnectionActor {
             Ok((id, request)) => self.request(id, request, ctx),
             Err(rejected) => {
                 self.first_request = false;
+                crate::log_limited!(
+                    tracing::Level::DEBUG,
+                    connection = %self.id,
+                    code = rejected.error.code.as_str(),
+                    "request refused"
+                );
                 self.send_error(ctx, rejected.id, &rejected.error)
             }
         }

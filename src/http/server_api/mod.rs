@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::conventions::{get, post};
 use super::error::HttpError;
 use crate::actors::supervisor::{BackendChange, BackendMessage};
 use crate::ids::SessionId;
@@ -36,13 +37,13 @@ pub const MAX_KICK_ID: usize = 128;
 pub const LIST_DEFAULT_LIMIT: usize = 100;
 pub const LIST_MAX_LIMIT: usize = 1000;
 
-/// Registers the routes.
+/// Registers the routes, inside the `/api` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/server/sessions/{id}/publish", web::post().to(publish))
-        .route("/api/server/sessions/{id}/kick", web::post().to(kick))
-        .route("/api/server/sessions/{id}/end", web::post().to(end))
-        .route("/api/server/presence", web::post().to(presence))
-        .route("/api/server/sessions", web::get().to(list));
+    cfg.service(post("/server/sessions/{id}/publish", publish))
+        .service(post("/server/sessions/{id}/kick", kick))
+        .service(post("/server/sessions/{id}/end", end))
+        .service(post("/server/presence", presence))
+        .service(get("/server/sessions", list));
 }
 
 /// The key check, then the session id of the path.

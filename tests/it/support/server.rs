@@ -187,3 +187,54 @@ pub async fn http_get_text(
         Err(_) => panic!("GET {path} did not answer within {WAIT:?}"),
     }
 }
+
+/// What [`http_request`] got back: the status, the headers and the body as text.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of header `name`, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Any `method` on `path` with extra `headers` and no body, for the tests of the HTTP conventions
+/// (`HEAD`, 405, CORS preflights).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpAnswer {
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .unwrap_or_else(|e| panic!("{method:?} is not a method: {e}"));
+    let mut request =
+        reqwest::Client::new().request(method.clone(), format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let exchange = async {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        Ok::<_, reqwest::Error>(HttpAnswer {
+            status,
+            headers,
+            body: response.text().await?,
+        })
+    };
+    match tokio::time::timeout(WAIT, exchange).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => panic!("{method} {path} failed: {e}"),
+        Err(_) => panic!("{method} {path} did not answer within {WAIT:?}"),
+    }
+}

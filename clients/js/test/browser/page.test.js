@@ -105,6 +105,25 @@ describe("the page", () => {
     assert.equal(missing.body?.error?.code, "not_found");
   });
 
+  test("the page runs under its Content-Security-Policy with nothing refused", async () => {
+    const index = await getJson(`${server.http}/`);
+    const csp = index.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /default-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    const before = pageErrors.length;
+    const page = await open("?session=policy&name=Ada");
+    await waitConnected(page);
+    await waitMembers(page, 1);
+    // The favicon, the style sheet, the import map and the modules all loaded.
+    assert.notEqual(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), "rgba(0, 0, 0, 0)");
+    const favicon = await page.evaluate(async () => (await fetch("/assets/favicon.svg")).status);
+    assert.equal(favicon, 200);
+    const refused = pageErrors.slice(before).filter((e) => /Content Security Policy|Refused to/i.test(e));
+    assert.deepEqual(refused, [], "the policy refused part of the page");
+    await page.context().close();
+  });
+
   test("two pages see each other and their messages; a closed page leaves within 1 s; the leader's page closing hands over", async () => {
     const ada = await open("?session=garden&name=Ada");
     await waitConnected(ada);

@@ -1479,7 +1479,7 @@ where
                     // keep-alive and stream errors
                     if state_is_none && inner_p.write_buf.is_empty() {
                         if let Some(err) = inner_p.error.take() {
-                            error!("stream error: {}", &err);
+                            tracing::debug!("stream error: {}", &err);
                             return Poll::Ready(Err(err));
                         }
 

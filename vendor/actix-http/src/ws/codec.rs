@@ -261,7 +261,7 @@ impl Decoder for Codec {
                     }
                 }
                 _ => {
-                    tracing::error!("Unfinished fragment {opcode:?}");
+                    tracing::debug!("Unfinished fragment {opcode:?}");
                     Err(ProtocolError::ContinuationFragment(opcode))
                 }
             };
