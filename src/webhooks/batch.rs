@@ -177,4 +177,4 @@ pub fn plan(
 
 #[cfg(test)]
 #[path = "batch_tests.rs"]
-mod tests;
+pub(super) mod tests;

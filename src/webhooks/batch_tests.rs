@@ -2,8 +2,8 @@ use super::*;
 use crate::model::{Change, Event};
 
 /// An entry of `n` leader changes (no member counts involved), versions `first..first + n`, one
-/// event each.
-fn entry(at: i64, first: u64, n: u64) -> OutboxEntry {
+/// event each (the deliverer's tests use it too).
+pub(in crate::webhooks) fn entry(at: i64, first: u64, n: u64) -> OutboxEntry {
     OutboxEntry {
         at,
         members: 1,

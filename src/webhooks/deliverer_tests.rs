@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::*;
-use crate::model::{Change, Event};
+
 use crate::store::{OutboxEntry, PendingSession, StoreResult};
 use crate::webhooks::transport::TransportError;
 
@@ -53,26 +53,11 @@ impl FakeOutbox {
         let next = state.next_version.entry(session.to_owned()).or_insert(1);
         let first = *next;
         *next += n;
-        let changes = (first..first + n)
-            .map(|version| Change {
-                version,
-                leader: None,
-                epoch: version,
-                events: vec![Event::LeaderChanged {
-                    leader: None,
-                    epoch: version,
-                }],
-            })
-            .collect();
         state
             .sessions
             .entry(session.to_owned())
             .or_default()
-            .push_back(OutboxEntry {
-                at,
-                members: 1,
-                changes,
-            });
+            .push_back(crate::webhooks::batch::tests::entry(at, first, n));
     }
 
     fn entries(&self) -> usize {
