@@ -15,7 +15,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 
 use super::{Broadcast, BroadcastBody, StoreResult};
 use crate::model::{Change, Counts};
@@ -84,21 +83,21 @@ pub trait Directory: Send + Sync {
     async fn tidy_directory(&self) -> StoreResult<usize>;
 }
 
-/// An outbox entry as a Lua script writes it: `{"at","members","changes":[Broadcast...]}`.
-#[derive(Deserialize)]
-struct StoredEntry {
-    at: i64,
-    members: u64,
-    changes: Vec<Broadcast>,
-}
-
 impl OutboxEntry {
-    /// Reads an entry in the stored form the Redis scripts write.
-    pub fn from_stored(json: &[u8]) -> Result<OutboxEntry, String> {
-        let stored: StoredEntry =
-            serde_json::from_slice(json).map_err(|e| format!("outbox entry: {e}"))?;
-        let changes = stored
-            .changes
+    /// Reads an entry as the Redis scripts keep it: a header `<at> <members>`, and the JSON of
+    /// the step's change broadcast, or of the array of its change broadcasts.
+    pub fn from_stored(header: &[u8], changes: &[u8]) -> Result<OutboxEntry, String> {
+        let header = std::str::from_utf8(header).map_err(|_| "outbox header: not UTF-8")?;
+        let (at, members) = header
+            .split_once(' ')
+            .and_then(|(at, members)| Some((at.parse().ok()?, members.parse().ok()?)))
+            .ok_or_else(|| format!("outbox header {header:?}"))?;
+        let broadcasts: Vec<Broadcast> = match changes.first() {
+            Some(b'[') => serde_json::from_slice(changes),
+            _ => serde_json::from_slice(changes).map(|one| vec![one]),
+        }
+        .map_err(|e| format!("outbox entry: {e}"))?;
+        let changes = broadcasts
             .into_iter()
             .map(|broadcast| match broadcast.body {
                 BroadcastBody::Change(change) => Ok(change),
@@ -106,8 +105,8 @@ impl OutboxEntry {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(OutboxEntry {
-            at: stored.at,
-            members: stored.members,
+            at,
+            members,
             changes,
         })
     }

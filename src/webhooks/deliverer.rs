@@ -31,9 +31,11 @@ use crate::metrics::{
 };
 use crate::store::{Outbox, StoreError};
 
-/// Sessions read per step, and entries per session: enough to fill a batch of 100 events.
+/// Sessions read per step, and entries per session. Every entry holds at least one event, so a
+/// few sessions' heads fill a batch of 100 events; reading more than a batch holds would make
+/// Redis send entries again and again while a busy session's outbox drains.
 const READ_SESSIONS: usize = 100;
-const READ_PER_SESSION: usize = 100;
+const READ_PER_SESSION: usize = 8;
 
 /// How the deliverer paces itself.
 #[derive(Clone, Debug)]
@@ -45,6 +47,9 @@ pub struct DeliverySettings {
     pub lease: Duration,
     /// Pause between reads while there is nothing to deliver.
     pub idle_poll: Duration,
+    /// Pause after a batch that was not full: more events gather for the next one, so that a
+    /// steady trickle costs fewer reads and posts. The added latency is at most this.
+    pub gather: Duration,
     /// Longest wait for the receiver's answer.
     pub timeout: Duration,
     /// First retry delay; doubles with every failure of one batch, up to `max_retry`.
@@ -58,6 +63,7 @@ impl Default for DeliverySettings {
             retention: Duration::from_millis(3_600_000),
             lease: Duration::from_secs(5),
             idle_poll: Duration::from_millis(300),
+            gather: Duration::from_millis(50),
             timeout: Duration::from_secs(10),
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(60),
@@ -404,8 +410,14 @@ impl Deliverer {
                 self.schedule(ctx, idle);
             }
             Outcome::Delivered(batch) => {
+                let full = batch.events.len() >= crate::webhooks::batch::MAX_EVENTS;
                 self.progress.delivered(&batch);
-                self.schedule(ctx, Duration::ZERO);
+                let next = if full {
+                    Duration::ZERO
+                } else {
+                    self.steps.settings.gather
+                };
+                self.schedule(ctx, next);
             }
             Outcome::Again => self.schedule(ctx, Duration::ZERO),
             Outcome::Failed(current, delay) => {

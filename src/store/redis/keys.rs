@@ -14,7 +14,7 @@
 //! | `P:{s:<id>}:log` | list | the last 64 published changes, newest first, consecutive versions (gap repair without reading every member) |
 //! | `P:{s:<id>}:stream` | hash | the session's message stream ([`crate::store::history`]): `id` (random, new whenever the stream starts afresh), `offset` (the latest message's), `until` (when it and the history expire, Redis ms); expires between `--history-ttl-ms` and twice that after the last message |
 //! | `P:{s:<id>}:history` | list | the latest `--history-size` messages (and up to 16 more before a trim), newest first, consecutive offsets ending at the stream's `offset`: JSON of [`crate::store::StoredMessage`]; same expiry as the stream |
-//! | `P:{s:<id>}:outbox` | list | while webhooks are on: each step's changes kept for the backend, oldest first, until delivered ([`crate::store::outbox`]) |
+//! | `P:{s:<id>}:outbox` | list | while webhooks are on: each step kept for the backend, oldest first, until delivered, as two items: `<at> <members>` and its change broadcast (or array of them) ([`crate::store::outbox`]) |
 //! | `P:{i:<incarnation>}:sessions` | set | sessions in which the instance has (or had) members |
 //! | `P:{i:<incarnation>}:claim` | string | who reaps this (dead) instance, with a short TTL |
 //! | `P:{g}:leases` | zset | incarnation scored by lease expiry (Redis time, ms) |

@@ -120,10 +120,11 @@ impl RedisStore {
         sessions: &[String],
         per_session: usize,
     ) -> Result<Vec<Vec<OutboxEntry>>> {
+        // Two list items an entry: its header and its changes (`keep_for_delivery`).
         let reads = sessions.iter().map(|session| {
             let key = self.keys.outbox(session);
             let mut range = ::redis::cmd("LRANGE");
-            range.arg(&key).arg(0).arg(per_session.max(1) - 1);
+            range.arg(&key).arg(0).arg(2 * per_session.max(1) - 1);
             async move { self.command("outbox", &range, &[key]).await }
         });
         let replies = try_join_all(reads).await?;
@@ -131,10 +132,10 @@ impl RedisStore {
             .into_iter()
             .map(|reply| {
                 array(reply)?
-                    .iter()
-                    .map(|item| match item {
-                        Value::BulkString(bytes) => {
-                            OutboxEntry::from_stored(bytes).map_err(reply_error)
+                    .chunks(2)
+                    .map(|pair| match pair {
+                        [Value::BulkString(header), Value::BulkString(changes)] => {
+                            OutboxEntry::from_stored(header, changes).map_err(reply_error)
                         }
                         other => Err(reply_error(format!("outbox entry {other:?}"))),
                     })
@@ -212,7 +213,7 @@ impl Outbox for RedisStore {
         }
         let key = self.keys.outbox(session);
         let mut trim = ::redis::cmd("LTRIM");
-        trim.arg(&key).arg(entries).arg(-1);
+        trim.arg(&key).arg(2 * entries).arg(-1);
         self.command("acknowledge", &trim, std::slice::from_ref(&key))
             .await?;
         Ok(())

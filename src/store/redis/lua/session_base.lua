@@ -27,9 +27,14 @@ local LOG_SLACK = 16
 local OUTBOX = KEYS[8]
 local CHANNEL, ORIGIN, SESSION, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
+-- Redis time in ms, read once per script run: every use within one step means the same moment.
+local NOW
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 
 local function inst_entry(instance, connection)
@@ -48,15 +53,16 @@ local function keep_log(logged, pushed)
   end
 end
 
--- Keeps one step's changes for the backend while the outbox is on: `changes` is the JSON array of
--- their broadcasts, oldest first. The entry is crate::store::outbox's stored form.
+-- Keeps one step's changes for the backend while the outbox is on: `changes` is the JSON of their
+-- broadcast (one change) or the array of their broadcasts, oldest first. An entry is two list items (crate::store::redis::outbox): its
+-- header '<at> <members>' (Redis ms, members after the step) and the changes as given, so that the
+-- changes' bytes are not copied into a new string here.
 local function keep_for_delivery(changes)
   if not OUTBOX then
     return
   end
-  local entry = '{"at":' .. now_ms() .. ',"members":' .. redis.call('HLEN', MEMBERS)
-    .. ',"changes":' .. changes .. '}'
-  if redis.call('RPUSH', OUTBOX, entry) == 1 then
+  local header = string.format('%.0f %d', now_ms(), redis.call('HLEN', MEMBERS))
+  if redis.call('RPUSH', OUTBOX, header, changes) == 2 then
     redis.call('PEXPIRE', OUTBOX, TTL)
   end
 end
@@ -66,7 +72,7 @@ end
 local function publish(msg)
   redis.call('SPUBLISH', CHANNEL, msg)
   keep_log(redis.call('LPUSH', LOG, msg), 1)
-  keep_for_delivery('[' .. msg .. ']')
+  keep_for_delivery(msg)
 end
 
 -- Writes the header a plan leaves: its version and epoch, and its leader ('' for nobody).
