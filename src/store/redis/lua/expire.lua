@@ -23,15 +23,7 @@ end
 if #gone == 0 then
   return { 'none', next_deadline() }
 end
-sort_by_election(gone)
-local h = header()
-local events = {}
-for i = 1, #gone do
-  local m = gone[i]
-  remove_member(h, m)
-  local reason = (m.grace and m.grace.reason) or 'disconnected'
-  events[#events + 1] = { type = 'member_left', connection = m.connection, user = m.user, reason = reason }
-end
-elect(h, false, events)
-local msg = commit(h, events)
+local msg = remove_all(gone, function(m)
+  return (m.grace and m.grace.reason) or 'disconnected'
+end)
 return { 'ok', next_deadline(), msg }

@@ -25,18 +25,6 @@ end
 if #gone == 0 then
   return { 'none' }
 end
-sort_by_election(gone)
-local h = header()
-local events = {}
-for i = 1, #gone do
-  local m = gone[i]
-  remove_member(h, m)
-  local event = { type = 'member_left', connection = m.connection, user = m.user, reason = 'kicked' }
-  if DETAIL ~= '' then
-    event.detail = DETAIL
-  end
-  events[#events + 1] = event
-end
-elect(h, false, events)
-local msg = commit(h, events)
-return { 'ok', msg }
+return { 'ok', remove_all(gone, function()
+  return 'kicked'
+end, DETAIL) }

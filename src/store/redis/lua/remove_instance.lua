@@ -37,13 +37,6 @@ end
 if #gone == 0 then
   return { 'none' }
 end
-sort_by_election(gone)
-local h = header()
-local events = {}
-for i = 1, #gone do
-  remove_member(h, gone[i])
-  events[#events + 1] = { type = 'member_left', connection = gone[i].connection, user = gone[i].user, reason = REASON }
-end
-elect(h, false, events)
-local msg = commit(h, events)
-return { 'ok', msg }
+return { 'ok', remove_all(gone, function()
+  return REASON
+end) }

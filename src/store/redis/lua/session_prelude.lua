@@ -148,6 +148,26 @@ local function commit(h, events)
   return msg
 end
 
+-- Removes `gone` (member records) in one change: in election order, each with a `member_left`
+-- whose reason `reason_of(m)` gives (and `detail` when it is not ''), then the leader re-elected
+-- if it was among them. Returns the published change JSON.
+local function remove_all(gone, reason_of, detail)
+  sort_by_election(gone)
+  local h = header()
+  local events = {}
+  for i = 1, #gone do
+    local m = gone[i]
+    remove_member(h, m)
+    local event = { type = 'member_left', connection = m.connection, user = m.user, reason = reason_of(m) }
+    if detail and detail ~= '' then
+      event.detail = detail
+    end
+    events[#events + 1] = event
+  end
+  elect(h, false, events)
+  return commit(h, events)
+end
+
 -- Refreshes the backstop TTL of every session key (a missing key is left alone). Called where keys
 -- may be created (a session's first join, reassert, end) and by touch; the other changes only
 -- change or delete fields of keys that already carry the TTL.
