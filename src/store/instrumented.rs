@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::plan::Plan;
 use super::{
-    Broker, Directory, Floor, History, HistoryPage, HistorySettings, InstanceId, JoinOutcome,
-    KickTarget, LeaseStatus, Operator, Outbox, PendingSession, PlansWritten, Registry,
+    Broker, Directory, EntryId, Floor, History, HistoryPage, HistorySettings, InstanceId,
+    JoinOutcome, KickTarget, LeaseStatus, Operator, Outbox, PendingSession, PlansWritten, Registry,
     ResumeRuling, SessionPage, Sessions, Store, StoreResult, StreamPosition, Upkeep, Whose,
 };
 use crate::ids::ConnectionId;
@@ -305,10 +305,15 @@ impl Outbox for Instrumented {
         timed("outbox_pending", self.inner.pending(sessions, per_session)).await
     }
 
-    async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()> {
+    async fn acknowledge(
+        &self,
+        session: &str,
+        through: EntryId,
+        entries: usize,
+    ) -> StoreResult<usize> {
         timed(
             "outbox_acknowledge",
-            self.inner.acknowledge(session, entries),
+            self.inner.acknowledge(session, through, entries),
         )
         .await
     }

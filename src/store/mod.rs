@@ -31,7 +31,7 @@ use crate::model::{Change, Counts, LeaveReason, Member, SessionView};
 pub use crate::rules::ResumeRuling;
 pub use history::{History, HistoryPage, HistorySettings, StoredMessage, StreamPosition};
 pub use operator::{KickTarget, Operator};
-pub use outbox::{Directory, Outbox, OutboxEntry, PendingSession, SessionPage};
+pub use outbox::{Directory, EntryId, Outbox, OutboxEntry, PendingSession, SessionPage};
 use plan::Plan;
 
 /// Who this instance is: a stable name given by the operator and a fresh incarnation per process.

@@ -33,6 +33,14 @@ pub struct OutboxEntry {
     pub changes: Vec<Change>,
 }
 
+/// Which entry of a session's outbox: when its step ran and its first change's version. No two
+/// entries of one outbox share both, so a deliverer can say which entries it delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId {
+    pub at: i64,
+    pub first_version: u64,
+}
+
 /// A session's oldest undelivered entries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingSession {
@@ -63,8 +71,17 @@ pub trait Outbox: Send + Sync {
         per_session: usize,
     ) -> StoreResult<Vec<PendingSession>>;
 
-    /// Removes the `entries` oldest entries of `session`'s outbox: delivered, or dropped.
-    async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()>;
+    /// Removes `session`'s oldest entries up to and including `through`, which was the
+    /// `entries`-th oldest when read: delivered, or dropped. When `through` is no longer among the
+    /// oldest `entries` (another deliverer acknowledged it meanwhile), nothing is removed, so a
+    /// deliverer that lost its right never removes an entry it did not read. Returns how many
+    /// entries were removed.
+    async fn acknowledge(
+        &self,
+        session: &str,
+        through: EntryId,
+        entries: usize,
+    ) -> StoreResult<usize>;
 
     /// Takes or renews the right to deliver, for `ttl`: true while this instance holds it. One
     /// deliverer at a time keeps every session's events in order.
@@ -84,6 +101,13 @@ pub trait Directory: Send + Sync {
 }
 
 impl OutboxEntry {
+    pub fn id(&self) -> EntryId {
+        EntryId {
+            at: self.at,
+            first_version: self.changes.first().map_or(0, |c| c.version),
+        }
+    }
+
     /// Reads an entry as the Redis scripts keep it: a header `<at> <members>`, and the JSON of
     /// the step's change broadcast, or of the array of its change broadcasts.
     pub fn from_stored(header: &[u8], changes: &[u8]) -> Result<OutboxEntry, String> {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use super::events::{WebhookEvent, count_of, events_of};
-use crate::store::{OutboxEntry, PendingSession};
+use crate::store::{EntryId, OutboxEntry, PendingSession};
 
 /// At most this many events in one POST (docs/protocol.md, webhooks).
 pub const MAX_EVENTS: usize = 100;
@@ -19,24 +19,21 @@ pub const MAX_EVENTS: usize = 100;
 /// The oldest entry of a session, partly delivered: how many of its events the receiver has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Partial {
-    /// Which entry: its time and its first version.
-    at: i64,
-    first_version: u64,
+    entry: EntryId,
     sent: usize,
 }
 
 impl Partial {
     fn of(entry: &OutboxEntry, sent: usize) -> Partial {
         Partial {
-            at: entry.at,
-            first_version: first_version(entry),
+            entry: entry.id(),
             sent,
         }
     }
 
     /// Events of `entry` already delivered, if it is the entry this progress is about.
     fn sent_of(&self, entry: &OutboxEntry) -> usize {
-        if self.at == entry.at && self.first_version == first_version(entry) {
+        if self.entry == entry.id() {
             self.sent
         } else {
             0
@@ -44,8 +41,12 @@ impl Partial {
     }
 }
 
-fn first_version(entry: &OutboxEntry) -> u64 {
-    entry.changes.first().map_or(0, |c| c.version)
+/// A session's oldest entries, up to and including `through`, to remove from its outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub session: String,
+    pub entries: usize,
+    pub through: EntryId,
 }
 
 /// Per session, its partly delivered oldest entry.
@@ -57,8 +58,8 @@ pub struct Progress {
 impl Progress {
     /// The receiver acknowledged `batch`.
     pub fn delivered(&mut self, batch: &Batch) {
-        for (session, _) in &batch.complete {
-            self.partial.remove(session);
+        for done in &batch.complete {
+            self.partial.remove(&done.session);
         }
         if let Some((session, partial)) = &batch.partial {
             self.partial.insert(session.clone(), partial.clone());
@@ -73,8 +74,7 @@ impl Progress {
 /// Entries to acknowledge without delivery: too old.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expired {
-    pub session: String,
-    pub entries: usize,
+    pub acknowledgement: Acknowledgement,
     /// Their events not yet delivered.
     pub events: usize,
 }
@@ -83,8 +83,8 @@ pub struct Expired {
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub events: Vec<WebhookEvent>,
-    /// Per session, how many of its oldest entries (after the drops) this batch completes.
-    pub complete: Vec<(String, usize)>,
+    /// Per session, the oldest entries (after the drops) this batch completes.
+    pub complete: Vec<Acknowledgement>,
     /// The entry this batch carries only a part of.
     pub partial: Option<(String, Partial)>,
     /// The oldest store time of its entries, in ms.
@@ -116,23 +116,27 @@ pub fn plan(
     for session in pending {
         let name = session.session.as_str();
         let mut entries = session.entries.iter().peekable();
-        let mut dropped = Expired {
-            session: name.to_owned(),
-            entries: 0,
-            events: 0,
-        };
+        let mut dropped: Option<Expired> = None;
         while let Some(entry) = entries.next_if(|e| now_ms.saturating_sub(e.at) > retention_ms) {
-            let sent = if dropped.entries == 0 {
-                progress.sent_of(name, entry)
-            } else {
-                0
+            let sent = match dropped {
+                None => progress.sent_of(name, entry),
+                Some(_) => 0,
             };
-            dropped.entries += 1;
-            dropped.events += count_of(entry).saturating_sub(sent);
+            let expired = dropped.get_or_insert_with(|| Expired {
+                acknowledgement: Acknowledgement {
+                    session: name.to_owned(),
+                    entries: 0,
+                    through: entry.id(),
+                },
+                events: 0,
+            });
+            expired.acknowledgement.entries += 1;
+            expired.acknowledgement.through = entry.id();
+            expired.events += count_of(entry).saturating_sub(sent);
         }
-        let mut taken = 0;
+        let mut taken: Option<Acknowledgement> = None;
         for (i, entry) in entries.enumerate() {
-            let sent = if i == 0 && dropped.entries == 0 {
+            let sent = if i == 0 && dropped.is_none() {
                 progress.sent_of(name, entry)
             } else {
                 0
@@ -145,7 +149,13 @@ pub fn plan(
             let space = MAX_EVENTS - events.len();
             if left <= space {
                 events.extend(events_of(name, entry).into_iter().skip(sent));
-                taken += 1;
+                let done = taken.get_or_insert_with(|| Acknowledgement {
+                    session: name.to_owned(),
+                    entries: 0,
+                    through: entry.id(),
+                });
+                done.entries += 1;
+                done.through = entry.id();
             } else if space > 0 {
                 events.extend(events_of(name, entry).into_iter().skip(sent).take(space));
                 partial = Some((name.to_owned(), Partial::of(entry, sent + space)));
@@ -156,13 +166,11 @@ pub fn plan(
             }
             oldest_at = oldest_at.min(entry.at);
         }
-        plan.pending_events += dropped.events;
-        if dropped.entries > 0 {
+        if let Some(dropped) = dropped {
+            plan.pending_events += dropped.events;
             plan.drops.push(dropped);
         }
-        if taken > 0 {
-            complete.push((name.to_owned(), taken));
-        }
+        complete.extend(taken);
     }
     if !events.is_empty() || !complete.is_empty() {
         plan.batch = Some(Batch {

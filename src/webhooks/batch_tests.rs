@@ -28,6 +28,18 @@ fn pending(session: &str, entries: Vec<OutboxEntry>) -> PendingSession {
     }
 }
 
+/// Acknowledges `entries` of `session`, the last of them at `at` with first version `first`.
+fn ack(session: &str, entries: usize, at: i64, first: u64) -> Acknowledgement {
+    Acknowledgement {
+        session: session.to_owned(),
+        entries,
+        through: EntryId {
+            at,
+            first_version: first,
+        },
+    }
+}
+
 fn versions(batch: &Batch, session: &str) -> Vec<u64> {
     batch
         .events
@@ -50,7 +62,7 @@ fn sessions_are_taken_whole_and_in_version_order() {
     let batch = plan.batch.expect("a batch");
     assert_eq!(versions(&batch, "a"), [1, 2, 3]);
     assert_eq!(versions(&batch, "b"), [7]);
-    assert_eq!(batch.complete, [("a".into(), 2), ("b".into(), 1)]);
+    assert_eq!(batch.complete, [ack("a", 2, NOW, 3), ack("b", 1, NOW, 7)]);
     assert!(batch.partial.is_none());
     assert!(plan.drops.is_empty());
     assert_eq!(plan.pending_events, 4);
@@ -71,7 +83,7 @@ fn a_batch_holds_at_most_100_events_and_stops_at_the_first_that_does_not_fit() {
     assert!(versions(&batch, "c").is_empty());
     assert_eq!(
         batch.complete,
-        [("a".into(), 2)],
+        [ack("a", 2, NOW, 61)],
         "b's entry is not complete"
     );
     assert_eq!(plan.pending_events, 90 + 21 + 1);
@@ -93,7 +105,7 @@ fn a_split_entry_continues_where_the_receiver_left_off_and_is_acknowledged_with_
             assert_eq!(batch.events.len(), 100);
         } else {
             // The last 50 of the big entry, and the next entry whole.
-            assert_eq!(batch.complete, [("a".into(), 2)]);
+            assert_eq!(batch.complete, [ack("a", 2, NOW, 251)]);
         }
         progress.delivered(&batch);
     }
@@ -134,20 +146,18 @@ fn entries_past_the_retention_are_dropped_before_anything_is_sent() {
         plan.drops,
         [
             Expired {
-                session: "a".into(),
-                entries: 2,
+                acknowledgement: ack("a", 2, NOW - RETENTION - 1, 3),
                 events: 3
             },
             Expired {
-                session: "b".into(),
-                entries: 1,
+                acknowledgement: ack("b", 1, NOW - RETENTION - 1, 1),
                 events: 5
             },
         ]
     );
     let batch = plan.batch.expect("a batch");
     assert_eq!(versions(&batch, "a"), [4], "exactly the retention is kept");
-    assert_eq!(batch.complete, [("a".into(), 1)]);
+    assert_eq!(batch.complete, [ack("a", 1, NOW - RETENTION, 4)]);
     assert_eq!(batch.oldest_at, NOW - RETENTION);
 }
 

@@ -21,7 +21,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::batch::{Batch, Progress, plan};
+use super::batch::{Acknowledgement, Batch, Progress, plan};
 use super::signature;
 use super::transport::Transport;
 use crate::clock::WallClock;
@@ -124,7 +124,7 @@ struct InFlight {
     /// The receiver acknowledged it; what is left is to acknowledge it in the store.
     delivered: bool,
     /// Store acknowledgements not yet made (a store failure halfway leaves the rest here).
-    to_acknowledge: Vec<(String, usize)>,
+    to_acknowledge: Vec<Acknowledgement>,
 }
 
 /// How a step ended.
@@ -195,12 +195,16 @@ impl Steps {
                 }
             }
         }
-        while let Some((session, entries)) = current.to_acknowledge.first().cloned() {
+        while let Some(done) = current.to_acknowledge.first() {
             if !self.right.held() {
                 // Another instance may deliver these now; it starts from the store's copy.
                 return Outcome::Idle;
             }
-            if let Err(e) = self.outbox.acknowledge(&session, entries).await {
+            let acknowledged = self
+                .outbox
+                .acknowledge(&done.session, done.through, done.entries)
+                .await;
+            if let Err(e) = acknowledged {
                 log_store_failure!(e, error = %e, "webhooks: could not acknowledge a batch");
                 return Outcome::StoreFailed(Some(current));
             }
@@ -238,14 +242,15 @@ impl Steps {
             if !self.right.held() {
                 return Err(ReadOutcome::Again);
             }
+            let done = &expired.acknowledgement;
             self.outbox
-                .acknowledge(&expired.session, expired.entries)
+                .acknowledge(&done.session, done.through, done.entries)
                 .await
                 .map_err(ReadOutcome::Store)?;
             metrics::counter!(WEBHOOK_EVENTS_DROPPED)
                 .increment(DeliveryCounts::add(&self.counts.dropped, expired.events));
             tracing::warn!(
-                session = %expired.session,
+                session = %expired.acknowledgement.session,
                 events = expired.events,
                 "webhooks: events older than the retention dropped undelivered",
             );

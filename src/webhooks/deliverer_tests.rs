@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::*;
 
-use crate::store::{OutboxEntry, PendingSession, StoreResult};
+use crate::store::{EntryId, OutboxEntry, PendingSession, StoreResult};
 use crate::webhooks::transport::TransportError;
 
 fn paused<F: Future>(test: F) -> F::Output {
@@ -87,12 +87,22 @@ impl Outbox for FakeOutbox {
             .collect())
     }
 
-    async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()> {
+    async fn acknowledge(
+        &self,
+        session: &str,
+        through: EntryId,
+        entries: usize,
+    ) -> StoreResult<usize> {
         let mut state = self.lock();
         let queue = state.sessions.entry(session.to_owned()).or_default();
         assert!(queue.len() >= entries, "acknowledged more than was kept");
+        assert_eq!(
+            queue[entries - 1].id(),
+            through,
+            "acknowledged another entry than the one read"
+        );
         queue.drain(..entries);
-        Ok(())
+        Ok(entries)
     }
 
     async fn hold_delivery(&self, _ttl: Duration) -> StoreResult<bool> {

@@ -124,7 +124,11 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
         pending.iter().any(|p| p.session == "s4"),
         "s4's join is kept"
     );
-    a.acknowledge("s4", 1).await.unwrap();
+    let kept = pending
+        .iter()
+        .find(|p| p.session == "s4")
+        .expect("s4 pending");
+    a.acknowledge("s4", kept.entries[0].id(), 1).await.unwrap();
     a.hold_delivery(Duration::from_secs(1)).await.unwrap();
     a.live_sessions(None, 10).await.unwrap();
     a.tidy_directory().await.unwrap();

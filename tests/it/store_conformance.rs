@@ -34,8 +34,9 @@ use history::{
     offsets_grow_by_one_and_history_gives_the_messages_back,
 };
 use outbox::{
-    every_change_is_kept_until_acknowledged, live_sessions_are_paged_exactly_once,
-    one_deliverer_at_a_time, reaped_members_are_kept_for_delivery,
+    a_late_acknowledgement_removes_only_what_was_read, every_change_is_kept_until_acknowledged,
+    live_sessions_are_paged_exactly_once, one_deliverer_at_a_time,
+    reaped_members_are_kept_for_delivery,
 };
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -1213,6 +1214,7 @@ conformance!(
     the_backend_publishes_to_a_live_session_only,
     views_of_many_sessions_at_once,
     every_change_is_kept_until_acknowledged,
+    a_late_acknowledgement_removes_only_what_was_read,
     reaped_members_are_kept_for_delivery,
     one_deliverer_at_a_time,
     live_sessions_are_paged_exactly_once,

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use async_trait::async_trait;
 
 use super::*;
-use crate::store::{Directory, Outbox, OutboxEntry, PendingSession, SessionPage};
+use crate::store::{Directory, EntryId, Outbox, OutboxEntry, PendingSession, SessionPage};
 
 /// Entries kept for delivery, and who delivers them.
 #[derive(Default)]
@@ -68,15 +68,24 @@ impl Outbox for MemoryStore {
         Ok(pending)
     }
 
-    async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()> {
+    async fn acknowledge(
+        &self,
+        session: &str,
+        through: EntryId,
+        entries: usize,
+    ) -> StoreResult<usize> {
         let mut state = self.backend.lock();
-        if let Some(kept) = state.outbox.sessions.get_mut(session) {
-            kept.drain(..entries.min(kept.len()));
-            if kept.is_empty() {
-                state.outbox.sessions.remove(session);
-            }
+        let Some(kept) = state.outbox.sessions.get_mut(session) else {
+            return Ok(0);
+        };
+        let Some(last) = kept.iter().take(entries).position(|e| e.id() == through) else {
+            return Ok(0);
+        };
+        kept.drain(..=last);
+        if kept.is_empty() {
+            state.outbox.sessions.remove(session);
         }
-        Ok(())
+        Ok(last + 1)
     }
 
     async fn hold_delivery(&self, ttl: Duration) -> StoreResult<bool> {

@@ -20,7 +20,7 @@ use super::{RedisStore, Result, lock};
 use crate::model::Counts;
 use crate::store::outbox::MARK_MARGIN;
 use crate::store::{
-    Directory, Outbox, OutboxEntry, PendingSession, SessionPage, Sessions, StoreResult,
+    Directory, EntryId, Outbox, OutboxEntry, PendingSession, SessionPage, Sessions, StoreResult,
 };
 
 /// Directory entries read per command while looking for pending entries or live sessions.
@@ -207,16 +207,23 @@ impl Outbox for RedisStore {
         Ok(pending)
     }
 
-    async fn acknowledge(&self, session: &str, entries: usize) -> StoreResult<()> {
+    async fn acknowledge(
+        &self,
+        session: &str,
+        through: EntryId,
+        entries: usize,
+    ) -> StoreResult<usize> {
         if entries == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let key = self.keys.outbox(session);
-        let mut trim = ::redis::cmd("LTRIM");
-        trim.arg(&key).arg(2 * entries).arg(-1);
-        self.command("acknowledge", &trim, std::slice::from_ref(&key))
-            .await?;
-        Ok(())
+        self.record("acknowledge", std::slice::from_ref(&key));
+        let mut call = self.scripts.acknowledge.prepare_invoke();
+        call.key(&key)
+            .arg(entries)
+            .arg(through.at)
+            .arg(through.first_version);
+        Ok(usize::try_from(int(&self.invoke(&call).await?)?).unwrap_or(0))
     }
 
     async fn hold_delivery(&self, ttl: Duration) -> StoreResult<bool> {

@@ -69,6 +69,7 @@ pub(super) struct Scripts {
     pub publish: Script,
     pub history: Script,
     pub deliverer: Script,
+    pub acknowledge: Script,
     pub untrack: Script,
     /// The server API ([`crate::store::Operator`]).
     pub kick: Script,
@@ -102,6 +103,7 @@ impl Scripts {
             publish: global_script!("publish.lua"),
             history: global_script!("history.lua"),
             deliverer: global_script!("deliverer.lua"),
+            acknowledge: global_script!("acknowledge.lua"),
             untrack: global_script!("untrack.lua"),
             kick: session_script!("kick.lua"),
             server_publish: Script::new(concat!(

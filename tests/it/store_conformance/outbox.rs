@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rollcall::model::{Change, Event, LeaveReason};
-use rollcall::store::{PendingSession, Store};
+use rollcall::store::{OutboxEntry, PendingSession, Store};
 
 use super::{Harness, join, leave, member};
 use crate::support::eventually;
@@ -25,6 +25,25 @@ async fn kept(store: &Arc<dyn Store>, session: &str) -> Vec<(Change, u64)> {
             entry.changes.into_iter().map(move |c| (c, members))
         })
         .collect()
+}
+
+/// The pending entries of `session`, oldest first.
+async fn entries(store: &Arc<dyn Store>, session: &str) -> Vec<OutboxEntry> {
+    let pending: Vec<PendingSession> = store.pending(100, 100).await.expect("pending");
+    pending
+        .into_iter()
+        .filter(|p| p.session == session)
+        .flat_map(|p| p.entries)
+        .collect()
+}
+
+/// Acknowledges the `n` oldest entries of `session` as `store` reads them now.
+async fn acknowledge_oldest(store: &Arc<dyn Store>, session: &str, n: usize) -> usize {
+    let read = entries(store, session).await;
+    store
+        .acknowledge(session, read[n - 1].id(), n)
+        .await
+        .expect("acknowledge")
 }
 
 fn versions(kept: &[(Change, u64)]) -> Vec<u64> {
@@ -56,14 +75,53 @@ pub(super) async fn every_change_is_kept_until_acknowledged<H: Harness>() {
         (&joined, &left),
         "the changes as made"
     );
-    a.acknowledge("s", 2).await.expect("acknowledge");
+    assert_eq!(acknowledge_oldest(&a, "s", 2).await, 2);
     assert_eq!(
         versions(&kept(&a, "s").await),
         vec![3],
         "the two oldest are gone"
     );
-    a.acknowledge("s", 1).await.expect("acknowledge");
+    assert_eq!(acknowledge_oldest(&a, "s", 1).await, 1);
     assert!(kept(&a, "s").await.is_empty(), "all delivered");
+}
+
+/// An acknowledgement names the last entry it read: one made after another deliverer already
+/// removed that entry removes nothing more, so entries nobody delivered stay.
+pub(super) async fn a_late_acknowledgement_removes_only_what_was_read<H: Harness>() {
+    let h = H::new(Duration::from_secs(5)).await;
+    let (a, _fa) = h.connect("a").await;
+    let (b, _fb) = h.connect("b").await;
+    a.keep_outbox(true);
+    b.keep_outbox(true);
+    for i in 1..=4 {
+        join(&a, "s", member(&a, &format!("c{i}"), None)).await;
+    }
+    let read_by_a = entries(&a, "s").await;
+    let read_by_b = entries(&b, "s").await;
+    assert_eq!(read_by_a.len(), 4, "one entry a join: {read_by_a:?}");
+    let removed = a
+        .acknowledge("s", read_by_a[1].id(), 2)
+        .await
+        .expect("acknowledge");
+    assert_eq!(removed, 2, "the first acknowledgement removes what it read");
+    let late = b
+        .acknowledge("s", read_by_b[1].id(), 2)
+        .await
+        .expect("acknowledge");
+    assert_eq!(
+        late, 0,
+        "the same entries acknowledged again remove nothing"
+    );
+    assert_eq!(versions(&kept(&b, "s").await), vec![3, 4], "3 and 4 stay");
+    let rest = b
+        .acknowledge("s", read_by_b[2].id(), 3)
+        .await
+        .expect("acknowledge");
+    assert_eq!(
+        rest, 1,
+        "what b read that is still there goes, up to its last"
+    );
+    assert_eq!(versions(&kept(&b, "s").await), vec![4], "4 stays");
 }
 
 /// The members of a dead instance, removed by another, are kept like any other change: a
@@ -76,7 +134,7 @@ pub(super) async fn reaped_members_are_kept_for_delivery<H: Harness>() {
     b.keep_outbox(true);
     join(&a, "s", member(&a, "c1", None)).await;
     join(&b, "s", member(&b, "c2", None)).await;
-    b.acknowledge("s", 2).await.expect("acknowledge");
+    acknowledge_oldest(&b, "s", 2).await;
     let dead = a.instance().incarnation.to_string();
     b.remove_instance_members("s", &dead, LeaveReason::InstanceLost)
         .await
