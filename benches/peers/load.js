@@ -151,8 +151,12 @@ function redisInfo() {
       if (err) return reject(err);
       const v = (k) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(out)[1]);
       const calls = {};
-      for (const m of out.matchAll(/^cmdstat_(\S+?):calls=(\d+)/gm)) calls[m[1]] = Number(m[2]);
-      resolve({ cpuUs: (v('used_cpu_sys') + v('used_cpu_user')) * 1e6, memory: v('used_memory'), calls });
+      const usec = {};
+      for (const m of out.matchAll(/^cmdstat_(\S+?):calls=(\d+),usec=(\d+)/gm)) {
+        calls[m[1]] = Number(m[2]);
+        usec[m[1]] = Number(m[3]);
+      }
+      resolve({ cpuUs: (v('used_cpu_sys') + v('used_cpu_user')) * 1e6, memory: v('used_memory'), calls, usec });
     }));
 }
 // A point of the measured window: time, server/Redis/own CPU, Redis INFO.
@@ -174,13 +178,17 @@ function perUnit(a, b, units) {
   };
   r.total_cpu_us = r.server_cpu_us + r.redis_cpu_us;
   const cmds = {};
+  const cmdUs = {};
   if (a.redis) {
     for (const [k, n] of Object.entries(b.redis.calls)) {
       const d = n - (a.redis.calls[k] || 0) - (k === 'info' ? 1 : 0);
-      if (d > 0) cmds[k] = +(d / units).toPrecision(4);
+      if (d > 0) {
+        cmds[k] = +(d / units).toPrecision(4);
+        cmdUs[k] = +((b.redis.usec[k] - (a.redis.usec[k] || 0)) / units).toPrecision(4);
+      }
     }
   }
-  return { cpu: r, cmds };
+  return { cpu: r, cmds, cmdUs };
 }
 
 // Latency samples in ms, sorted once at the end.
@@ -241,6 +249,7 @@ async function churn() {
     },
     first_error: firstError,
     commandstats: u.cmds,
+    command_us: u.cmdUs,
   };
 }
 
@@ -333,9 +342,11 @@ async function main() {
   if (r.first_error) console.log(`first error: ${r.first_error}`);
   if (r.commandstats && Object.keys(r.commandstats).length) {
     const per = scenario === 'fanout' ? 'published message' : r.unit;
-    console.log(`\nRedis commands per ${per} (INFO commandstats deltas; scripted commands counted by name too)`);
-    console.log('| command | calls |\n|---|---|');
-    for (const [k, v] of Object.entries(r.commandstats).sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${v} |`);
+    console.log(`\nRedis commands per ${per} (INFO commandstats deltas; scripted commands counted by name too,`);
+    console.log('and their time inside a script counted in the script\'s evalsha as well)');
+    console.log('| command | calls | µs |\n|---|---|---|');
+    const us = r.command_us || {};
+    for (const [k, v] of Object.entries(r.commandstats).sort((x, y) => y[1] - x[1])) console.log(`| ${k} | ${v} | ${us[k] ?? ''} |`);
   }
   console.log(`RESULT ${JSON.stringify(result)}`);
   process.exit(0);

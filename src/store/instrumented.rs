@@ -301,8 +301,13 @@ impl Outbox for Instrumented {
         &self,
         sessions: usize,
         per_session: usize,
+        events: usize,
     ) -> StoreResult<Vec<PendingSession>> {
-        timed("outbox_pending", self.inner.pending(sessions, per_session)).await
+        timed(
+            "outbox_pending",
+            self.inner.pending(sessions, per_session, events),
+        )
+        .await
     }
 
     async fn acknowledge(

@@ -64,11 +64,14 @@ pub trait Outbox: Send + Sync {
     fn keep_outbox(&self, on: bool);
 
     /// Up to `sessions` sessions with undelivered entries, each with its oldest entries (at most
-    /// `per_session`), the sessions with the oldest marks first.
+    /// `per_session`), the sessions with the oldest marks first. A store may stop adding sessions
+    /// once the entries it has hold `events` events ([`OutboxEntry::events`]): a deliverer
+    /// wanting one batch need not be sent entries it cannot post yet.
     async fn pending(
         &self,
         sessions: usize,
         per_session: usize,
+        events: usize,
     ) -> StoreResult<Vec<PendingSession>>;
 
     /// Removes `session`'s oldest entries up to and including `through`, which was the
@@ -101,6 +104,11 @@ pub trait Directory: Send + Sync {
 }
 
 impl OutboxEntry {
+    /// The events of its changes.
+    pub fn events(&self) -> usize {
+        self.changes.iter().map(|c| c.events.len()).sum()
+    }
+
     pub fn id(&self) -> EntryId {
         EntryId {
             at: self.at,

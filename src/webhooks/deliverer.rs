@@ -21,7 +21,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::batch::{Acknowledgement, Batch, Progress, plan};
+use super::batch::{Acknowledgement, Batch, MAX_EVENTS, Progress, plan};
 use super::signature;
 use super::transport::Transport;
 use crate::clock::WallClock;
@@ -225,7 +225,7 @@ impl Steps {
     async fn read(&self, progress: &Progress) -> Result<Option<Batch>, ReadOutcome> {
         let pending = self
             .outbox
-            .pending(READ_SESSIONS, READ_PER_SESSION)
+            .pending(READ_SESSIONS, READ_PER_SESSION, MAX_EVENTS)
             .await
             .map_err(ReadOutcome::Store)?;
         let plan = plan(

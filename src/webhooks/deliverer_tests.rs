@@ -73,6 +73,7 @@ impl Outbox for FakeOutbox {
         &self,
         sessions: usize,
         per_session: usize,
+        _events: usize,
     ) -> StoreResult<Vec<PendingSession>> {
         Ok(self
             .lock()

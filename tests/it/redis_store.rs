@@ -119,7 +119,7 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     // The outbox and the directory (webhooks, the server API's list).
     a.keep_outbox(true);
     a.join("s4", member(&a, "c5"), 10).await.unwrap();
-    let pending = a.pending(10, 10).await.unwrap();
+    let pending = a.pending(10, 10, 100).await.unwrap();
     assert!(
         pending.iter().any(|p| p.session == "s4"),
         "s4's join is kept"
@@ -226,6 +226,39 @@ async fn touch_keeps_a_live_member_past_the_backstop_ttl() {
         None,
         "an untouched session expires after its TTL (the backstop works)"
     );
+}
+
+/// The deliverer's read stops adding sessions once their entries hold the events it asked for,
+/// oldest mark first, and reads on while they do not.
+#[tokio::test]
+async fn pending_reads_sessions_until_their_entries_hold_the_events_asked_for() {
+    let server = RedisServer::start();
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
+    a.keep_outbox(true);
+    for i in 0..6 {
+        a.join(&format!("s{i}"), member(&a, &format!("c{i}")), 10)
+            .await
+            .unwrap();
+    }
+    let all = a.pending(100, 8, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 6, "every session with entries: {all:?}");
+    let one = a.pending(100, 8, 1).await.unwrap();
+    assert!(
+        !one.is_empty() && one.len() < 6,
+        "one event asked for: not every session is read ({} were)",
+        one.len()
+    );
+    assert_eq!(
+        one[0].session, all[0].session,
+        "the oldest mark comes first either way"
+    );
+    let three = a.pending(100, 8, 3).await.unwrap();
+    let events: usize = three
+        .iter()
+        .flat_map(|p| &p.entries)
+        .map(|e| e.events())
+        .sum();
+    assert!(events >= 3, "read on until 3 events: {events}");
 }
 
 /// Only a session's first join sets the TTL on every key; later joins set it only on a key they

@@ -51,6 +51,7 @@ impl Outbox for MemoryStore {
         &self,
         sessions: usize,
         per_session: usize,
+        _events: usize,
     ) -> StoreResult<Vec<PendingSession>> {
         let state = self.backend.lock();
         let mut pending: Vec<PendingSession> = state

@@ -25,6 +25,9 @@ use crate::store::{
 
 /// Directory entries read per command while looking for pending entries or live sessions.
 const SCAN_CHUNK: usize = 500;
+/// Sessions whose outbox heads are read first by [`Outbox::pending`]; each further round reads
+/// twice as many.
+const FIRST_HEADS: usize = 2;
 /// Sessions an instance remembers marking before it forgets those marked long ago.
 const MARKS_REMEMBERED: usize = 10_000;
 /// Marks older than [`MARK_MARGIN`] checked per [`Directory::tidy_directory`].
@@ -184,20 +187,36 @@ impl Outbox for RedisStore {
         &self,
         sessions: usize,
         per_session: usize,
+        events: usize,
     ) -> StoreResult<Vec<PendingSession>> {
         let mut pending = Vec::new();
+        let mut found = 0;
         let mut offset = 0;
-        while pending.len() < sessions {
+        'chunks: while pending.len() < sessions {
             let chunk = self.marks(offset, SCAN_CHUNK, None).await?;
             let ids: Vec<String> = chunk.into_iter().map(|(session, _)| session).collect();
-            let heads = self.outbox_heads(&ids, per_session).await?;
-            for (session, entries) in ids.iter().zip(heads) {
-                if !entries.is_empty() && pending.len() < sessions {
+            // Heads are read a few sessions at a time, more each round, until they hold the
+            // events asked for: a busy session's entries are not sent to be left unposted.
+            let mut at = 0;
+            let mut group = FIRST_HEADS;
+            while at < ids.len() {
+                let read = &ids[at..(at + group).min(ids.len())];
+                let heads = self.outbox_heads(read, per_session).await?;
+                for (session, entries) in read.iter().zip(heads) {
+                    if entries.is_empty() || pending.len() >= sessions {
+                        continue;
+                    }
+                    found += entries.iter().map(OutboxEntry::events).sum::<usize>();
                     pending.push(PendingSession {
                         session: session.clone(),
                         entries,
                     });
                 }
+                if found >= events || pending.len() >= sessions {
+                    break 'chunks;
+                }
+                at += read.len();
+                group *= 2;
             }
             if ids.len() < SCAN_CHUNK {
                 break;

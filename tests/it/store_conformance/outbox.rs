@@ -15,7 +15,7 @@ use crate::support::eventually;
 /// The changes of every pending entry of `session`, flattened: a store may keep one step's
 /// changes in one entry or several.
 async fn kept(store: &Arc<dyn Store>, session: &str) -> Vec<(Change, u64)> {
-    let pending: Vec<PendingSession> = store.pending(100, 100).await.expect("pending");
+    let pending: Vec<PendingSession> = store.pending(100, 100, usize::MAX).await.expect("pending");
     pending
         .into_iter()
         .filter(|p| p.session == session)
@@ -29,7 +29,7 @@ async fn kept(store: &Arc<dyn Store>, session: &str) -> Vec<(Change, u64)> {
 
 /// The pending entries of `session`, oldest first.
 async fn entries(store: &Arc<dyn Store>, session: &str) -> Vec<OutboxEntry> {
-    let pending: Vec<PendingSession> = store.pending(100, 100).await.expect("pending");
+    let pending: Vec<PendingSession> = store.pending(100, 100, usize::MAX).await.expect("pending");
     pending
         .into_iter()
         .filter(|p| p.session == session)
