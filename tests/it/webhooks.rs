@@ -193,18 +193,15 @@ async fn deliverer_of(processes: &[&RollcallProcess]) -> usize {
     found.unwrap_or_default()
 }
 
-#[actix_rt::test]
-async fn killing_the_instance_that_made_the_changes_then_the_deliverer_loses_no_event() {
-    let redis = RedisServer::start();
-    let receiver = Receiver::start(SECRET).await;
-    receiver.set_down(true);
-    let flags = process_flags(&receiver, "rollcall");
-    let flags = as_strs(&flags);
-    let mut processes = [
-        RollcallProcess::start(&redis.url(), "hook-a", &flags).await,
-        RollcallProcess::start(&redis.url(), "hook-b", &flags).await,
-        RollcallProcess::start(&redis.url(), "hook-c", &flags).await,
-    ];
+/// With the receiver down, members on two of three instances join `sessions`; the instance that
+/// made the changes is killed with SIGKILL (its members are reaped: more changes), then the one
+/// delivering, with everything pending. The survivor takes over and delivers every event of every
+/// session, signed and in order, crash-reaped members as `member_left` `instance_lost`.
+async fn kill_the_changer_then_the_deliverer(
+    mut processes: [RollcallProcess; 3],
+    receiver: &Receiver,
+    sessions: &[&str],
+) {
     let deliverer = deliverer_of(&processes.iter().collect::<Vec<_>>()).await;
     let changer = (deliverer + 1) % 3;
     let survivor = (deliverer + 2) % 3;
@@ -212,48 +209,45 @@ async fn killing_the_instance_that_made_the_changes_then_the_deliverer_loses_no_
     let mut x1 = WsClient::connect(&processes[changer].ws_url()).await;
     let mut x2 = WsClient::connect(&processes[changer].ws_url()).await;
     let mut y = WsClient::connect(&processes[survivor].ws_url()).await;
-    x1.join("k1").await;
-    y.join("k1").await;
-    x2.join("k1").await;
-    x2.join("k2").await;
-    y.join("k2").await;
+    for session in sessions {
+        x1.join(session).await;
+        y.join(session).await;
+        x2.join(session).await;
+    }
     // The receiver is down: everything so far is pending.
     let tried = eventually(DELIVERY_BOUND, async || receiver.turned_away() > 0).await;
     assert!(tried, "the deliverer never tried");
 
     processes[changer].kill9();
-    for (connection, session) in [
-        (&x1.connection, "k1"),
-        (&x2.connection, "k1"),
-        (&x2.connection, "k2"),
-    ] {
-        y.expect_within(
-            "the reaper removed the killed instance's members",
-            |f| {
-                f["type"] == "member_left"
-                    && f["session"] == session
-                    && f["connection"] == connection.as_str()
-            },
-            DELIVERY_BOUND,
-        )
-        .await;
+    for session in sessions {
+        for connection in [&x1.connection, &x2.connection] {
+            y.expect_within(
+                "the reaper removed the killed instance's members",
+                |f| {
+                    f["type"] == "member_left"
+                        && f["session"] == *session
+                        && f["connection"] == connection.as_str()
+                },
+                DELIVERY_BOUND,
+            )
+            .await;
+        }
     }
     // Now the deliverer dies with all of it pending; the survivor takes over.
     processes[deliverer].kill9();
     receiver.set_down(false);
     receiver
-        .wait_for(DELIVERY_BOUND, "every event of k1 and k2", |events| {
-            count(events, "k1", "member_left") == 2 && count(events, "k2", "member_left") == 1
+        .wait_for(DELIVERY_BOUND, "every event of every session", |events| {
+            sessions
+                .iter()
+                .all(|s| count(events, s, "member_left") == 2)
         })
         .await;
-    for (session, joins, connections) in [
-        ("k1", 3, vec![&x1.connection, &x2.connection]),
-        ("k2", 2, vec![&x2.connection]),
-    ] {
+    for session in sessions {
         let events = receiver.of(session);
         assert_eq!(events[0]["type"], "session_started", "{session}");
-        assert_eq!(count(&events, session, "member_joined"), joins, "{session}");
-        for connection in connections {
+        assert_eq!(count(&events, session, "member_joined"), 3, "{session}");
+        for connection in [&x1.connection, &x2.connection] {
             assert!(
                 events
                     .iter()
@@ -266,6 +260,41 @@ async fn killing_the_instance_that_made_the_changes_then_the_deliverer_loses_no_
     assert!(processes[survivor].log_contains("this instance delivers"));
     receiver.assert_signatures_valid();
     receiver.assert_in_order();
+}
+
+#[actix_rt::test]
+async fn killing_the_instance_that_made_the_changes_then_the_deliverer_loses_no_event() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start(SECRET).await;
+    receiver.set_down(true);
+    let flags = process_flags(&receiver, "rollcall");
+    let flags = as_strs(&flags);
+    let processes = [
+        RollcallProcess::start(&redis.url(), "hook-a", &flags).await,
+        RollcallProcess::start(&redis.url(), "hook-b", &flags).await,
+        RollcallProcess::start(&redis.url(), "hook-c", &flags).await,
+    ];
+    kill_the_changer_then_the_deliverer(processes, &receiver, &["k1", "k2"]).await;
+}
+
+#[actix_rt::test]
+async fn on_a_redis_cluster_killing_the_changer_then_the_deliverer_loses_no_event() {
+    let cluster = tokio::task::spawn_blocking(cluster::shared)
+        .await
+        .expect("the shared cluster");
+    let prefix = format!("hooks-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let receiver = Receiver::start(SECRET).await;
+    receiver.set_down(true);
+    let flags = process_flags(&receiver, &prefix);
+    let flags = as_strs(&flags);
+    let nodes = cluster.urls_flag();
+    let processes = [
+        RollcallProcess::start_on_cluster(&nodes, "kc-a", &flags).await,
+        RollcallProcess::start_on_cluster(&nodes, "kc-b", &flags).await,
+        RollcallProcess::start_on_cluster(&nodes, "kc-c", &flags).await,
+    ];
+    // Sessions spread over the cluster's shards.
+    kill_the_changer_then_the_deliverer(processes, &receiver, &["q1", "q2", "q3", "q4"]).await;
 }
 
 /// Clients on two instances join two sessions at once, then all leave at once.
