@@ -9,8 +9,8 @@ use rollcall::model::{LeaveReason, Member};
 use rollcall::store::redis::slots::{crc16, slot};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
 use rollcall::store::{
-    Broker, Directory, FeedEvent, Floor, History, InstanceId, LeaseStatus, Outbox, Registry,
-    Sessions, Store, Upkeep,
+    Broker, Directory, FeedEvent, Floor, History, InstanceId, LeaseStatus, Operator, Outbox,
+    Registry, Sessions, Store, Upkeep,
 };
 
 use crate::support::redis::RedisServer;
@@ -486,4 +486,86 @@ async fn a_flushed_shard_is_found_by_the_next_renewal() {
     .await
     .expect("no Reconcile within 3 s of the renewal");
     assert_eq!(event, (sessions.clone(), true));
+}
+
+/// Total read events a Redis node has processed (`INFO stats`): a pipeline arrives in one or two,
+/// calls sent one by one in about one each.
+fn reads_processed(port: u16) -> u64 {
+    let info = crate::support::cluster::cli(port, &["INFO", "stats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_reads_processed")
+}
+
+/// The views of 99 sessions spread over a cluster's three masters are one pipeline per master;
+/// a session whose slot moved since the store last read the topology is still read (on its own).
+#[tokio::test]
+async fn many_views_on_a_cluster_are_one_request_per_master_and_follow_a_moved_slot() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::RedisCluster::start)
+        .await
+        .expect("a private cluster");
+    let store = |name: &'static str| {
+        let target = RedisTarget::Cluster(cluster.urls());
+        async move {
+            RedisStore::connect_to(
+                &target,
+                "views",
+                InstanceId::new(name),
+                Duration::from_secs(5),
+                DEFAULT_SESSION_TTL,
+            )
+            .await
+            .expect("connect to the cluster")
+        }
+    };
+    let (a, _fa) = store("a").await;
+    // Registering reads the topology, as every instance does at start-up.
+    a.register().await.unwrap();
+    let by_master = crate::support::cluster::sessions_on_every_master(&cluster, "v", 33);
+    let sessions: Vec<String> = by_master.values().flatten().cloned().collect();
+    for (i, session) in sessions.iter().enumerate() {
+        a.join(session, member(&a, &format!("c{i}")), 10)
+            .await
+            .unwrap();
+    }
+    // The first read loads the view script on every master (an extra request and a resend).
+    a.views(&sessions).await.unwrap();
+    let before: Vec<u64> = by_master
+        .keys()
+        .map(|&port| reads_processed(port))
+        .collect();
+    let views = a.views(&sessions).await.unwrap();
+    let after: Vec<u64> = by_master
+        .keys()
+        .map(|&port| reads_processed(port))
+        .collect();
+    for (session, view) in sessions.iter().zip(&views) {
+        let members = view.as_ref().map(|v| v.members.len());
+        assert_eq!(members, Some(1), "{session}");
+    }
+    for ((port, b), a) in by_master.keys().zip(before).zip(after) {
+        // One read for the INFO that took the second figure, at most two for 33 calls' bytes.
+        assert!(
+            a - b <= 3,
+            "master {port} read 33 views in {} read events: not one request",
+            a - b - 1
+        );
+    }
+
+    let moved = &by_master.values().next().expect("a master")[0];
+    let slot = rollcall::store::redis::slots::slot(&format!("{{s:{moved}}}"));
+    let to = *by_master.keys().last().expect("another master");
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.migrate_slot(slot, to);
+        cluster
+    })
+    .await
+    .expect("the slot migrated");
+    let views = a.views(&sessions).await.unwrap();
+    for (session, view) in sessions.iter().zip(&views) {
+        let members = view.as_ref().map(|v| v.members.len());
+        assert_eq!(members, Some(1), "{session} after {moved}'s slot moved");
+    }
+    drop(cluster);
 }

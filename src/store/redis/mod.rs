@@ -52,6 +52,7 @@ pub mod keys;
 mod membership;
 mod operator;
 mod outbox;
+mod per_session;
 mod registry;
 mod reply;
 mod scripts;

@@ -2,7 +2,6 @@
 //! [`super::membership`]), its reply decoded by [`super::reply`].
 
 use async_trait::async_trait;
-use futures_util::future::try_join_all;
 
 use super::reply::{
     ScriptStatus, array, change_of, int, member_json, optional_change, reply_error, status,
@@ -137,12 +136,9 @@ impl Sessions for RedisStore {
         if sessions.is_empty() {
             return Ok(Vec::new());
         }
-        // One call per session (each its own slot), all sent at once.
-        let calls: Vec<_> = sessions
-            .iter()
-            .map(|s| self.session_call("counts", &self.scripts.counts, s))
-            .collect();
-        let replies = try_join_all(calls.iter().map(|call| self.invoke(call))).await?;
+        let replies = self
+            .per_session("counts", &self.scripts.counts, sessions)
+            .await?;
         let counts = replies
             .into_iter()
             .map(|reply| {

@@ -134,6 +134,18 @@ impl ShardWatch {
     }
 }
 
+impl ShardWatch {
+    /// The master (node id) of each of `slots` as the last check saw it; `None` where no check
+    /// saw one yet.
+    pub fn masters_of(&self, slots: &[u16]) -> Vec<Option<String>> {
+        let state = lock(&self.state);
+        slots
+            .iter()
+            .map(|s| owner(&state.ranges, *s).map(str::to_owned))
+            .collect()
+    }
+}
+
 fn owner(ranges: &[Range], slot: u16) -> Option<&str> {
     ranges
         .iter()
