@@ -397,3 +397,52 @@ async fn on_a_redis_cluster_a_killed_instance_loses_no_event_and_order_holds() {
     receiver.assert_signatures_valid();
     receiver.assert_in_order();
 }
+
+/// A receiver that answers nothing holds the deliverer's request for its whole timeout (10 s);
+/// meanwhile joins and leaves on that instance take their usual few milliseconds, and once the
+/// receiver answers again every event arrives.
+#[actix_rt::test]
+async fn a_hanging_receiver_never_slows_joins_and_leaves() {
+    let redis = RedisServer::start();
+    let receiver = Receiver::start(SECRET).await;
+    receiver.set_hanging(true);
+    let flags = process_flags(&receiver, "rollcall");
+    let server = RollcallProcess::start(&redis.url(), "hang", &as_strs(&flags)).await;
+    let mut first = WsClient::connect(&server.ws_url()).await;
+    first.join("h1").await;
+    let held = eventually(DELIVERY_BOUND, async || receiver.held() > 0).await;
+    assert!(held, "the deliverer never posted");
+
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(WsClient::connect(&server.ws_url()).await);
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        for client in &mut clients {
+            let started = std::time::Instant::now();
+            client.join("h1").await;
+            client.leave("h1").await;
+            slowest = slowest.max(started.elapsed());
+        }
+    }
+    println!("slowest join+leave while the receiver hung: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a join+leave took {slowest:?} while the receiver hung (its requests time out after 10 s)"
+    );
+    assert_eq!(
+        receiver.all().len(),
+        0,
+        "nothing was answered while hanging"
+    );
+
+    receiver.set_hanging(false);
+    receiver
+        .wait_for(DELIVERY_BOUND, "every join and leave of h1", |events| {
+            count(events, "h1", "member_joined") == 41 && count(events, "h1", "member_left") == 40
+        })
+        .await;
+    receiver.assert_signatures_valid();
+    receiver.assert_in_order();
+}

@@ -1,6 +1,7 @@
 //! A webhook receiver for tests: an actix-web server on a free loopback port that checks the
 //! signature of every request on its own (HMAC-SHA256 computed here, not with rollcall's code),
-//! records the events, and can be turned "down" (it then answers 503).
+//! records the events, and can be turned "down" (it then answers 503) or made to hang (it answers
+//! nothing until let go).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,9 @@ struct Received {
     /// Requests answered 503 while down.
     turned_away: usize,
     down: bool,
+    /// Requests that arrived while hanging (each held until let go, or until its sender gave up).
+    held: usize,
+    hanging: bool,
 }
 
 pub struct Receiver {
@@ -73,6 +77,16 @@ impl Receiver {
     /// Down: every request is answered 503 (and its events not recorded).
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
+    }
+
+    /// Hanging: every request is held unanswered until [`Receiver::set_hanging`]`(false)`.
+    pub fn set_hanging(&self, hanging: bool) {
+        self.lock().hanging = hanging;
+    }
+
+    /// Requests that arrived while hanging.
+    pub fn held(&self) -> usize {
+        self.lock().held
     }
 
     /// Requests turned away while down.
@@ -191,7 +205,14 @@ async fn receive(
     shared: web::Data<(Arc<Mutex<Received>>, String)>,
 ) -> HttpResponse {
     let (state, secret) = shared.get_ref();
-    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    if lock().hanging {
+        lock().held += 1;
+        while lock().hanging {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut state = lock();
     if state.down {
         state.turned_away += 1;
         return HttpResponse::ServiceUnavailable().finish();
