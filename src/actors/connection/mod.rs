@@ -20,7 +20,8 @@ mod requests;
 mod resume;
 mod token;
 
-pub use token::{CLOSE_TOKEN_EXPIRED, TokenTerm, WARN_BEFORE, token_schedule};
+pub use crate::auth::{Identity, TokenTerm};
+pub use token::{CLOSE_TOKEN_EXPIRED, WARN_BEFORE, token_schedule};
 
 use fragments::{Assembled, FragmentError, Reassembly};
 
@@ -48,18 +49,6 @@ use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
 use crate::protocol::request::{self, ParseLimits, RequestId};
 use crate::resume::ResumeTokens;
-
-/// Who is on the other end of a connection, as established before the upgrade.
-#[derive(Clone, Debug, Default)]
-pub struct Identity {
-    pub user: Option<String>,
-    /// Default display name (the token's `name` claim).
-    pub name: Option<String>,
-    /// Sessions this connection may join; `None` means any.
-    pub sessions: Option<Vec<String>>,
-    /// The term of the token that signed the connection in (`None`: anonymous).
-    pub token: Option<TokenTerm>,
-}
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]

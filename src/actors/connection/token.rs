@@ -6,7 +6,6 @@
 //! A refreshed token's `sessions` claim rules from then on: a session the connection is in and
 //! the new claim no longer allows is left with reason `kicked` (the connection gets `kicked`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{ActorFutureExt, AsyncContext, SpawnHandle, WrapFuture};
@@ -14,7 +13,7 @@ use actix_web_actors::ws;
 
 use super::ConnectionActor;
 use crate::actors::session::Leave;
-use crate::auth::{AuthError, Authenticator, Claims};
+use crate::auth::{AuthError, Claims};
 use crate::model::LeaveReason;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::protocol::reply::ServerMessage;
@@ -24,14 +23,6 @@ use crate::protocol::request::RequestId;
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4003;
 /// How long before `exp` the server sends `token_expiring`.
 pub const WARN_BEFORE: Duration = Duration::from_secs(30);
-
-/// A signed-in connection's token: when it expires, and what verifies its successor.
-#[derive(Clone, Debug)]
-pub struct TokenTerm {
-    /// `exp`, seconds since the Unix epoch.
-    pub expires_at: u64,
-    pub auth: Arc<Authenticator>,
-}
 
 /// The pending `token_expiring` and close.
 #[derive(Default)]

@@ -21,6 +21,7 @@ use super::{ChangeRecorder, RecordChange, SocketId, ToClient};
 
 mod history;
 mod kicked;
+mod lost;
 mod membership;
 mod messages;
 mod outbox;
@@ -35,7 +36,8 @@ use crate::protocol::reply::{ServerMessage, ViewBody};
 use crate::rules::CountsTracker;
 use crate::store::{Floor, Store, StoreError};
 pub use history::ReadHistory;
-pub use membership::{JoinLocal, Leave, Lost};
+pub use lost::Lost;
+pub use membership::{JoinLocal, Leave};
 use outbox::Audience;
 pub use requests::{EndSession, Publish, ReadMembers, UpdateProfile};
 pub use resume::{Resumption, TakeOver};
