@@ -15,6 +15,7 @@ mod config_checks;
 mod grace;
 mod history;
 mod hostile_input;
+mod house;
 mod http_conventions;
 mod idle_memory;
 mod idp;
