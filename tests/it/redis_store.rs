@@ -46,23 +46,8 @@ async fn every_call_runs_on_a_cluster() {
         .await
         .expect("the shared cluster");
     let prefix = format!("slots-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let connect = |name: &'static str| {
-        let target = RedisTarget::Cluster(cluster.urls());
-        let prefix = prefix.clone();
-        async move {
-            RedisStore::connect_to(
-                &target,
-                &prefix,
-                InstanceId::new(name),
-                Duration::from_secs(5),
-                DEFAULT_SESSION_TTL,
-            )
-            .await
-            .expect("connect to the cluster")
-        }
-    };
-    let (a, _fa) = connect("a").await;
-    let (b, _fb) = connect("b").await;
+    let (a, _fa) = cluster.store(&prefix, "a", Duration::from_secs(5)).await;
+    let (b, _fb) = cluster.store(&prefix, "b", Duration::from_secs(5)).await;
     assert!(a.is_cluster());
     exercise_every_call(a, b, true).await;
 }
@@ -444,15 +429,7 @@ async fn a_flushed_shard_is_found_by_the_next_renewal() {
         .await
         .expect("a cluster of its own");
     let by_master = crate::support::cluster::sessions_on_every_master(&cluster, "f", 1);
-    let (a, mut feed) = RedisStore::connect_to(
-        &RedisTarget::Cluster(cluster.urls()),
-        "rc",
-        InstanceId::new("a"),
-        Duration::from_secs(5),
-        DEFAULT_SESSION_TTL,
-    )
-    .await
-    .expect("connect to the cluster");
+    let (a, mut feed) = cluster.store("rc", "a", Duration::from_secs(5)).await;
     a.register().await.unwrap();
     for session in by_master.values().flatten() {
         a.subscribe(session).await.unwrap();
@@ -505,21 +482,7 @@ async fn many_views_on_a_cluster_are_one_request_per_master_and_follow_a_moved_s
     let cluster = tokio::task::spawn_blocking(crate::support::cluster::RedisCluster::start)
         .await
         .expect("a private cluster");
-    let store = |name: &'static str| {
-        let target = RedisTarget::Cluster(cluster.urls());
-        async move {
-            RedisStore::connect_to(
-                &target,
-                "views",
-                InstanceId::new(name),
-                Duration::from_secs(5),
-                DEFAULT_SESSION_TTL,
-            )
-            .await
-            .expect("connect to the cluster")
-        }
-    };
-    let (a, _fa) = store("a").await;
+    let (a, _fa) = cluster.store("views", "a", Duration::from_secs(5)).await;
     // Registering reads the topology, as every instance does at start-up.
     a.register().await.unwrap();
     let by_master = crate::support::cluster::sessions_on_every_master(&cluster, "v", 33);

@@ -10,7 +10,7 @@ use rollcall::ids::ConnectionId;
 use rollcall::model::{Change, Counts, Event, LeaveReason, Member, MemberState, now_ms};
 use rollcall::store::memory::MemoryBackend;
 use rollcall::store::plan::{Plan, Planner};
-use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore, RedisTarget};
+use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{
     BroadcastBody, CHANGE_LOG_LENGTH, Feed, FeedEvent, Floor, InstanceId, JoinOutcome, LeaseStatus,
     PlansWritten, ResumeRuling, Store, StoreError, Whose,
@@ -120,15 +120,7 @@ impl Harness for Cluster {
     }
 
     async fn connect(&self, name: &str) -> (Arc<dyn Store>, Feed) {
-        let (store, feed) = RedisStore::connect_to(
-            &RedisTarget::Cluster(self.cluster.urls()),
-            &self.prefix,
-            InstanceId::new(name),
-            self.lease,
-            DEFAULT_SESSION_TTL,
-        )
-        .await
-        .expect("connect to the private cluster");
+        let (store, feed) = self.cluster.store(&self.prefix, name, self.lease).await;
         (Arc::new(store), feed)
     }
 

@@ -326,15 +326,9 @@ async fn a_leave_that_a_failover_brings_back_is_removed_once_the_replica_took_ov
         .await;
     // What a failover that lost that leave amounts to: the new master lists the member again,
     // under A. (Written on the old master, replicated, then the old master dies.)
-    let (intruder, _feed) = rollcall::store::redis::RedisStore::connect_to(
-        &rollcall::store::redis::RedisTarget::Cluster(cluster.urls()),
-        &prefix,
-        rollcall::store::InstanceId::new("intruder"),
-        Duration::from_secs(10),
-        rollcall::store::redis::DEFAULT_SESSION_TTL,
-    )
-    .await
-    .expect("a third handle on the cluster");
+    let (intruder, _feed) = cluster
+        .store(&prefix, "intruder", Duration::from_secs(10))
+        .await;
     let back = crate::support::members::member(
         &leaver.connection,
         &rollcall::ids::Incarnation::new(incarnation),

@@ -157,6 +157,25 @@ impl RedisCluster {
     }
 
     /// `redis://127.0.0.1:<port>` of every node (seed nodes for the store).
+    /// A store of instance `name` on this cluster under key prefix `prefix`, with leases of
+    /// `lease` and the default backstop TTL.
+    pub async fn store(
+        &self,
+        prefix: &str,
+        name: &str,
+        lease: Duration,
+    ) -> (rollcall::store::redis::RedisStore, rollcall::store::Feed) {
+        rollcall::store::redis::RedisStore::connect_to(
+            &rollcall::store::redis::RedisTarget::Cluster(self.urls()),
+            prefix,
+            rollcall::store::InstanceId::new(name),
+            lease,
+            rollcall::store::redis::DEFAULT_SESSION_TTL,
+        )
+        .await
+        .expect("connect to the cluster")
+    }
+
     pub fn urls(&self) -> Vec<String> {
         self.nodes
             .iter()
