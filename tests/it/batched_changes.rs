@@ -9,12 +9,12 @@ use rollcall::actors::session::CurrentView;
 use rollcall::actors::supervisor::LookupSession;
 use rollcall::config::ServeArgs;
 use rollcall::engine::{Engine, EngineSettings};
-use rollcall::model::{LeaveReason, Presence, now_ms};
-use rollcall::store::plan::Planner;
+use rollcall::model::{LeaveReason, Presence};
 use rollcall::store::redis::{DEFAULT_SESSION_TTL, RedisStore};
 use rollcall::store::{Broker, InstanceId, PlansWritten, Sessions, Store};
 
 use crate::support::eventually;
+use crate::support::members::mixed_batch;
 use crate::support::redis::{RedisServer, member, view};
 use crate::support::server::WAIT;
 use crate::support::stand_in::Socket;
@@ -29,17 +29,7 @@ async fn a_batch_is_one_script_run_and_one_message_and_keeps_the_keys_of_its_net
         .await
         .expect("join");
     let before = view(&a, "s").await;
-    let mut planner = Planner::new(&before, 10);
-    let plans: Vec<_> = [
-        planner.join(&member(&a, "anon", None), now_ms()),
-        planner.join(&member(&a, "second", Some("ann")), now_ms()),
-        planner.leave(&"first".into(), LeaveReason::Left),
-        planner.join(&member(&a, "brief", Some("bo")), now_ms()),
-        planner.leave(&"brief".into(), LeaveReason::Timeout),
-    ]
-    .into_iter()
-    .map(|p| p.expect("a plan"))
-    .collect();
+    let plans = mixed_batch(&before, &a.instance().incarnation);
     server.reset_stats();
     let written = a.write_plans("s", &plans).await.expect("write");
     assert_eq!(written, PlansWritten::All);

@@ -847,17 +847,7 @@ async fn batched_plans<H: Harness>() {
 
     // Joins, the leader's leave (handing over), and a member that joins and leaves in the batch.
     let before = a.view("s").await.expect("view").expect("the session");
-    let mut planner = Planner::new(&before, 100);
-    let plans: Vec<Plan> = [
-        planner.join(&member(&a, "anon", None), now_ms()),
-        planner.join(&member(&a, "second", Some("ann")), now_ms()),
-        planner.leave(&"first".into(), LeaveReason::Left),
-        planner.join(&member(&a, "brief", Some("bo")), now_ms()),
-        planner.leave(&"brief".into(), LeaveReason::Timeout),
-    ]
-    .into_iter()
-    .map(|p| p.expect("a plan"))
-    .collect();
+    let plans = crate::support::members::mixed_batch(&before, &a.instance().incarnation);
     let written = a.write_plans("s", &plans).await.expect("write");
     assert_eq!(written, PlansWritten::All);
     let mut expected = before.clone();
