@@ -246,6 +246,48 @@ async fn pending_reads_sessions_until_their_entries_hold_the_events_asked_for() 
     assert!(events >= 3, "read on until 3 events: {events}");
 }
 
+/// Calls of `command` a Redis server has run (`INFO commandstats`).
+fn command_calls(port: u16, command: &str) -> u64 {
+    let info = crate::support::cluster::cli(port, &["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A deliverer's pass over many sessions whose outboxes are all empty reads none of them: one
+/// `EXISTS` per 500 listed sessions says so. With one entry waiting, it is found and read.
+#[tokio::test]
+async fn an_idle_pass_over_many_sessions_reads_no_outbox() {
+    let server = RedisServer::start();
+    let (a, _f) = server.store("a", DEFAULT_SESSION_TTL).await;
+    for i in 0..700 {
+        a.join(&format!("idle{i}"), member(&a, &format!("c{i}")), 10)
+            .await
+            .unwrap();
+    }
+    let (lrange, exists) = (
+        command_calls(server.port(), "lrange"),
+        command_calls(server.port(), "exists"),
+    );
+    assert!(a.pending(100, 8, 100).await.unwrap().is_empty());
+    assert_eq!(
+        command_calls(server.port(), "lrange") - lrange,
+        0,
+        "no outbox read"
+    );
+    assert_eq!(
+        command_calls(server.port(), "exists") - exists,
+        2,
+        "one EXISTS per chunk of 500 sessions"
+    );
+    a.keep_outbox(true);
+    a.join("idle650", member(&a, "late"), 10).await.unwrap();
+    let pending = a.pending(100, 8, 100).await.unwrap();
+    let sessions: Vec<&str> = pending.iter().map(|p| p.session.as_str()).collect();
+    assert_eq!(sessions, ["idle650"], "the one outbox with an entry");
+}
+
 /// Only a session's first join sets the TTL on every key; later joins set it only on a key they
 /// may create (the users hash, here created by the second join, as the first member is anonymous).
 /// Leave, update and instance removal do not refresh the TTL themselves; the keys they leave

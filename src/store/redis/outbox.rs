@@ -147,6 +147,21 @@ impl RedisStore {
             .collect()
     }
 
+    /// On one server, how many of `sessions`' outboxes hold entries: one `EXISTS` over all their
+    /// keys (an empty list does not exist). `None` on a cluster, where the keys are in as many
+    /// slots as sessions.
+    async fn outboxes_holding(&self, sessions: &[String]) -> Result<Option<usize>> {
+        if self.conn.is_cluster() || sessions.is_empty() {
+            return Ok(None);
+        }
+        let keys: Vec<String> = sessions.iter().map(|s| self.keys.outbox(s)).collect();
+        let mut exists = ::redis::cmd("EXISTS");
+        exists.arg(&keys);
+        // Not recorded with the calls the slot rule is checked on: it is never sent to a cluster.
+        let held = int(&self.conn.query(&exists).await?)?;
+        Ok(Some(usize::try_from(held).unwrap_or(usize::MAX)))
+    }
+
     /// Whether each session's outbox still holds entries.
     async fn outbox_held(&self, sessions: &[String]) -> Result<Vec<bool>> {
         let checks = sessions.iter().map(|session| {
@@ -195,15 +210,22 @@ impl Outbox for RedisStore {
         'chunks: while pending.len() < sessions {
             let chunk = self.marks(offset, SCAN_CHUNK, None).await?;
             let ids: Vec<String> = chunk.into_iter().map(|(session, _)| session).collect();
+            // How many of the chunk's outboxes hold entries, where one command can tell (an idle
+            // pass then costs one command per chunk); the reads stop once they found that many.
+            let mut holding = self.outboxes_holding(&ids).await?.unwrap_or(ids.len());
             // Heads are read a few sessions at a time, more each round, until they hold the
             // events asked for: a busy session's entries are not sent to be left unposted.
             let mut at = 0;
             let mut group = FIRST_HEADS;
-            while at < ids.len() {
+            while at < ids.len() && holding > 0 {
                 let read = &ids[at..(at + group).min(ids.len())];
                 let heads = self.outbox_heads(read, per_session).await?;
                 for (session, entries) in read.iter().zip(heads) {
-                    if entries.is_empty() || pending.len() >= sessions {
+                    if entries.is_empty() {
+                        continue;
+                    }
+                    holding = holding.saturating_sub(1);
+                    if pending.len() >= sessions {
                         continue;
                     }
                     found += entries.iter().map(OutboxEntry::events).sum::<usize>();
