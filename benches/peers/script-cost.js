@@ -25,6 +25,7 @@ const opts = { planned: false, batch: 0 };
 for (let a = process.argv.slice(2); a.length; ) {
   const k = a.shift().replace(/^--/, '');
   if (k === 'planned') opts.planned = true;
+  else if (k === 'outbox') opts.outbox = true;
   else opts[k] = a.shift();
 }
 opts.batch = Number(opts.batch || 0);
@@ -45,7 +46,9 @@ const baseOnly = (name) => read('session_base.lua') + read(name);
 // knows Redis's clock (src/store/redis/deadline.rs): the scripts then read TIME once.
 const deadline = () => String(Date.now() + 60000);
 const SESSIONS = ['s0', 's1', 's2', 's3'];
-const keys = (s) => ['meta', 'members', 'order', 'byinst', 'users', 'log'].map((k) => `P:{s:${s}}:${k}`);
+// With --outbox every change is also kept in the session's outbox, as with webhooks on.
+const keys = (s) => ['meta', 'members', 'order', 'byinst', 'users', 'log', 'grace', ...(opts.outbox ? ['outbox'] : [])]
+  .map((k) => `P:{s:${s}}:${k}`);
 const channel = (s) => `P:{s:${s}}:ch`;
 const INSTANCE = 'script-cost-0123456789abcdef';
 

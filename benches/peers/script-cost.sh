@@ -6,6 +6,7 @@
 #   CYCLES=5000 benches/peers/script-cost.sh
 #   PLANNED=1 benches/peers/script-cost.sh  # every join and leave offered its plan, as the engine does
 #   BATCH=4 benches/peers/script-cost.sh    # planned joins and leaves written 4 at a time (write_plans)
+#   OUTBOX=1 benches/peers/script-cost.sh   # every change also kept in its outbox (webhooks on)
 #
 # Needs valgrind, redis-server, redis-cli and Node (packages of this folder; npm ci if missing).
 set -euo pipefail
@@ -26,7 +27,7 @@ for _ in $(seq 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 
 # The driver waits after its warm-up; the counters are zeroed then, and dumped after the cycles.
 mkfifo "$tmp/go"
-node "$here/script-cost.js" --port "$port" --cycles "$cycles" ${PLANNED:+--planned} ${BATCH:+--batch "$BATCH"} <"$tmp/go" >"$tmp/driver.log" 2>&1 &
+node "$here/script-cost.js" --port "$port" --cycles "$cycles" ${PLANNED:+--planned} ${BATCH:+--batch "$BATCH"} ${OUTBOX:+--outbox} <"$tmp/go" >"$tmp/driver.log" 2>&1 &
 driver_pid=$!
 exec 3>"$tmp/go"
 until grep -q '^ready' "$tmp/driver.log"; do
