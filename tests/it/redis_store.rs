@@ -550,6 +550,7 @@ async fn many_views_on_a_cluster_are_one_request_per_master_and_follow_a_moved_s
         assert_eq!(members, Some(1), "{session}");
     }
     for ((port, b), a) in by_master.keys().zip(before).zip(after) {
+        println!("master {port}: 33 views in {} read events", a - b - 1);
         // One read for the INFO that took the second figure, one or two for the 33 calls' bytes,
         // and room for a replica's once-a-second REPLCONF ACK; one by one, they take 33.
         assert!(
