@@ -446,3 +446,60 @@ async fn a_hanging_receiver_never_slows_joins_and_leaves() {
     receiver.assert_signatures_valid();
     receiver.assert_in_order();
 }
+
+/// Over real HTTP on Redis, with the backoff shortened (100 ms doubling to at most 400 ms): the
+/// receiver is down while the deliverer retries past its largest step several times, changes keep
+/// coming meanwhile, and once it is back every event arrives, signed and in order.
+#[actix_rt::test]
+async fn a_receiver_down_longer_than_the_largest_backoff_step_then_gets_every_event() {
+    use std::sync::Arc;
+
+    use rollcall::model::LeaveReason;
+    use rollcall::store::redis::DEFAULT_SESSION_TTL;
+    use rollcall::store::{Outbox, Sessions, Store};
+    use rollcall::webhooks::{DeliverySettings, Stop, WebhookSettings};
+
+    let redis = RedisServer::start();
+    let (store, _feed) = redis.store("down", DEFAULT_SESSION_TTL).await;
+    let store = Arc::new(store);
+    store.keep_outbox(true);
+    let receiver = Receiver::start(SECRET).await;
+    receiver.set_down(true);
+    let settings = WebhookSettings {
+        url: receiver.url.clone(),
+        secret: SECRET.into(),
+        delivery: DeliverySettings {
+            first_retry: Duration::from_millis(100),
+            max_retry: Duration::from_millis(400),
+            timeout: Duration::from_secs(2),
+            ..DeliverySettings::default()
+        },
+    };
+    let member = |c: &str| crate::support::members::member(c, &store.instance().incarnation);
+    store.join("d1", member("c1"), 10).await.expect("join");
+    let outbox: Arc<dyn Outbox> = store.clone();
+    let deliverer = rollcall::webhooks::start(outbox, &settings).expect("the deliverer");
+    // 100 + 200 + 400 + 400 + 400 ms: the fifth and sixth tries each follow a wait of the
+    // largest step.
+    let retried = eventually(DELIVERY_BOUND, async || receiver.turned_away() >= 6).await;
+    assert!(
+        retried,
+        "the deliverer stopped trying: {}",
+        receiver.turned_away()
+    );
+    store.join("d1", member("c2"), 10).await.expect("join");
+    store
+        .leave("d1", "c1", LeaveReason::Left)
+        .await
+        .expect("leave");
+    receiver.set_down(false);
+    receiver
+        .wait_for(DELIVERY_BOUND, "both joins and the leave", |events| {
+            count(events, "d1", "member_joined") == 2 && count(events, "d1", "member_left") == 1
+        })
+        .await;
+    assert_eq!(receiver.of("d1")[0]["type"], "session_started");
+    receiver.assert_signatures_valid();
+    receiver.assert_in_order();
+    deliverer.do_send(Stop);
+}
