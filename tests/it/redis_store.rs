@@ -104,6 +104,8 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
     // The outbox and the directory (webhooks, the server API's list).
     a.keep_outbox(true);
     a.join("s4", member(&a, "c5"), 10).await.unwrap();
+    // The first pass reads every listed session; on a cluster the second only the hinted ones.
+    a.pending(10, 10, 100).await.unwrap();
     let pending = a.pending(10, 10, 100).await.unwrap();
     assert!(
         pending.iter().any(|p| p.session == "s4"),
@@ -156,7 +158,8 @@ async fn exercise_every_call(a: RedisStore, b: RedisStore, cluster: bool) {
         "zrangebylex",
     ];
     if cluster {
-        all.push("shard_token");
+        // The per-shard tokens, and the outbox hints the deliverer reads on a cluster.
+        all.extend(["shard_token", "hint", "hints"]);
     }
     assert_eq!(
         scripts,
@@ -575,4 +578,35 @@ async fn many_views_on_a_cluster_are_one_request_per_master_and_follow_a_moved_s
         assert_eq!(members, Some(1), "{session} after {moved}'s slot moved");
     }
     drop(cluster);
+}
+
+/// On a cluster, after a first pass over every listed session, the deliverer's passes read only
+/// the sessions hinted lately (and those left with entries): one outbox read, not 300.
+#[tokio::test]
+async fn on_a_cluster_a_pass_reads_the_hinted_outboxes_only() {
+    let cluster = tokio::task::spawn_blocking(crate::support::cluster::shared)
+        .await
+        .expect("the shared cluster");
+    let prefix = format!("hints-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (a, _fa) = cluster.store(&prefix, "a", Duration::from_secs(5)).await;
+    let (b, _fb) = cluster.store(&prefix, "b", Duration::from_secs(5)).await;
+    for i in 0..300 {
+        a.join(&format!("quiet{i}"), member(&a, &format!("c{i}")), 10)
+            .await
+            .unwrap();
+    }
+    a.keep_outbox(true);
+    b.keep_outbox(true);
+    assert!(a.pending(100, 8, 100).await.unwrap().is_empty());
+    b.join("busy", member(&b, "x1"), 10).await.unwrap();
+    a.record_script_keys(true);
+    let pending = a.pending(100, 8, 100).await.unwrap();
+    let sessions: Vec<&str> = pending.iter().map(|p| p.session.as_str()).collect();
+    assert_eq!(sessions, ["busy"], "the session b wrote, hinted by b");
+    let reads = a
+        .recorded_script_keys()
+        .iter()
+        .filter(|(name, _)| *name == "outbox")
+        .count();
+    assert_eq!(reads, 1, "one outbox read, not one per listed session");
 }

@@ -24,6 +24,7 @@
 //! | `P:{g}:directory` | zset | every session that has members or undelivered outbox entries, score 0 (lex order: the server API's pages) |
 //! | `P:{g}:marks` | zset | the same sessions, scored by when a change was last about to be made in them (Redis time, ms): written before the change, so a session is never missing while it changes |
 //! | `P:{g}:deliverer` | string | the incarnation that delivers webhooks now, with a short TTL |
+//! | `P:{g}:hints` | zset | on a cluster: session -> store time its outbox got an entry lately ([`super::hints`]) |
 //! | `P:{g}:resume-secret` | string | random secret set once, that every instance signs resume tokens with ([`crate::resume`]) |
 //! | `P:{<tag>}:shard` | string | on a cluster, one per master (`<tag>` hashes to a slot it owns): random token set once; a change means that shard lost its data ([`super::shards`]) |
 //!
@@ -99,6 +100,11 @@ impl KeyLayout {
     pub fn directory(&self) -> [String; 2] {
         let p = &self.prefix;
         ["directory", "marks"].map(|k| format!("{p}:{{g}}:{k}"))
+    }
+
+    /// Sessions whose outboxes got entries lately, on a cluster ([`super::hints`]).
+    pub fn hints(&self) -> String {
+        format!("{}:{{g}}:hints", self.prefix)
     }
 
     /// Who delivers webhooks.

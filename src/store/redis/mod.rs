@@ -47,6 +47,7 @@ mod broker;
 mod conn;
 mod deadline;
 mod feed;
+mod hints;
 mod history;
 pub mod keys;
 mod membership;
@@ -147,6 +148,8 @@ pub struct RedisStore {
     outbox_on: std::sync::atomic::AtomicBool,
     /// Sessions this instance marked in the directory lately, and when ([`outbox`]).
     marked: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Sessions this instance wrote lately, and its deliverer's passes, on a cluster ([`hints`]).
+    hints: hints::Hints,
     feed_tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
@@ -221,6 +224,7 @@ impl RedisStore {
             history: Mutex::new(crate::store::HistorySettings::default()),
             outbox_on: std::sync::atomic::AtomicBool::new(false),
             marked: Mutex::new(std::collections::HashMap::new()),
+            hints: hints::Hints::default(),
             feed_tasks,
         };
         Ok((store, feed_rx))
@@ -259,7 +263,8 @@ impl RedisStore {
         self.lease.as_millis().max(1) as u64
     }
 
-    /// A session script call with its keys and common ARGV (channel, origin, session, TTL).
+    /// A session script call with its keys and common ARGV (channel, origin, session, TTL). A
+    /// script that may write a change notes the session for an outbox hint ([`hints`]).
     fn session_call<'a>(
         &'a self,
         name: &'static str,
@@ -269,6 +274,9 @@ impl RedisStore {
         let mut keys = self.keys.session(session).to_vec();
         if self.keeps_outbox() {
             keys.push(self.keys.outbox(session));
+            if !READS.contains(&name) {
+                self.note_write(session);
+            }
         }
         self.record(name, &keys);
         let mut call = script.prepare_invoke();
@@ -298,7 +306,9 @@ impl RedisStore {
 
     async fn invoke(&self, call: &::redis::ScriptInvocation<'_>) -> Result<Value> {
         let mut conn = self.conn.clone();
-        Ok(within(call.invoke_async::<Value>(&mut conn)).await??)
+        let reply = within(call.invoke_async::<Value>(&mut conn)).await??;
+        self.flush_hints().await;
+        Ok(reply)
     }
 
     /// One plain command on the keys `keys` (recorded like script calls), bounded in time.
@@ -323,6 +333,9 @@ impl Store for RedisStore {
         &self.instance
     }
 }
+
+/// Session scripts that never write a change (no outbox entry, no hint).
+const READS: [&str; 4] = ["view", "changes", "counts", "touch"];
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

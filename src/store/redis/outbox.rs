@@ -15,6 +15,7 @@ use ::redis::Value;
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 
+use super::hints::Pass;
 use super::reply::{array, int, reply_error, text};
 use super::{RedisStore, Result, lock};
 use crate::model::Counts;
@@ -162,6 +163,34 @@ impl RedisStore {
         Ok(Some(usize::try_from(held).unwrap_or(usize::MAX)))
     }
 
+    /// Reads the heads of `ids` a few sessions at a time, more each round (2, 4, 8…), until
+    /// `gathered` has enough, or, when `holding` says how many of them hold entries, until it
+    /// found that many: a busy session's entries are not sent only to be left unposted. Returns
+    /// how many of `ids` it read.
+    async fn gather(
+        &self,
+        ids: &[String],
+        holding: Option<usize>,
+        gathered: &mut Gathered,
+    ) -> Result<usize> {
+        let mut holding = holding.unwrap_or(ids.len());
+        let mut at = 0;
+        let mut group = FIRST_HEADS;
+        while at < ids.len() && holding > 0 && !gathered.enough() {
+            let read = &ids[at..(at + group).min(ids.len())];
+            let heads = self.outbox_heads(read, gathered.per_session).await?;
+            for (session, entries) in read.iter().zip(heads) {
+                if !entries.is_empty() {
+                    holding = holding.saturating_sub(1);
+                    gathered.add(session, entries);
+                }
+            }
+            at += read.len();
+            group *= 2;
+        }
+        Ok(at)
+    }
+
     /// Whether each session's outbox still holds entries.
     async fn outbox_held(&self, sessions: &[String]) -> Result<Vec<bool>> {
         let checks = sessions.iter().map(|session| {
@@ -204,48 +233,39 @@ impl Outbox for RedisStore {
         per_session: usize,
         events: usize,
     ) -> StoreResult<Vec<PendingSession>> {
-        let mut pending = Vec::new();
-        let mut found = 0;
-        let mut offset = 0;
-        'chunks: while pending.len() < sessions {
-            let chunk = self.marks(offset, SCAN_CHUNK, None).await?;
-            let ids: Vec<String> = chunk.into_iter().map(|(session, _)| session).collect();
-            // How many of the chunk's outboxes hold entries, where one command can tell (an idle
-            // pass then costs one command per chunk); the reads stop once they found that many.
-            let mut holding = self.outboxes_holding(&ids).await?.unwrap_or(ids.len());
-            // Heads are read a few sessions at a time, more each round, until they hold the
-            // events asked for: a busy session's entries are not sent to be left unposted.
-            let mut at = 0;
-            let mut group = FIRST_HEADS;
-            while at < ids.len() && holding > 0 {
-                let read = &ids[at..(at + group).min(ids.len())];
-                let heads = self.outbox_heads(read, per_session).await?;
-                for (session, entries) in read.iter().zip(heads) {
-                    if entries.is_empty() {
-                        continue;
-                    }
-                    holding = holding.saturating_sub(1);
-                    if pending.len() >= sessions {
-                        continue;
-                    }
-                    found += entries.iter().map(OutboxEntry::events).sum::<usize>();
-                    pending.push(PendingSession {
-                        session: session.clone(),
-                        entries,
-                    });
-                }
-                if found >= events || pending.len() >= sessions {
-                    break 'chunks;
-                }
-                at += read.len();
-                group *= 2;
+        let now = self.store_clock.store_now_ms();
+        let mut gathered = Gathered::new(sessions, per_session, events);
+        match self.next_pass(now).await? {
+            Pass::Hinted(ids) => {
+                let reached = self.gather(&ids, None, &mut gathered).await?;
+                let mut carry = gathered.holding.clone();
+                carry.extend(ids[reached..].iter().cloned());
+                self.pass_done(now, false, reached == ids.len(), carry)
+                    .await;
             }
-            if ids.len() < SCAN_CHUNK {
-                break;
+            Pass::Full => {
+                let mut offset = 0;
+                let complete = loop {
+                    let chunk = self.marks(offset, SCAN_CHUNK, None).await?;
+                    let ids: Vec<String> = chunk.into_iter().map(|(session, _)| session).collect();
+                    // How many of the chunk's outboxes hold entries, where one command can tell
+                    // (an idle pass then costs one command per chunk).
+                    let holding = self.outboxes_holding(&ids).await?;
+                    let reached = self.gather(&ids, holding, &mut gathered).await?;
+                    if gathered.enough() {
+                        let mut carry = gathered.holding.clone();
+                        carry.extend(ids[reached..].iter().cloned());
+                        break (false, carry);
+                    }
+                    if ids.len() < SCAN_CHUNK {
+                        break (true, gathered.holding.clone());
+                    }
+                    offset += SCAN_CHUNK;
+                };
+                self.pass_done(now, true, complete.0, complete.1).await;
             }
-            offset += SCAN_CHUNK;
         }
-        Ok(pending)
+        Ok(gathered.pending)
     }
 
     async fn acknowledge(
@@ -340,6 +360,45 @@ impl Directory for RedisStore {
             call.arg(session).arg(mark);
         }
         Ok(int(&self.invoke(&call).await?)? as usize)
+    }
+}
+
+/// What a deliverer's pass has read so far.
+struct Gathered {
+    pending: Vec<PendingSession>,
+    /// Every session found with entries, in the pass's order (also those past `sessions`).
+    holding: Vec<String>,
+    events: usize,
+    sessions: usize,
+    per_session: usize,
+    wanted: usize,
+}
+
+impl Gathered {
+    fn new(sessions: usize, per_session: usize, wanted: usize) -> Gathered {
+        Gathered {
+            pending: Vec::new(),
+            holding: Vec::new(),
+            events: 0,
+            sessions,
+            per_session,
+            wanted,
+        }
+    }
+
+    fn add(&mut self, session: &str, entries: Vec<OutboxEntry>) {
+        self.holding.push(session.to_owned());
+        if self.pending.len() < self.sessions {
+            self.events += entries.iter().map(OutboxEntry::events).sum::<usize>();
+            self.pending.push(PendingSession {
+                session: session.to_owned(),
+                entries,
+            });
+        }
+    }
+
+    fn enough(&self) -> bool {
+        self.events >= self.wanted || self.pending.len() >= self.sessions
     }
 }
 
